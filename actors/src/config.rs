@@ -1,0 +1,273 @@
+//! Session defaults (from the daemon's config) and per-session overrides.
+//!
+//! Every struct denies unknown fields so that a typo is an error that names
+//! the key, never a silently ignored setting.
+
+use crate::bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// When a child that exited is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart after every exit, clean or not.
+    Always,
+    /// Restart after a non-zero exit code or a death by signal.
+    #[default]
+    OnFailure,
+    /// Never restart: the session stops when its child exits.
+    Never,
+}
+
+impl RestartPolicy {
+    /// The name used in config files, the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::OnFailure => "on-failure",
+            Self::Never => "never",
+        }
+    }
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(Self::Always),
+            "on-failure" => Ok(Self::OnFailure),
+            "never" => Ok(Self::Never),
+            _ => Err(format!(
+                "unknown restart policy {s:?}; expected always, on-failure or never"
+            )),
+        }
+    }
+}
+
+/// Restart behaviour: `[restart]` in the config, overridable per session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartConfig {
+    /// always | on-failure | never.
+    pub policy: RestartPolicy,
+    /// Restarts allowed within `restart_window`; one more marks the session failed.
+    pub max_restarts: u32,
+    /// The sliding window over which restarts are counted.
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+    /// Delay before the first restart after a stable run.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// The delay doubles up to this ceiling.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// A child that ran this long without exiting resets the backoff.
+    #[serde(with = "humantime_serde")]
+    pub backoff_reset_after: Duration,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        Self {
+            policy: RestartPolicy::OnFailure,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            backoff_reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Per-session limits: `[limits]` in the config, overridable per session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Live sessions the registry accepts at once (daemon-wide, not per session).
+    pub max_sessions: usize,
+    /// No input and no output this long stops the session ("0s" disables).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A session older than this is stopped ("0s" disables).
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// RSS of the child's whole process tree above this is handled by the
+    /// restart policy with reason `max_memory` (absent or 0: no limit).
+    pub max_memory: Option<ByteSize>,
+    /// Bytes of output kept per session for `output` and `logs`.
+    pub output_buffer: ByteSize,
+    /// No output for this long turns a busy session ready (generic programs).
+    #[serde(with = "humantime_serde")]
+    pub quiet_after: Duration,
+    /// Time between SIGTERM and SIGKILL when a session is stopped.
+    #[serde(with = "humantime_serde")]
+    pub stop_grace: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 10,
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_duration: Duration::from_secs(4 * 3600),
+            max_memory: None,
+            output_buffer: ByteSize(1024 * 1024),
+            quiet_after: Duration::from_millis(500),
+            stop_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How often the child's process tree is sampled: `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Time between two samples of CPU and RSS.
+    #[serde(with = "humantime_serde")]
+    pub sample_interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            sample_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything a session inherits when its own spec does not say otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionDefaults {
+    /// Restart behaviour.
+    pub restart: RestartConfig,
+    /// Limits.
+    pub limits: LimitsConfig,
+    /// Sampling.
+    pub metrics: MetricsConfig,
+}
+
+/// Per-session restart overrides: each field absent keeps the default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartOverrides {
+    /// See [`RestartConfig::policy`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RestartPolicy>,
+    /// See [`RestartConfig::max_restarts`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    /// See [`RestartConfig::restart_window`].
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub restart_window: Option<Duration>,
+    /// See [`RestartConfig::backoff_initial`].
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub backoff_initial: Option<Duration>,
+    /// See [`RestartConfig::backoff_max`].
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub backoff_max: Option<Duration>,
+    /// See [`RestartConfig::backoff_reset_after`].
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub backoff_reset_after: Option<Duration>,
+}
+
+impl RestartOverrides {
+    /// The defaults with every present override applied.
+    pub fn apply(&self, base: &RestartConfig) -> RestartConfig {
+        RestartConfig {
+            policy: self.policy.unwrap_or(base.policy),
+            max_restarts: self.max_restarts.unwrap_or(base.max_restarts),
+            restart_window: self.restart_window.unwrap_or(base.restart_window),
+            backoff_initial: self.backoff_initial.unwrap_or(base.backoff_initial),
+            backoff_max: self.backoff_max.unwrap_or(base.backoff_max),
+            backoff_reset_after: self.backoff_reset_after.unwrap_or(base.backoff_reset_after),
+        }
+    }
+
+    /// Replaces each field that `other` sets.
+    pub fn merge(&mut self, other: &RestartOverrides) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            policy,
+            max_restarts,
+            restart_window,
+            backoff_initial,
+            backoff_max,
+            backoff_reset_after
+        );
+    }
+}
+
+/// Per-session limit overrides: each field absent keeps the default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// See [`LimitsConfig::idle_timeout`].
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// See [`LimitsConfig::max_duration`].
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<Duration>,
+    /// See [`LimitsConfig::max_memory`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<ByteSize>,
+    /// See [`LimitsConfig::quiet_after`].
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub quiet_after: Option<Duration>,
+    /// See [`LimitsConfig::stop_grace`].
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub stop_grace: Option<Duration>,
+}
+
+impl LimitOverrides {
+    /// The defaults with every present override applied.
+    pub fn apply(&self, base: &LimitsConfig) -> LimitsConfig {
+        LimitsConfig {
+            max_sessions: base.max_sessions,
+            idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
+            max_duration: self.max_duration.unwrap_or(base.max_duration),
+            max_memory: self.max_memory.or(base.max_memory),
+            output_buffer: base.output_buffer,
+            quiet_after: self.quiet_after.unwrap_or(base.quiet_after),
+            stop_grace: self.stop_grace.unwrap_or(base.stop_grace),
+        }
+    }
+
+    /// Replaces each field that `other` sets.
+    pub fn merge(&mut self, other: &LimitOverrides) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(idle_timeout, max_duration, max_memory, quiet_after, stop_grace);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_only_what_they_set() {
+        let base = RestartConfig::default();
+        let o = RestartOverrides {
+            policy: Some(RestartPolicy::Never),
+            backoff_max: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let r = o.apply(&base);
+        assert_eq!(r.policy, RestartPolicy::Never);
+        assert_eq!(r.backoff_max, Duration::from_secs(1));
+        assert_eq!(r.max_restarts, base.max_restarts);
+    }
+
+    #[test]
+    fn unknown_override_field_is_named() {
+        let err = serde_json::from_str::<RestartOverrides>(r#"{"polcy":"always"}"#).unwrap_err();
+        assert!(err.to_string().contains("polcy"), "{err}");
+        let err = serde_json::from_str::<LimitOverrides>(r#"{"idle_timeout":"soon"}"#).unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+    }
+}

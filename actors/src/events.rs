@@ -1,0 +1,83 @@
+//! The event bus: every state transition of every session, in order per session.
+
+use crate::state::SessionState;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::{broadcast, mpsc};
+use uuid::Uuid;
+
+/// One state transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The session that moved.
+    pub session_id: Uuid,
+    /// Its task id, if any (for filtering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Its project id, if any (for filtering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// State before.
+    pub from: SessionState,
+    /// State after.
+    pub to: SessionState,
+    /// Why, in a few words (e.g. `exited with code 1`, `idle_timeout`).
+    pub reason: String,
+    /// When it happened.
+    #[serde(with = "humantime_serde")]
+    pub at: SystemTime,
+    /// The session's generation (restart count) at the time.
+    pub generation: u64,
+}
+
+/// Capacity of the live broadcast: a viewer that falls further behind is told it lagged.
+const LIVE_CAPACITY: usize = 4096;
+
+/// Fan-out of events to live subscribers (may lag) and durable sinks (never drop).
+#[derive(Clone)]
+pub struct EventBus {
+    live: broadcast::Sender<Event>,
+    /// Sinks that must see every event (the store, the recorder): unbounded, in order.
+    sinks: Arc<Mutex<Vec<mpsc::UnboundedSender<Event>>>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    /// A bus with no subscribers.
+    pub fn new() -> Self {
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        Self {
+            live,
+            sinks: Arc::default(),
+        }
+    }
+
+    /// Publishes one event to everyone.
+    pub fn publish(&self, event: Event) {
+        if let Ok(mut sinks) = self.sinks.lock() {
+            sinks.retain(|s| s.send(event.clone()).is_ok());
+        }
+        // No live subscriber is not an error.
+        let _ = self.live.send(event);
+    }
+
+    /// A live subscription; it reports `Lagged` if it falls far behind.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.live.subscribe()
+    }
+
+    /// A lossless subscription for consumers that must see every event.
+    pub fn sink(&self) -> mpsc::UnboundedReceiver<Event> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut sinks) = self.sinks.lock() {
+            sinks.push(tx);
+        }
+        rx
+    }
+}

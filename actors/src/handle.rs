@@ -1,0 +1,168 @@
+//! The shared, read-mostly side of a session: what readers see without
+//! sending the actor a message.
+//!
+//! Only the session's own actor writes here (from its `handle`); the API
+//! reads snapshots, output and the screen concurrently. The handle outlives
+//! any one SessionActor, so a restarted actor continues the same output log,
+//! screen, subscriptions and counters.
+
+use crate::info::SessionInfo;
+use crate::output::{OutputLog, OutputSlice};
+use crate::screen::Screen;
+use crate::session::SessionMsg;
+use crate::spec::SessionSpec;
+use bytes::Bytes;
+use ractor::ActorRef;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+/// One piece of live output with its absolute offset in the session's output.
+#[derive(Debug, Clone)]
+pub struct OutputChunk {
+    /// Offset of `data[0]`.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// Live chunks buffered per subscriber before it is told it lagged.
+const LIVE_CHUNKS: usize = 1024;
+
+/// Byte counters updated on the hot path without notifying watchers.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) inputs: AtomicU64,
+}
+
+/// Shared state of one session.
+pub struct SessionHandle {
+    id: Uuid,
+    pub(crate) info: watch::Sender<SessionInfo>,
+    pub(crate) output: Mutex<OutputLog>,
+    pub(crate) screen: Mutex<Screen>,
+    pub(crate) live: broadcast::Sender<OutputChunk>,
+    pub(crate) actor: Mutex<Option<ActorRef<SessionMsg>>>,
+    pub(crate) spec: Mutex<SessionSpec>,
+    pub(crate) counters: Counters,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle").field("id", &self.id).finish()
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking holder poisoned it:
+/// every structure here stays consistent between statements.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SessionHandle {
+    pub(crate) fn new(info: SessionInfo, spec: SessionSpec, output_capacity: usize) -> Self {
+        let (live, _) = broadcast::channel(LIVE_CHUNKS);
+        Self {
+            id: info.id,
+            screen: Mutex::new(Screen::new(spec.cols, spec.rows)),
+            info: watch::Sender::new(info),
+            output: Mutex::new(OutputLog::new(output_capacity)),
+            live,
+            actor: Mutex::new(None),
+            spec: Mutex::new(spec),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// A snapshot of the session now.
+    pub fn info(&self) -> SessionInfo {
+        let mut info = self.info.borrow().clone();
+        info.metrics.bytes_in = self.counters.bytes_in.load(Ordering::Relaxed);
+        info.metrics.bytes_out = self.counters.bytes_out.load(Ordering::Relaxed);
+        info.metrics.inputs = self.counters.inputs.load(Ordering::Relaxed);
+        info
+    }
+
+    /// A receiver that wakes on every state change.
+    pub fn watch(&self) -> watch::Receiver<SessionInfo> {
+        self.info.subscribe()
+    }
+
+    /// The spec the session runs with (the last known config).
+    pub fn spec(&self) -> SessionSpec {
+        lock(&self.spec).clone()
+    }
+
+    /// The session actor currently in charge, if any.
+    pub fn actor(&self) -> Option<ActorRef<SessionMsg>> {
+        lock(&self.actor).clone()
+    }
+
+    /// The screen as text.
+    pub fn screen_text(&self) -> String {
+        lock(&self.screen).text()
+    }
+
+    /// Escape sequences that redraw the current screen.
+    pub fn screen_redraw(&self) -> Vec<u8> {
+        lock(&self.screen).redraw()
+    }
+
+    /// Buffered output from `since`, at most `limit` bytes.
+    pub fn output(&self, since: u64, limit: usize) -> OutputSlice {
+        lock(&self.output).read(since, limit)
+    }
+
+    /// Output from `since` (or the whole buffer) plus a live subscription that
+    /// continues exactly where the returned slice ends: no gap, no overlap.
+    pub fn subscribe_output(&self, since: Option<u64>) -> (OutputSlice, broadcast::Receiver<OutputChunk>) {
+        let log = lock(&self.output);
+        let slice = log.read(since.unwrap_or(0), usize::MAX);
+        let rx = self.live.subscribe();
+        (slice, rx)
+    }
+
+    /// Waits until output past `since` exists, the session ends, or `timeout`
+    /// passes, then returns what there is (possibly nothing).
+    pub async fn wait_output(&self, since: u64, limit: usize, timeout: Duration) -> OutputSlice {
+        let (slice, mut rx) = self.subscribe_output(Some(since));
+        if !slice.data.is_empty() || slice.truncated {
+            return self.output(since, limit);
+        }
+        let mut state = self.watch();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if state.borrow_and_update().state.is_final() {
+                break;
+            }
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                r = state.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        self.output(since, limit)
+    }
+
+    /// Appends output to the log and sends it to live readers, atomically
+    /// with respect to [`Self::subscribe_output`].
+    pub(crate) fn push_output(&self, data: Bytes) {
+        let mut log = lock(&self.output);
+        let offset = log.end();
+        log.push(&data);
+        // No live reader is fine.
+        let _ = self.live.send(OutputChunk { offset, data });
+    }
+}

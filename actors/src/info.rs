@@ -1,0 +1,79 @@
+//! The public snapshot of a session, as the API and the CLI show it.
+
+use crate::config::{LimitsConfig, RestartConfig};
+use crate::state::SessionState;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::SystemTime;
+use uuid::Uuid;
+
+/// Counters and samples of one session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// CPU of the child's whole process tree, in percent of one core.
+    pub cpu_percent: f32,
+    /// Resident memory of the child's whole process tree.
+    pub rss_bytes: u64,
+    /// Processes in the child's tree at the last sample.
+    pub processes: u32,
+    /// Bytes written to the child.
+    pub bytes_in: u64,
+    /// Bytes the child wrote.
+    pub bytes_out: u64,
+    /// Input requests delivered.
+    pub inputs: u64,
+    /// Restarts of the child (policy, manual, or actor recovery).
+    pub restarts: u64,
+    /// Failures: spawn errors, abnormal exits, actor failures.
+    pub errors: u64,
+}
+
+/// Everything about a session at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Stable id, across restarts.
+    pub id: Uuid,
+    /// Human name.
+    pub name: Option<String>,
+    /// Current state.
+    pub state: SessionState,
+    /// Why it entered that state.
+    pub reason: String,
+    /// Pid of the current child, while one runs.
+    pub pid: Option<i32>,
+    /// Which child this is: 0 for the first, +1 per restart.
+    pub generation: u64,
+    /// Restarts so far.
+    pub restarts: u64,
+    /// Exit code of the last child that exited by itself.
+    pub exit_code: Option<i32>,
+    /// Signal that ended the last child, if one did.
+    pub exit_signal: Option<i32>,
+    /// The job runner's task.
+    pub task_id: Option<String>,
+    /// Project grouping.
+    pub project_id: Option<String>,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Terminal columns.
+    pub cols: u16,
+    /// Terminal rows.
+    pub rows: u16,
+    /// When the session was created.
+    #[serde(with = "humantime_serde")]
+    pub created_at: SystemTime,
+    /// When the current (or last) child started.
+    #[serde(with = "humantime_serde::option")]
+    pub started_at: Option<SystemTime>,
+    /// When the state last changed.
+    #[serde(with = "humantime_serde")]
+    pub updated_at: SystemTime,
+    /// Effective restart settings.
+    pub restart: RestartConfig,
+    /// Effective limits.
+    pub limits: LimitsConfig,
+    /// Counters and samples.
+    pub metrics: Metrics,
+}

@@ -1,0 +1,131 @@
+//! MetricsActor: samples CPU and memory of a session's whole process tree.
+//!
+//! The tree is found by walking `/proc/<pid>/task/*/children` from the child,
+//! and sysinfo refreshes only those processes, so a sample costs a few file
+//! reads per process of this session, not a scan of the whole machine.
+
+use crate::process::{self, Pid};
+use crate::session::SessionMsg;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::time::Duration;
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// One sample of a process tree.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Sample {
+    /// Sum of CPU percent (of one core) over the tree since the last sample.
+    pub cpu_percent: f32,
+    /// Sum of resident memory over the tree.
+    pub rss_bytes: u64,
+    /// Processes in the tree.
+    pub processes: u32,
+}
+
+/// Messages of the MetricsActor.
+#[derive(Debug)]
+pub enum MetricsMsg {
+    /// Sample this child's tree from now on (`None`: no child runs).
+    Watch(Option<Pid>),
+    /// Take a sample now (sent by the actor's own timer).
+    Tick,
+}
+
+/// Arguments of the MetricsActor.
+pub struct MetricsArgs {
+    /// Where samples go.
+    pub session: ActorRef<SessionMsg>,
+    /// Time between samples.
+    pub interval: Duration,
+}
+
+/// State of the MetricsActor.
+pub struct MetricsState {
+    session: ActorRef<SessionMsg>,
+    system: System,
+    pid: Option<Pid>,
+    timer: ractor::concurrency::JoinHandle<()>,
+}
+
+/// Samples one session's process tree on an interval.
+pub struct MetricsActor;
+
+impl Actor for MetricsActor {
+    type Msg = MetricsMsg;
+    type State = MetricsState;
+    type Arguments = MetricsArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: MetricsArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let interval = args.interval.max(Duration::from_millis(50));
+        Ok(MetricsState {
+            session: args.session,
+            system: System::new(),
+            pid: None,
+            timer: myself.send_interval(interval, || MetricsMsg::Tick),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: MetricsMsg,
+        state: &mut MetricsState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            MetricsMsg::Watch(pid) => {
+                state.pid = pid;
+                // Prime CPU accounting so the first tick reports a real rate.
+                if let Some(pid) = pid {
+                    sample(&mut state.system, pid);
+                }
+            }
+            MetricsMsg::Tick => {
+                if let Some(pid) = state.pid {
+                    let s = sample(&mut state.system, pid);
+                    let _ = state.session.send_message(SessionMsg::Metrics(s));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut MetricsState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.timer.abort();
+        Ok(())
+    }
+}
+
+/// Samples the tree rooted at `pid`.
+pub fn sample(system: &mut System, pid: Pid) -> Sample {
+    let pids: Vec<sysinfo::Pid> = process::tree(pid)
+        .into_iter()
+        .filter(|p| *p > 0)
+        .map(|p| sysinfo::Pid::from_u32(p as u32))
+        .collect();
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&pids),
+        true,
+        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+    );
+    let mut s = Sample::default();
+    for p in &pids {
+        if let Some(proc_) = system.process(*p) {
+            s.cpu_percent += proc_.cpu_usage();
+            s.rss_bytes += proc_.memory();
+            s.processes += 1;
+        }
+    }
+    // Processes that left the tree stay in sysinfo's map; start afresh
+    // when they dominate, so the map stays the size of the tree.
+    if system.processes().len() > 2 * pids.len() + 16 {
+        *system = System::new();
+    }
+    s
+}

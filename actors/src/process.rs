@@ -1,0 +1,122 @@
+//! Process-tree access on Linux: signals to groups, descendants, liveness.
+//!
+//! Every child herd starts is a session leader (portable-pty calls `setsid`),
+//! so its pid is also its process group id. Processes that leave the group
+//! (their own `setsid`) are still found through `/proc/<pid>/task/*/children`.
+
+use std::fs;
+
+/// Unix pid.
+pub type Pid = i32;
+
+/// Sends `sig` to a whole process group. Errors (e.g. already gone) are ignored:
+/// the caller only needs the group to be signalled if it still exists.
+pub fn signal_group(pgid: Pid, sig: i32) {
+    if pgid > 1 {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pgid, sig);
+        }
+    }
+}
+
+/// Sends `sig` to one process.
+pub fn signal(pid: Pid, sig: i32) {
+    if pid > 1 {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Direct children of `pid` (of all its threads).
+pub fn children(pid: Pid) -> Vec<Pid> {
+    let mut out = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path().join("children");
+        if let Ok(text) = fs::read_to_string(path) {
+            out.extend(text.split_whitespace().filter_map(|p| p.parse::<Pid>().ok()));
+        }
+    }
+    out
+}
+
+/// `pid` and all its descendants, parents before children.
+pub fn tree(pid: Pid) -> Vec<Pid> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    // Bounded, in case of a pid cycle from reuse during the walk.
+    while i < out.len() && out.len() < 100_000 {
+        let kids = children(out[i]);
+        for k in kids {
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Signals the group and every descendant (also those that left the group).
+pub fn signal_tree(root: Pid, sig: i32) {
+    let members = tree(root);
+    signal_group(root, sig);
+    for p in members {
+        signal(p, sig);
+    }
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn is_alive(pid: Pid) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(stat_field(&stat, 3).as_deref(), Some("Z") | Some("X")),
+        Err(_) => false,
+    }
+}
+
+/// The process's start time in clock ticks since boot (field 22 of `stat`):
+/// with the pid, it identifies a process even after pid reuse.
+pub fn start_time(pid: Pid) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_field(&stat, 22)?.parse().ok()
+}
+
+/// Field `n` (1-based, as in proc(5)) of a `/proc/<pid>/stat` line.
+fn stat_field(stat: &str, n: usize) -> Option<String> {
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let close = stat.rfind(')')?;
+    if n == 1 {
+        return stat.split_whitespace().next().map(str::to_string);
+    }
+    if n == 2 {
+        return stat.get(stat.find('(')? + 1..close).map(str::to_string);
+    }
+    stat[close + 1..].split_whitespace().nth(n - 3).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_survive_odd_names() {
+        let line = "42 (a b) c)) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 777 0";
+        assert_eq!(stat_field(line, 1).unwrap(), "42");
+        assert_eq!(stat_field(line, 2).unwrap(), "a b) c)");
+        assert_eq!(stat_field(line, 3).unwrap(), "S");
+        assert_eq!(stat_field(line, 22).unwrap(), "777");
+    }
+
+    #[test]
+    fn own_process_is_alive_with_a_start_time() {
+        let me = std::process::id() as Pid;
+        assert!(is_alive(me));
+        assert!(start_time(me).is_some());
+        assert!(!is_alive(i32::MAX));
+    }
+}

@@ -1,0 +1,339 @@
+//! PtyActor: one child process in a pseudo-terminal.
+//!
+//! portable-pty is blocking, so each child gets three small threads, each
+//! ending on its own when its peer goes away:
+//! - the reader sends `Output` to the SessionActor, under a byte budget
+//!   ([`Credits`]) so a flooding child meets backpressure;
+//! - the waiter detects the exit (not the reader's EOF, which a grandchild
+//!   holding the terminal can delay), lets the reader drain, reaps the child
+//!   and sends `ChildExited` — after the last `Output`, so no tail is lost;
+//! - the writer performs writes, so a child that does not read never stalls
+//!   the actor.
+//!
+//! The child is killed from a drop guard in the actor's state, because ractor
+//! skips `post_stop` for killed or panicking actors.
+
+use crate::credits::{Credit, Credits};
+use crate::handle::lock;
+use crate::policy::ExitStatus;
+use crate::process::{self, Pid};
+use crate::session::SessionMsg;
+use bytes::Bytes;
+use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Bytes of output in flight between the reader and the session.
+const OUTPUT_BUDGET: usize = 256 * 1024;
+/// Size of one read from the terminal.
+const READ_CHUNK: usize = 64 * 1024;
+/// Pending writes before input is refused as backed up.
+const WRITE_QUEUE: usize = 256;
+/// How long the waiter lets the reader drain after the child exited.
+const DRAIN_BOUND: Duration = Duration::from_millis(500);
+/// Stack of each helper thread: they hold little on the stack.
+const THREAD_STACK: usize = 128 * 1024;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct PtyArgs {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Environment added to the daemon's.
+    pub env: Vec<(String, String)>,
+    /// Terminal size.
+    pub cols: u16,
+    /// Terminal size.
+    pub rows: u16,
+    /// Generation tag for every message sent to the session.
+    pub generation: u64,
+    /// Where output and exit go.
+    pub session: ActorRef<SessionMsg>,
+}
+
+/// Which processes a signal goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalTarget {
+    /// The child's process group and every descendant.
+    Tree,
+    /// The terminal's foreground process group (what Ctrl-C would reach).
+    Foreground,
+}
+
+/// Messages of the PtyActor.
+#[derive(Debug)]
+pub enum PtyMsg {
+    /// Write bytes to the child's terminal; fails if the writer is backed up.
+    Write(Bytes, ractor::RpcReplyPort<Result<(), ()>>),
+    /// Resize the terminal.
+    Resize(u16, u16),
+    /// Send a signal.
+    Signal(i32, SignalTarget),
+    /// SIGTERM now, SIGKILL after `grace`.
+    Terminate(Duration),
+    /// SIGKILL the whole tree now.
+    Kill,
+}
+
+/// Kills the child's tree when dropped, unless the waiter already reaped it.
+struct ChildGuard {
+    pid: Pid,
+    reaped: Arc<Mutex<bool>>,
+    credits: Arc<Credits>,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // Holding the lock keeps the waiter from reaping meanwhile, so the
+        // pid cannot have been reused by an unrelated process.
+        let reaped = lock(&self.reaped);
+        if !*reaped {
+            process::signal_tree(self.pid, libc::SIGCONT);
+            process::signal_tree(self.pid, libc::SIGKILL);
+        }
+        drop(reaped);
+        self.credits.close();
+    }
+}
+
+/// State of a running PtyActor.
+pub struct PtyState {
+    master: Box<dyn MasterPty + Send>,
+    writes: SyncSender<Bytes>,
+    pid: Pid,
+    // Kills the child when the state is dropped, however the actor ends.
+    _guard: ChildGuard,
+    kill_scheduled: bool,
+}
+
+/// The actor owning one child process.
+pub struct PtyActor;
+
+impl Actor for PtyActor {
+    type Msg = PtyMsg;
+    type State = PtyState;
+    type Arguments = PtyArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: PtyArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        spawn_child(args).map_err(|e| e.into())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: PtyMsg,
+        state: &mut PtyState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PtyMsg::Write(data, reply) => {
+                let r = match state.writes.try_send(data) {
+                    Ok(()) => Ok(()),
+                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(()),
+                };
+                let _ = reply.send(r);
+            }
+            PtyMsg::Resize(cols, rows) => {
+                let size = PtySize {
+                    rows,
+                    cols,
+                    pixel_width: 0,
+                    pixel_height: 0,
+                };
+                if let Err(e) = state.master.resize(size) {
+                    tracing::warn!(pid = state.pid, "resize failed: {e}");
+                }
+            }
+            PtyMsg::Signal(sig, SignalTarget::Tree) => process::signal_tree(state.pid, sig),
+            PtyMsg::Signal(sig, SignalTarget::Foreground) => {
+                let pgid = state.master.process_group_leader().unwrap_or(state.pid);
+                process::signal_group(pgid, sig);
+            }
+            PtyMsg::Terminate(grace) => {
+                if grace.is_zero() {
+                    process::signal_tree(state.pid, libc::SIGKILL);
+                } else {
+                    process::signal_tree(state.pid, libc::SIGTERM);
+                    // A stopped process only acts on SIGTERM once continued.
+                    process::signal_tree(state.pid, libc::SIGCONT);
+                    if !std::mem::replace(&mut state.kill_scheduled, true) {
+                        myself.send_after(grace, || PtyMsg::Kill);
+                    }
+                }
+            }
+            PtyMsg::Kill => process::signal_tree(state.pid, libc::SIGKILL),
+        }
+        Ok(())
+    }
+}
+
+impl PtyState {
+    /// Pid of the child (also its process group id).
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+}
+
+fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: args.rows,
+            cols: args.cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .map_err(|e| io_err("openpty", e))?;
+    let mut cmd = CommandBuilder::from_argv(args.argv.iter().map(Into::into).collect());
+    if let Some(cwd) = &args.cwd {
+        cmd.cwd(cwd);
+    }
+    cmd.env("TERM", "xterm-256color");
+    for (k, v) in &args.env {
+        cmd.env(k, v);
+    }
+    let child = pair
+        .slave
+        .spawn_command(cmd)
+        .map_err(|e| io_err(&format!("spawn {:?}", args.argv.first().cloned().unwrap_or_default()), e))?;
+    // The slave must be closed here, or the reader never sees EOF.
+    drop(pair.slave);
+    let pid = child
+        .process_id()
+        .map(|p| p as Pid)
+        .ok_or_else(|| std::io::Error::other("spawned child has no pid"))?;
+    // The waiter reaps the child with waitpid; the Child handle is not needed.
+    drop(child);
+    let credits = Credits::new(OUTPUT_BUDGET);
+    let reaped = Arc::new(Mutex::new(false));
+    let guard = ChildGuard {
+        pid,
+        reaped: Arc::clone(&reaped),
+        credits: Arc::clone(&credits),
+    };
+    let reader = pair.master.try_clone_reader().map_err(|e| io_err("pty reader", e))?;
+    let writer = pair.master.take_writer().map_err(|e| io_err("pty writer", e))?;
+    let (writes, write_rx) = sync_channel(WRITE_QUEUE);
+    let (drained_tx, drained_rx) = sync_channel::<()>(1);
+    let session = args.session.clone();
+    let generation = args.generation;
+    thread("herd-pty-read", move || read_loop(reader, session, generation, credits, drained_tx))?;
+    thread("herd-pty-write", move || write_loop(writer, write_rx))?;
+    let session = args.session.clone();
+    thread("herd-pty-wait", move || wait_loop(pid, reaped, drained_rx, session, generation))?;
+    if let Err(e) = args.session.send_message(SessionMsg::ChildSpawned { generation, pid }) {
+        tracing::debug!("session gone before child start was reported: {e}");
+    }
+    Ok(PtyState {
+        master: pair.master,
+        writes,
+        pid,
+        _guard: guard,
+        kill_scheduled: false,
+    })
+}
+
+/// portable-pty returns `anyhow::Error`; the session only needs its text.
+fn io_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{what}: {e}"))
+}
+
+fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), std::io::Error> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(THREAD_STACK)
+        .spawn(f)
+        .map(|_| ())
+}
+
+fn read_loop(
+    mut reader: Box<dyn Read + Send>,
+    session: ActorRef<SessionMsg>,
+    generation: u64,
+    credits: Arc<Credits>,
+    drained: SyncSender<()>,
+) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // EIO: every process holding the terminal has gone.
+            Err(_) => break,
+        };
+        let Some(credit) = credits.acquire(n) else { break };
+        let msg = SessionMsg::Output {
+            generation,
+            data: Bytes::copy_from_slice(&buf[..n]),
+            credit: CreditToken(credit),
+        };
+        if session.send_message(msg).is_err() {
+            break;
+        }
+    }
+    let _ = drained.try_send(());
+}
+
+fn write_loop(mut writer: Box<dyn Write + Send>, rx: Receiver<Bytes>) {
+    while let Ok(data) = rx.recv() {
+        if let Err(e) = writer.write_all(&data).and_then(|_| writer.flush()) {
+            tracing::debug!("pty write failed: {e}");
+            break;
+        }
+    }
+}
+
+fn wait_loop(
+    pid: Pid,
+    reaped: Arc<Mutex<bool>>,
+    drained: Receiver<()>,
+    session: ActorRef<SessionMsg>,
+    generation: u64,
+) {
+    // Wait for the exit without reaping: the zombie keeps the pid (and group
+    // id) reserved, so cleaning up the group cannot hit a reused pid.
+    loop {
+        // SAFETY: siginfo_t is plain data; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointer to a siginfo_t owned by this frame.
+        let r = unsafe {
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    // The generation is over: nothing of it may linger (background jobs,
+    // daemonized helpers). Their exit also lets the reader reach EOF.
+    process::signal_tree(pid, libc::SIGKILL);
+    let _ = drained.recv_timeout(DRAIN_BOUND);
+    let mut status = 0;
+    let exit = {
+        let mut reaped = lock(&reaped);
+        // SAFETY: plain syscall on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        *reaped = true;
+        if r == pid {
+            ExitStatus::from_wait_status(status)
+        } else {
+            ExitStatus {
+                code: None,
+                signal: None,
+            }
+        }
+    };
+    let _ = session.send_message(SessionMsg::ChildExited { generation, status: exit });
+}
+
+/// A chunk's share of the output budget, released when the message is dropped.
+#[derive(Debug)]
+pub struct CreditToken(#[allow(dead_code)] Credit);

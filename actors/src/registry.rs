@@ -1,0 +1,520 @@
+//! RegistryActor: the one-for-one supervisor of every SessionActor, and
+//! [`Registry`], the handle through which a program drives the sessions.
+
+use crate::config::SessionDefaults;
+use crate::error::HerdError;
+use crate::events::{Event, EventBus};
+use crate::handle::{lock, SessionHandle};
+use crate::info::{Metrics, SessionInfo};
+use crate::policy::{Decision, ExitStatus, RestartTracker};
+use crate::session::{Reply, SessionActor, SessionArgs, SessionMsg};
+use crate::spec::SessionSpec;
+use crate::state::SessionState;
+use bytes::Bytes;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use uuid::Uuid;
+
+/// How long a command waits for a session actor to answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Table = Arc<RwLock<HashMap<Uuid, Arc<SessionHandle>>>>;
+
+/// Messages of the RegistryActor.
+pub enum RegistryMsg {
+    /// Create and start a session (with a given id, for recovery).
+    Create {
+        /// What to run.
+        spec: SessionSpec,
+        /// Keep this id instead of a new one.
+        id: Option<Uuid>,
+        /// The new session, or why not.
+        reply: RpcReplyPort<Result<Arc<SessionHandle>, HerdError>>,
+    },
+    /// Forget a session that reached a final state.
+    Remove {
+        /// Which.
+        id: Uuid,
+        /// Done, or why not.
+        reply: RpcReplyPort<Result<(), HerdError>>,
+    },
+}
+
+/// State of the RegistryActor.
+pub struct RegistryState {
+    table: Table,
+    by_actor: HashMap<ActorId, Uuid>,
+    defaults: Arc<SessionDefaults>,
+    bus: EventBus,
+    /// Per-session budget for actor (not child) restarts.
+    actor_restarts: HashMap<Uuid, RestartTracker>,
+}
+
+/// Supervises the SessionActors.
+pub struct RegistryActor;
+
+/// Arguments of the RegistryActor.
+pub struct RegistryArgs {
+    table: Table,
+    defaults: Arc<SessionDefaults>,
+    bus: EventBus,
+}
+
+impl Actor for RegistryActor {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = RegistryArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: RegistryArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(RegistryState {
+            table: args.table,
+            by_actor: HashMap::new(),
+            defaults: args.defaults,
+            bus: args.bus,
+            actor_restarts: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: RegistryMsg,
+        st: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::Create { spec, id, reply } => {
+                let r = st.create(&myself, spec, id).await;
+                let _ = reply.send(r);
+            }
+            RegistryMsg::Remove { id, reply } => {
+                let mut table = st.table.write().unwrap_or_else(|e| e.into_inner());
+                let r = match table.get(&id) {
+                    None => Err(HerdError::NotFound(id.to_string())),
+                    Some(h) if !h.info().state.is_final() => Err(HerdError::Conflict {
+                        id: id.to_string(),
+                        action: "remove".into(),
+                        state: h.info().state,
+                    }),
+                    Some(_) => {
+                        table.remove(&id);
+                        st.actor_restarts.remove(&id);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(r);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        st: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(id) = st.by_actor.remove(&cell.get_id()) {
+                    st.after_actor_end(&myself, id, None).await;
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(id) = st.by_actor.remove(&cell.get_id()) {
+                    tracing::error!(session = %id, "session actor failed: {err}");
+                    st.after_actor_end(&myself, id, Some(err.to_string())).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _st: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself
+            .stop_children_and_wait(None, Some(Duration::from_secs(10)))
+            .await;
+        Ok(())
+    }
+}
+
+impl RegistryState {
+    fn live_count(&self) -> usize {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .values()
+            .filter(|h| !h.info.borrow().state.is_final())
+            .count()
+    }
+
+    async fn create(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        spec: SessionSpec,
+        id: Option<Uuid>,
+    ) -> Result<Arc<SessionHandle>, HerdError> {
+        let max = self.defaults.limits.max_sessions;
+        if self.live_count() >= max {
+            return Err(HerdError::LimitReached { max });
+        }
+        let id = id.unwrap_or_else(Uuid::new_v4);
+        if self.table.read().unwrap_or_else(|e| e.into_inner()).contains_key(&id) {
+            return Err(HerdError::invalid("id", format!("session {id} exists already")));
+        }
+        let now = SystemTime::now();
+        let info = SessionInfo {
+            id,
+            name: spec.name.clone(),
+            state: SessionState::Pending,
+            reason: "created".into(),
+            pid: None,
+            generation: 0,
+            restarts: 0,
+            exit_code: None,
+            exit_signal: None,
+            task_id: spec.task_id.clone(),
+            project_id: spec.project_id.clone(),
+            command: spec.command.clone(),
+            cwd: spec.cwd.clone(),
+            cols: spec.cols,
+            rows: spec.rows,
+            created_at: now,
+            started_at: None,
+            updated_at: now,
+            restart: spec.restart.apply(&self.defaults.restart),
+            limits: spec.limits.apply(&self.defaults.limits),
+            metrics: Metrics::default(),
+        };
+        let capacity = self.defaults.limits.output_buffer.0 as usize;
+        let handle = Arc::new(SessionHandle::new(info, spec, capacity));
+        self.start_actor(myself, &handle, None)
+            .await
+            .map_err(|e| HerdError::Internal(format!("cannot start session actor: {e}")))?;
+        self.table
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::clone(&handle));
+        Ok(handle)
+    }
+
+    async fn start_actor(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        handle: &Arc<SessionHandle>,
+        recovered_from: Option<String>,
+    ) -> Result<(), ractor::SpawnErr> {
+        let args = SessionArgs {
+            handle: Arc::clone(handle),
+            defaults: Arc::clone(&self.defaults),
+            bus: self.bus.clone(),
+            recovered_from,
+        };
+        let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await?;
+        self.by_actor.insert(actor.get_id(), handle.id());
+        Ok(())
+    }
+
+    /// A SessionActor ended. If its session is not final, it failed (or was
+    /// killed): start a new actor for it from its last known config.
+    async fn after_actor_end(&mut self, myself: &ActorRef<RegistryMsg>, id: Uuid, err: Option<String>) {
+        let Some(handle) = self.table.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned() else {
+            return;
+        };
+        *lock(&handle.actor) = None;
+        let info = handle.info();
+        if info.state.is_final() {
+            return;
+        }
+        let why = err.unwrap_or_else(|| "session actor stopped unexpectedly".into());
+        let cfg = handle.spec().restart.apply(&self.defaults.restart);
+        let failure = ExitStatus { code: None, signal: None };
+        let tracker = self.actor_restarts.entry(id).or_default();
+        let decision = tracker.decide(&cfg, &failure, Duration::ZERO, true, Instant::now());
+        if decision != Decision::GiveUp {
+            match self.start_actor(myself, &handle, Some(why.clone())).await {
+                Ok(()) => return,
+                Err(e) => tracing::error!(session = %id, "cannot restart session actor: {e}"),
+            }
+        }
+        // The actor cannot be brought back: the supervisor records the end.
+        let from = info.state;
+        let at = SystemTime::now();
+        let reason = format!("session actor failed too often: {why}");
+        handle.info.send_modify(|i| {
+            i.state = SessionState::Failed;
+            i.reason = reason.clone();
+            i.updated_at = at;
+            i.pid = None;
+        });
+        self.bus.publish(Event {
+            session_id: id,
+            task_id: info.task_id,
+            project_id: info.project_id,
+            from,
+            to: SessionState::Failed,
+            reason,
+            at,
+            generation: info.generation,
+        });
+    }
+}
+
+/// Which sessions to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only in this state.
+    pub state: Option<SessionState>,
+    /// Only serving this task.
+    pub task_id: Option<String>,
+    /// Only in this project.
+    pub project_id: Option<String>,
+    /// Include stopped and failed sessions.
+    pub all: bool,
+}
+
+/// The entry point of the actor system: create, find and drive sessions.
+#[derive(Clone)]
+pub struct Registry {
+    actor: ActorRef<RegistryMsg>,
+    table: Table,
+    bus: EventBus,
+    defaults: Arc<SessionDefaults>,
+}
+
+impl Registry {
+    /// Starts a registry with these defaults.
+    pub async fn start(defaults: SessionDefaults) -> Result<Self, HerdError> {
+        let table: Table = Arc::default();
+        let bus = EventBus::new();
+        let defaults = Arc::new(defaults);
+        let args = RegistryArgs {
+            table: Arc::clone(&table),
+            defaults: Arc::clone(&defaults),
+            bus: bus.clone(),
+        };
+        let (actor, _) = Actor::spawn(None, RegistryActor, args)
+            .await
+            .map_err(|e| HerdError::Internal(format!("cannot start registry: {e}")))?;
+        Ok(Self {
+            actor,
+            table,
+            bus,
+            defaults,
+        })
+    }
+
+    /// The event bus of every transition.
+    pub fn events(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// The defaults sessions inherit.
+    pub fn defaults(&self) -> &SessionDefaults {
+        &self.defaults
+    }
+
+    /// Validates the spec and starts a session; returns it in state `pending` or later.
+    pub async fn create(&self, spec: SessionSpec) -> Result<SessionInfo, HerdError> {
+        self.create_with_id(spec, None).await
+    }
+
+    /// Like [`Self::create`], keeping a given id (used to recover sessions).
+    pub async fn create_with_id(&self, spec: SessionSpec, id: Option<Uuid>) -> Result<SessionInfo, HerdError> {
+        spec.validate()?;
+        let r = self
+            .actor
+            .call(|reply| RegistryMsg::Create { spec, id, reply }, Some(CALL_TIMEOUT))
+            .await;
+        Ok(unwrap_call(r)??.info())
+    }
+
+    /// Every session matching the filter, oldest first.
+    pub fn list(&self, filter: &ListFilter) -> Vec<SessionInfo> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<SessionInfo> = table
+            .values()
+            .map(|h| h.info())
+            .filter(|i| {
+                (filter.all || filter.state.is_some() || !i.state.is_final())
+                    && filter.state.is_none_or(|s| i.state == s)
+                    && filter.task_id.as_ref().is_none_or(|t| i.task_id.as_ref() == Some(t))
+                    && filter.project_id.as_ref().is_none_or(|p| i.project_id.as_ref() == Some(p))
+            })
+            .collect();
+        out.sort_by_key(|i| (i.created_at, i.id));
+        out
+    }
+
+    /// Live (not final) sessions.
+    pub fn live_count(&self) -> usize {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        table.values().filter(|h| !h.info.borrow().state.is_final()).count()
+    }
+
+    /// The session with this full id or unique id prefix.
+    pub fn resolve(&self, id: &str) -> Result<Arc<SessionHandle>, HerdError> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        if let Ok(uuid) = Uuid::parse_str(id) {
+            return table.get(&uuid).cloned().ok_or_else(|| HerdError::NotFound(id.into()));
+        }
+        let prefix = id.to_ascii_lowercase();
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(HerdError::invalid("id", format!("{id:?} is not a session id or id prefix")));
+        }
+        let mut hits = table.iter().filter(|(k, _)| k.to_string().starts_with(&prefix));
+        match (hits.next(), hits.next()) {
+            (None, _) => Err(HerdError::NotFound(id.into())),
+            (Some((_, h)), None) => Ok(Arc::clone(h)),
+            (Some(_), Some(_)) => Err(HerdError::Ambiguous {
+                prefix: id.into(),
+                count: 2 + hits.count(),
+            }),
+        }
+    }
+
+    /// The session with this id, if it exists.
+    pub fn get(&self, id: Uuid) -> Option<Arc<SessionHandle>> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+
+    async fn command(
+        &self,
+        id: Uuid,
+        action: &str,
+        msg: impl FnOnce(Reply) -> SessionMsg,
+    ) -> Result<SessionInfo, HerdError> {
+        let handle = self.get(id).ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let Some(actor) = handle.actor() else {
+            return Err(HerdError::Conflict {
+                id: id.to_string(),
+                action: action.into(),
+                state: handle.info().state,
+            });
+        };
+        match unwrap_call(actor.call(msg, Some(CALL_TIMEOUT)).await) {
+            Ok(r) => r,
+            // The actor ended between lookup and call: the session just reached a final state.
+            Err(_) if handle.info().state.is_final() => Err(HerdError::Conflict {
+                id: id.to_string(),
+                action: action.into(),
+                state: handle.info().state,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes bytes to the session's terminal.
+    pub async fn input(&self, id: Uuid, data: Bytes) -> Result<SessionInfo, HerdError> {
+        self.command(id, "send input to", |r| SessionMsg::Input(data, r)).await
+    }
+
+    /// Resizes the session's terminal.
+    pub async fn resize(&self, id: Uuid, cols: u16, rows: u16) -> Result<SessionInfo, HerdError> {
+        self.command(id, "resize", |r| SessionMsg::Resize(cols, rows, r)).await
+    }
+
+    /// SIGINT to the foreground process group of the session's terminal.
+    pub async fn interrupt(&self, id: Uuid) -> Result<SessionInfo, HerdError> {
+        self.command(id, "interrupt", SessionMsg::Interrupt).await
+    }
+
+    /// SIGSTOP the session's process tree.
+    pub async fn suspend(&self, id: Uuid) -> Result<SessionInfo, HerdError> {
+        self.command(id, "suspend", SessionMsg::Suspend).await
+    }
+
+    /// SIGCONT the session's process tree.
+    pub async fn resume(&self, id: Uuid) -> Result<SessionInfo, HerdError> {
+        self.command(id, "resume", SessionMsg::Resume).await
+    }
+
+    /// Replaces the session's child now.
+    pub async fn restart(&self, id: Uuid) -> Result<SessionInfo, HerdError> {
+        self.command(id, "restart", SessionMsg::Restart).await
+    }
+
+    /// Stops the session (graceful unless `force`); returns at once, in state `stopping`.
+    pub async fn stop(&self, id: Uuid, force: bool) -> Result<SessionInfo, HerdError> {
+        let reason = if force { "kill requested" } else { "stop requested" }.to_string();
+        self.command(id, "stop", |reply| SessionMsg::Stop {
+            force,
+            reason,
+            reply: Some(reply),
+        })
+        .await
+    }
+
+    /// Forgets a stopped or failed session.
+    pub async fn remove(&self, id: Uuid) -> Result<(), HerdError> {
+        unwrap_call(self.actor.call(|reply| RegistryMsg::Remove { id, reply }, Some(CALL_TIMEOUT)).await)?
+    }
+
+    /// Waits until the session is in a state that `pred` accepts, or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        id: Uuid,
+        timeout: Duration,
+        pred: impl Fn(&SessionInfo) -> bool,
+    ) -> Result<SessionInfo, HerdError> {
+        let handle = self.get(id).ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let mut rx = handle.watch();
+        let r = tokio::time::timeout(timeout, rx.wait_for(|i| pred(i))).await;
+        match r {
+            Ok(Ok(_)) => Ok(handle.info()),
+            _ => Err(HerdError::Internal(format!(
+                "timed out after {} waiting for session {id} (it is {})",
+                humantime::format_duration(timeout),
+                handle.info().state
+            ))),
+        }
+    }
+
+    /// Stops every live session and waits (up to `timeout`) for them to end,
+    /// then stops the registry.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let live: Vec<_> = self.list(&ListFilter::default());
+        for s in &live {
+            if let Some(actor) = self.get(s.id).and_then(|h| h.actor()) {
+                let _ = actor.send_message(SessionMsg::Stop {
+                    force: false,
+                    reason: "daemon shutdown".into(),
+                    reply: None,
+                });
+            }
+        }
+        for s in &live {
+            let _ = self.wait_for(s.id, timeout, |i| i.state.is_final()).await;
+        }
+        let _ = self.actor.stop_and_wait(None, Some(timeout)).await;
+    }
+
+    /// Test hook: makes the session's actor panic.
+    #[cfg(feature = "test-hooks")]
+    pub fn inject_panic(&self, id: Uuid) -> Result<(), HerdError> {
+        let handle = self.get(id).ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let actor = handle.actor().ok_or_else(|| HerdError::Internal("no actor".into()))?;
+        actor
+            .send_message(SessionMsg::Panic)
+            .map_err(|e| HerdError::Internal(e.to_string()))
+    }
+}
+
+fn unwrap_call<T, M>(r: Result<CallResult<T>, ractor::MessagingErr<M>>) -> Result<T, HerdError> {
+    match r {
+        Ok(CallResult::Success(v)) => Ok(v),
+        Ok(CallResult::Timeout) => Err(HerdError::Internal("the session did not answer in time".into())),
+        Ok(CallResult::SenderError) => Err(HerdError::Internal("the session ended while answering".into())),
+        Err(_) => Err(HerdError::Internal("the actor is gone".into())),
+    }
+}

@@ -1,0 +1,77 @@
+//! The terminal emulator view of a session: what a person would see now.
+
+/// A vt100 screen fed with the session's output.
+pub struct Screen {
+    parser: vt100::Parser,
+}
+
+impl std::fmt::Debug for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (rows, cols) = self.parser.screen().size();
+        f.debug_struct("Screen").field("rows", &rows).field("cols", &cols).finish()
+    }
+}
+
+impl Screen {
+    /// A blank screen of the given size (no scrollback: the output log keeps history).
+    pub fn new(cols: u16, rows: u16) -> Self {
+        Self {
+            parser: vt100::Parser::new(rows.max(1), cols.max(1), 0),
+        }
+    }
+
+    /// Applies output bytes.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.parser.process(data);
+    }
+
+    /// Changes the size, as the child's terminal was resized.
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.parser.screen_mut().set_size(rows.max(1), cols.max(1));
+    }
+
+    /// `(cols, rows)`.
+    pub fn size(&self) -> (u16, u16) {
+        let (rows, cols) = self.parser.screen().size();
+        (cols, rows)
+    }
+
+    /// The visible text, one line per row, trailing blanks trimmed.
+    pub fn text(&self) -> String {
+        let screen = self.parser.screen();
+        let (_, cols) = screen.size();
+        let mut out = String::new();
+        for row in screen.rows(0, cols) {
+            out.push_str(row.trim_end());
+            out.push('\n');
+        }
+        while out.ends_with("\n\n") {
+            out.pop();
+        }
+        out
+    }
+
+    /// Escape sequences that redraw this screen on a real terminal (for attach).
+    pub fn redraw(&self) -> Vec<u8> {
+        self.parser.screen().state_formatted()
+    }
+
+    /// Cursor `(row, col)`.
+    pub fn cursor(&self) -> (u16, u16) {
+        self.parser.screen().cursor_position()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Screen;
+
+    #[test]
+    fn renders_text_after_escape_sequences() {
+        let mut s = Screen::new(20, 5);
+        s.feed(b"hello\r\nworld\x1b[2J\x1b[Htop\r\n\x1b[31mred\x1b[0m");
+        assert_eq!(s.text(), "top\nred\n");
+        s.resize(10, 3);
+        assert_eq!(s.size(), (10, 3));
+    }
+}

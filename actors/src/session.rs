@@ -1,0 +1,727 @@
+//! SessionActor: one session's state machine and restart policy.
+//!
+//! Every state change of a session happens in [`SessionActor::handle`], in
+//! answer to a mailbox message. The actor owns a [`PtyActor`] per child
+//! generation and one [`MetricsActor`], and writes what readers may see into
+//! the shared [`SessionHandle`].
+
+use crate::config::{LimitsConfig, RestartConfig, SessionDefaults};
+use crate::error::HerdError;
+use crate::events::{Event, EventBus};
+use crate::handle::{lock, SessionHandle};
+use crate::info::SessionInfo;
+use crate::metrics::{MetricsActor, MetricsArgs, MetricsMsg, Sample};
+use crate::policy::{Decision, ExitStatus, RestartTracker};
+use crate::process::Pid;
+use crate::pty::{CreditToken, PtyActor, PtyArgs, PtyMsg, SignalTarget};
+use crate::spec::validate_size;
+use crate::state::SessionState::{self, *};
+use bytes::Bytes;
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Reply to a command: the session afterwards, or why not.
+pub type Reply = RpcReplyPort<Result<SessionInfo, HerdError>>;
+
+/// Messages of the SessionActor.
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// Start a child (initially, or after a restart backoff).
+    Spawn,
+    /// The PtyActor started a child.
+    ChildSpawned {
+        /// Generation of the child.
+        generation: u64,
+        /// Its pid (and process group id).
+        pid: Pid,
+    },
+    /// The child wrote output.
+    Output {
+        /// Generation of the child.
+        generation: u64,
+        /// The bytes.
+        data: Bytes,
+        /// The chunk's share of the reader's budget, released once handled.
+        credit: CreditToken,
+    },
+    /// The child exited and was reaped; no more output of it will follow.
+    ChildExited {
+        /// Generation of the child.
+        generation: u64,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// A sample of the process tree.
+    Metrics(Sample),
+    /// Timer: has the output been quiet long enough to call the session ready?
+    QuietCheck,
+    /// Timer: check idle timeout and max duration.
+    Tick,
+    /// Write to the child's terminal.
+    Input(Bytes, Reply),
+    /// Resize the terminal.
+    Resize(u16, u16, Reply),
+    /// SIGINT to the terminal's foreground process group.
+    Interrupt(Reply),
+    /// SIGSTOP the process tree.
+    Suspend(Reply),
+    /// SIGCONT the process tree.
+    Resume(Reply),
+    /// Stop the session: SIGTERM, grace, SIGKILL (at once with `force`).
+    Stop {
+        /// Skip the grace period.
+        force: bool,
+        /// Reason recorded in the event.
+        reason: String,
+        /// Where to answer, if anyone waits.
+        reply: Option<Reply>,
+    },
+    /// Replace the child with a new one now, whatever the policy.
+    Restart(Reply),
+    /// Test hook: panic inside `handle`.
+    #[cfg(feature = "test-hooks")]
+    Panic,
+}
+
+/// Arguments of a SessionActor.
+pub struct SessionArgs {
+    /// The shared side of the session.
+    pub handle: Arc<SessionHandle>,
+    /// Defaults for what the spec leaves out.
+    pub defaults: Arc<SessionDefaults>,
+    /// Where transitions are published.
+    pub bus: EventBus,
+    /// Set when this actor replaces one that failed: why it failed.
+    pub recovered_from: Option<String>,
+}
+
+/// The SessionActor's state.
+pub struct SessionActorState {
+    handle: Arc<SessionHandle>,
+    bus: EventBus,
+    restart_cfg: RestartConfig,
+    limits: LimitsConfig,
+    sample_interval: Duration,
+    state: SessionState,
+    /// Where `resume` returns to.
+    suspended_from: SessionState,
+    generation: u64,
+    restarts: u64,
+    errors: u64,
+    pty: Option<ActorRef<PtyMsg>>,
+    metrics: Option<ActorRef<MetricsMsg>>,
+    child_started: Instant,
+    tracker: RestartTracker,
+    last_activity: Instant,
+    last_output: Instant,
+    quiet_pending: bool,
+    tick_pending: bool,
+    /// Why herd itself ended the child (e.g. `max_memory`): counts as a failure.
+    exit_cause: Option<String>,
+    restart_requested: bool,
+    stop_reason: String,
+    spawn_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<SessionMsg>>>>,
+}
+
+/// The actor of one session.
+pub struct SessionActor;
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionActorState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SessionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let spec = args.handle.spec();
+        let info = args.handle.info();
+        let now = Instant::now();
+        let mut st = SessionActorState {
+            restart_cfg: spec.restart.apply(&args.defaults.restart),
+            limits: spec.limits.apply(&args.defaults.limits),
+            sample_interval: args.defaults.metrics.sample_interval,
+            handle: args.handle,
+            bus: args.bus,
+            state: info.state,
+            suspended_from: Ready,
+            generation: info.generation,
+            restarts: info.restarts,
+            errors: info.metrics.errors,
+            pty: None,
+            metrics: None,
+            child_started: now,
+            tracker: RestartTracker::default(),
+            last_activity: now,
+            last_output: now,
+            quiet_pending: false,
+            tick_pending: false,
+            exit_cause: None,
+            restart_requested: false,
+            stop_reason: String::new(),
+            spawn_timer: None,
+        };
+        *lock(&st.handle.actor) = Some(myself.clone());
+        let (metrics, _) = Actor::spawn_linked(
+            None,
+            MetricsActor,
+            MetricsArgs {
+                session: myself.clone(),
+                interval: st.sample_interval,
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        st.metrics = Some(metrics);
+        if let Some(why) = args.recovered_from {
+            // The previous actor died; its drop guards killed its child.
+            st.errors += 1;
+            match st.state {
+                Pending | Restarting => {}
+                Stopping => {
+                    st.go(Stopped, st.handle.info().reason);
+                    myself.stop(None);
+                    return Ok(st);
+                }
+                s if s.is_final() => {
+                    myself.stop(None);
+                    return Ok(st);
+                }
+                _ => {
+                    st.go(Restarting, format!("session actor failed: {why}"));
+                }
+            }
+        }
+        myself.send_message(SessionMsg::Spawn)?;
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: SessionMsg,
+        st: &mut SessionActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Spawn => st.spawn(&myself).await,
+            SessionMsg::ChildSpawned { generation, pid } => {
+                if generation == st.generation {
+                    st.on_spawned(&myself, pid);
+                }
+            }
+            SessionMsg::Output { generation, data, credit } => {
+                st.on_output(&myself, generation, data);
+                drop(credit);
+            }
+            SessionMsg::ChildExited { generation, status } => {
+                if generation == st.generation && st.child_running() {
+                    st.on_exit(&myself, status);
+                }
+            }
+            SessionMsg::Metrics(sample) => st.on_sample(sample),
+            SessionMsg::QuietCheck => st.on_quiet_check(&myself),
+            SessionMsg::Tick => st.on_tick(&myself),
+            SessionMsg::Input(data, reply) => {
+                let r = st.input(data).await;
+                let _ = reply.send(r);
+            }
+            SessionMsg::Resize(cols, rows, reply) => {
+                let _ = reply.send(st.resize(cols, rows));
+            }
+            SessionMsg::Interrupt(reply) => {
+                let r = st.signal("interrupt", libc::SIGINT, SignalTarget::Foreground);
+                let _ = reply.send(r);
+            }
+            SessionMsg::Suspend(reply) => {
+                let _ = reply.send(st.suspend());
+            }
+            SessionMsg::Resume(reply) => {
+                let _ = reply.send(st.resume(&myself));
+            }
+            SessionMsg::Stop { force, reason, reply } => {
+                let r = st.stop(&myself, force, reason);
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+            SessionMsg::Restart(reply) => {
+                let _ = reply.send(st.restart(&myself));
+            }
+            #[cfg(feature = "test-hooks")]
+            SessionMsg::Panic => panic!("injected panic (test hook)"),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        st: &mut SessionActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Never stop because a child stopped (ractor's default would).
+        if let SupervisionEvent::ActorFailed(cell, err) = evt {
+            let id = cell.get_id();
+            if st.pty.as_ref().is_some_and(|p| p.get_id() == id) {
+                // Its drop guard killed the child; the waiter still reports
+                // the exit, which drives the restart policy.
+                tracing::warn!(session = %st.handle.id(), "pty actor failed: {err}");
+                st.pty = None;
+            } else if st.metrics.as_ref().is_some_and(|m| m.get_id() == id) {
+                tracing::warn!(session = %st.handle.id(), "metrics actor failed: {err}; restarting it");
+                let args = MetricsArgs {
+                    session: myself.clone(),
+                    interval: st.sample_interval,
+                };
+                st.metrics = Actor::spawn_linked(None, MetricsActor, args, myself.get_cell())
+                    .await
+                    .ok()
+                    .map(|(m, _)| m);
+                let pid = st.handle.info().pid;
+                st.watch_metrics(pid);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        st: &mut SessionActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = st.spawn_timer.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+}
+
+impl SessionActorState {
+    /// The one place where the state changes: checked against the table,
+    /// mirrored into the handle, published on the bus.
+    fn go(&mut self, to: SessionState, reason: impl Into<String>) -> bool {
+        let from = self.state;
+        if let Err(e) = from.check(to) {
+            tracing::error!(session = %self.handle.id(), "{e}");
+            return false;
+        }
+        let reason = reason.into();
+        let at = SystemTime::now();
+        self.state = to;
+        let (generation, restarts, errors) = (self.generation, self.restarts, self.errors);
+        let mut event = None;
+        self.handle.info.send_modify(|i| {
+            i.state = to;
+            i.reason = reason.clone();
+            i.updated_at = at;
+            i.generation = generation;
+            i.restarts = restarts;
+            i.metrics.restarts = restarts;
+            i.metrics.errors = errors;
+            event = Some(Event {
+                session_id: i.id,
+                task_id: i.task_id.clone(),
+                project_id: i.project_id.clone(),
+                from,
+                to,
+                reason: reason.clone(),
+                at,
+                generation,
+            });
+        });
+        tracing::debug!(session = %self.handle.id(), %from, %to, %reason, "transition");
+        if let Some(e) = event {
+            self.bus.publish(e);
+        }
+        true
+    }
+
+    fn child_running(&self) -> bool {
+        self.state.is_running() || matches!(self.state, Stopping)
+    }
+
+    fn conflict(&self, action: &str) -> HerdError {
+        HerdError::Conflict {
+            id: self.handle.id().to_string(),
+            action: action.into(),
+            state: self.state,
+        }
+    }
+
+    async fn spawn(&mut self, myself: &ActorRef<SessionMsg>) {
+        self.spawn_timer = None;
+        let reason = match self.state {
+            Pending => "spawn",
+            Restarting => {
+                self.generation += 1;
+                self.restarts += 1;
+                "restart"
+            }
+            // Stopped meanwhile, or a stale timer.
+            _ => return,
+        };
+        self.go(Starting, reason);
+        let spec = self.handle.spec();
+        let mut env: Vec<(String, String)> = spec.env.clone().into_iter().collect();
+        env.push(("HERD_SESSION_ID".into(), self.handle.id().to_string()));
+        let args = PtyArgs {
+            argv: spec.command.clone(),
+            cwd: spec.cwd.clone(),
+            env,
+            cols: spec.cols,
+            rows: spec.rows,
+            generation: self.generation,
+            session: myself.clone(),
+        };
+        self.child_started = Instant::now();
+        match Actor::spawn_linked(None, PtyActor, args, myself.get_cell()).await {
+            Ok((pty, _)) => self.pty = Some(pty),
+            Err(e) => {
+                self.errors += 1;
+                let why = match e {
+                    ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                    other => other.to_string(),
+                };
+                tracing::warn!(session = %self.handle.id(), "spawn failed: {why}");
+                self.exit_cause = Some(format!("spawn failed: {why}"));
+                let status = ExitStatus { code: None, signal: None };
+                self.after_exit(myself, status);
+            }
+        }
+    }
+
+    fn on_spawned(&mut self, myself: &ActorRef<SessionMsg>, pid: Pid) {
+        let now = Instant::now();
+        self.last_output = now;
+        self.last_activity = now;
+        let started = SystemTime::now();
+        self.handle.info.send_modify(|i| {
+            i.pid = Some(pid);
+            i.started_at = Some(started);
+        });
+        self.watch_metrics(Some(pid));
+        self.schedule_quiet(myself, self.limits.quiet_after);
+        self.schedule_tick(myself);
+    }
+
+    fn watch_metrics(&self, pid: Option<Pid>) {
+        if let Some(m) = &self.metrics {
+            let _ = m.send_message(MetricsMsg::Watch(pid));
+        }
+    }
+
+    fn on_output(&mut self, myself: &ActorRef<SessionMsg>, generation: u64, data: Bytes) {
+        let now = Instant::now();
+        self.handle
+            .counters
+            .bytes_out
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        lock(&self.handle.screen).feed(&data);
+        self.handle.push_output(data);
+        self.last_output = now;
+        self.last_activity = now;
+        if generation == self.generation && self.state == Ready {
+            self.go(Busy, "output");
+        }
+        if matches!(self.state, Starting | Busy) {
+            self.schedule_quiet(myself, self.limits.quiet_after);
+        }
+    }
+
+    fn schedule_quiet(&mut self, myself: &ActorRef<SessionMsg>, after: Duration) {
+        if !self.quiet_pending {
+            self.quiet_pending = true;
+            myself.send_after(after, || SessionMsg::QuietCheck);
+        }
+    }
+
+    fn on_quiet_check(&mut self, myself: &ActorRef<SessionMsg>) {
+        self.quiet_pending = false;
+        if !matches!(self.state, Starting | Busy) {
+            return;
+        }
+        let quiet = self.limits.quiet_after;
+        let since = self.last_output.elapsed();
+        if since >= quiet {
+            self.go(Ready, "output quiet");
+        } else {
+            self.schedule_quiet(myself, quiet - since);
+        }
+    }
+
+    /// Time left before the idle timeout and the max duration, if enabled.
+    fn deadlines(&self) -> (Option<Duration>, Option<Duration>) {
+        let l = &self.limits;
+        let idle = (!l.idle_timeout.is_zero() && self.state != Suspended)
+            .then(|| l.idle_timeout.saturating_sub(self.last_activity.elapsed()));
+        let created = self.handle.info.borrow().created_at;
+        let age = SystemTime::now().duration_since(created).unwrap_or_default();
+        let max = (!l.max_duration.is_zero()).then(|| l.max_duration.saturating_sub(age));
+        (idle, max)
+    }
+
+    fn schedule_tick(&mut self, myself: &ActorRef<SessionMsg>) {
+        if self.tick_pending {
+            return;
+        }
+        let (idle, max) = self.deadlines();
+        if let Some(next) = [idle, max].into_iter().flatten().min() {
+            self.tick_pending = true;
+            // A little slack so the check lands after the deadline, not before.
+            myself.send_after(next + Duration::from_millis(5), || SessionMsg::Tick);
+        }
+    }
+
+    fn on_tick(&mut self, myself: &ActorRef<SessionMsg>) {
+        self.tick_pending = false;
+        if !self.state.is_running() {
+            return;
+        }
+        match self.deadlines() {
+            (_, Some(max)) if max.is_zero() => {
+                let _ = self.stop(myself, false, "max_duration".into());
+            }
+            (Some(idle), _) if idle.is_zero() => {
+                let _ = self.stop(myself, false, "idle_timeout".into());
+            }
+            _ => self.schedule_tick(myself),
+        }
+    }
+
+    fn on_sample(&mut self, s: Sample) {
+        self.handle.info.send_if_modified(|i| {
+            i.metrics.cpu_percent = s.cpu_percent;
+            i.metrics.rss_bytes = s.rss_bytes;
+            i.metrics.processes = s.processes;
+            false
+        });
+        let limit = self.limits.max_memory.map(|m| m.0).filter(|m| *m > 0);
+        if let (Some(limit), Some(pty)) = (limit, &self.pty) {
+            if s.rss_bytes > limit && self.exit_cause.is_none() && self.state.is_running() {
+                tracing::warn!(session = %self.handle.id(), rss = s.rss_bytes, limit, "max_memory exceeded");
+                self.exit_cause = Some("max_memory".into());
+                let _ = pty.send_message(PtyMsg::Kill);
+            }
+        }
+    }
+
+    fn on_exit(&mut self, myself: &ActorRef<SessionMsg>, status: ExitStatus) {
+        if let Some(pty) = self.pty.take() {
+            pty.stop(None);
+        }
+        if !status.success() && self.state != Stopping && !self.restart_requested {
+            self.errors += 1;
+        }
+        self.after_exit(myself, status);
+    }
+
+    /// The current child is gone (exited, or never started): decide what follows.
+    fn after_exit(&mut self, myself: &ActorRef<SessionMsg>, status: ExitStatus) {
+        self.watch_metrics(None);
+        self.handle.info.send_modify(|i| {
+            i.pid = None;
+            i.exit_code = status.code;
+            i.exit_signal = status.signal;
+        });
+        if self.state == Stopping {
+            let reason = std::mem::take(&mut self.stop_reason);
+            self.go(Stopped, reason);
+            self.finish(myself);
+            return;
+        }
+        if std::mem::take(&mut self.restart_requested) {
+            self.exit_cause = None;
+            self.go(Restarting, "restart requested");
+            let _ = myself.send_message(SessionMsg::Spawn);
+            return;
+        }
+        let cause = self.exit_cause.take();
+        let reason = cause.clone().unwrap_or_else(|| status.to_string());
+        let ran = self.child_started.elapsed();
+        let decision = self
+            .tracker
+            .decide(&self.restart_cfg, &status, ran, cause.is_some(), Instant::now());
+        match decision {
+            Decision::Restart(delay) => {
+                self.go(Restarting, reason);
+                if delay.is_zero() {
+                    let _ = myself.send_message(SessionMsg::Spawn);
+                } else {
+                    self.spawn_timer = Some(myself.send_after(delay, || SessionMsg::Spawn));
+                }
+            }
+            Decision::Stop if self.state == Starting && cause.is_some() => {
+                self.go(Failed, reason);
+                self.finish(myself);
+            }
+            Decision::Stop => {
+                self.go(Stopping, reason.clone());
+                self.go(Stopped, reason);
+                self.finish(myself);
+            }
+            Decision::GiveUp => {
+                if self.state != Starting {
+                    self.go(Restarting, reason.clone());
+                }
+                let c = &self.restart_cfg;
+                let why = format!(
+                    "restart intensity exceeded: more than {} restarts within {} (last: {reason})",
+                    c.max_restarts,
+                    humantime::format_duration(c.restart_window)
+                );
+                self.go(Failed, why);
+                self.finish(myself);
+            }
+        }
+    }
+
+    /// Final state reached: release the children and end the actor. The
+    /// handle keeps the output, screen and info for history.
+    fn finish(&mut self, myself: &ActorRef<SessionMsg>) {
+        if let Some(t) = self.spawn_timer.take() {
+            t.abort();
+        }
+        if let Some(m) = self.metrics.take() {
+            m.stop(None);
+        }
+        if let Some(p) = self.pty.take() {
+            p.stop(None);
+        }
+        myself.stop(Some(self.state.to_string()));
+    }
+
+    async fn input(&mut self, data: Bytes) -> Result<SessionInfo, HerdError> {
+        let Some(pty) = self.pty.as_ref().filter(|_| self.state.is_running()) else {
+            return Err(self.conflict("send input to"));
+        };
+        let len = data.len() as u64;
+        let written = pty
+            .call(|reply| PtyMsg::Write(data, reply), Some(Duration::from_secs(5)))
+            .await;
+        match written {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
+                let c = &self.handle.counters;
+                c.bytes_in.fetch_add(len, Ordering::Relaxed);
+                c.inputs.fetch_add(1, Ordering::Relaxed);
+                self.last_activity = Instant::now();
+                Ok(self.handle.info())
+            }
+            Ok(ractor::rpc::CallResult::Success(Err(()))) => {
+                Err(HerdError::InputFull(self.handle.id().to_string()))
+            }
+            _ => Err(self.conflict("send input to")),
+        }
+    }
+
+    fn resize(&mut self, cols: u16, rows: u16) -> Result<SessionInfo, HerdError> {
+        if self.state.is_final() {
+            return Err(self.conflict("resize"));
+        }
+        validate_size(cols, rows)?;
+        {
+            let mut spec = lock(&self.handle.spec);
+            spec.cols = cols;
+            spec.rows = rows;
+        }
+        lock(&self.handle.screen).resize(cols, rows);
+        self.handle.info.send_modify(|i| {
+            i.cols = cols;
+            i.rows = rows;
+        });
+        if let Some(pty) = &self.pty {
+            let _ = pty.send_message(PtyMsg::Resize(cols, rows));
+        }
+        Ok(self.handle.info())
+    }
+
+    fn signal(&mut self, action: &str, sig: i32, target: SignalTarget) -> Result<SessionInfo, HerdError> {
+        match &self.pty {
+            Some(pty) if self.state.is_running() => {
+                let _ = pty.send_message(PtyMsg::Signal(sig, target));
+                Ok(self.handle.info())
+            }
+            _ => Err(self.conflict(action)),
+        }
+    }
+
+    fn suspend(&mut self) -> Result<SessionInfo, HerdError> {
+        if !matches!(self.state, Starting | Ready | Busy | WaitingInput) {
+            return Err(self.conflict("suspend"));
+        }
+        self.signal("suspend", libc::SIGSTOP, SignalTarget::Tree)?;
+        self.suspended_from = self.state;
+        self.go(Suspended, "suspend requested");
+        Ok(self.handle.info())
+    }
+
+    fn resume(&mut self, myself: &ActorRef<SessionMsg>) -> Result<SessionInfo, HerdError> {
+        if self.state != Suspended {
+            return Err(self.conflict("resume"));
+        }
+        self.signal("resume", libc::SIGCONT, SignalTarget::Tree)?;
+        self.go(self.suspended_from, "resume requested");
+        self.last_activity = Instant::now();
+        self.schedule_tick(myself);
+        Ok(self.handle.info())
+    }
+
+    fn stop(&mut self, myself: &ActorRef<SessionMsg>, force: bool, reason: String) -> Result<SessionInfo, HerdError> {
+        match self.state {
+            s if s.is_final() => return Err(self.conflict("stop")),
+            Stopping => {
+                if force {
+                    if let Some(p) = &self.pty {
+                        let _ = p.send_message(PtyMsg::Terminate(Duration::ZERO));
+                    }
+                }
+            }
+            Pending | Restarting => {
+                if let Some(t) = self.spawn_timer.take() {
+                    t.abort();
+                }
+                self.go(Stopping, reason.clone());
+                self.go(Stopped, reason);
+                self.finish(myself);
+            }
+            _ => {
+                self.stop_reason = reason.clone();
+                self.go(Stopping, reason);
+                let grace = if force { Duration::ZERO } else { self.limits.stop_grace };
+                match &self.pty {
+                    Some(p) => {
+                        let _ = p.send_message(PtyMsg::Terminate(grace));
+                    }
+                    None => {
+                        let r = std::mem::take(&mut self.stop_reason);
+                        self.go(Stopped, r);
+                        self.finish(myself);
+                    }
+                }
+            }
+        }
+        Ok(self.handle.info())
+    }
+
+    fn restart(&mut self, myself: &ActorRef<SessionMsg>) -> Result<SessionInfo, HerdError> {
+        match self.state {
+            Restarting => {
+                if let Some(t) = self.spawn_timer.take() {
+                    t.abort();
+                }
+                let _ = myself.send_message(SessionMsg::Spawn);
+            }
+            s if s.is_running() => {
+                let Some(p) = &self.pty else { return Err(self.conflict("restart")) };
+                self.restart_requested = true;
+                let _ = p.send_message(PtyMsg::Terminate(self.limits.stop_grace));
+            }
+            _ => return Err(self.conflict("restart")),
+        }
+        Ok(self.handle.info())
+    }
+}

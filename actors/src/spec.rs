@@ -1,0 +1,197 @@
+//! What a session runs: its command, environment, terminal size and overrides.
+
+use crate::config::{LimitOverrides, RestartOverrides};
+use crate::error::HerdError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Terminal size limits accepted for a session.
+pub const MAX_COLS: u16 = 1000;
+/// See [`MAX_COLS`].
+pub const MAX_ROWS: u16 = 1000;
+
+/// The full description of a session, as given at creation (and kept for restarts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// A human name (need not be unique).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Working directory (absolute); the daemon's own if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment on top of the daemon's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The job runner's task this session serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// A grouping for listing and filtering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Terminal columns.
+    #[serde(default = "default_cols")]
+    pub cols: u16,
+    /// Terminal rows.
+    #[serde(default = "default_rows")]
+    pub rows: u16,
+    /// Restart policy overrides.
+    #[serde(default)]
+    pub restart: RestartOverrides,
+    /// Limit overrides.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+fn default_cols() -> u16 {
+    120
+}
+fn default_rows() -> u16 {
+    40
+}
+
+impl SessionSpec {
+    /// A spec running `command` with every other field at its default.
+    pub fn new<S: Into<String>>(command: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            name: None,
+            command: command.into_iter().map(Into::into).collect(),
+            cwd: None,
+            env: BTreeMap::new(),
+            task_id: None,
+            project_id: None,
+            cols: default_cols(),
+            rows: default_rows(),
+            restart: RestartOverrides::default(),
+            limits: LimitOverrides::default(),
+        }
+    }
+
+    /// Checks every field; the error names the first bad field and its value.
+    pub fn validate(&self) -> Result<(), HerdError> {
+        let program = match self.command.first() {
+            None => return Err(HerdError::invalid("command", "must not be empty")),
+            Some(p) if p.trim().is_empty() => {
+                return Err(HerdError::invalid("command", "the program name must not be empty"))
+            }
+            Some(p) => p,
+        };
+        if let Some(arg) = self.command.iter().find(|a| a.contains('\0')) {
+            return Err(HerdError::invalid("command", format!("argument {arg:?} contains a NUL byte")));
+        }
+        check_label("name", self.name.as_deref(), 200)?;
+        check_label("task_id", self.task_id.as_deref(), 256)?;
+        check_label("project_id", self.project_id.as_deref(), 256)?;
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(HerdError::invalid("env", format!("invalid variable name {k:?}")));
+            }
+            if v.contains('\0') {
+                return Err(HerdError::invalid("env", format!("value of {k} contains a NUL byte")));
+            }
+        }
+        validate_size(self.cols, self.rows)?;
+        if let Some(cwd) = &self.cwd {
+            if !cwd.is_absolute() {
+                return Err(HerdError::invalid("cwd", format!("{:?} is not an absolute path", cwd.display().to_string())));
+            }
+            if !cwd.is_dir() {
+                return Err(HerdError::invalid("cwd", format!("{:?} does not exist or is not a directory", cwd.display().to_string())));
+            }
+        }
+        let path = self.env.get("PATH").cloned().or_else(|| std::env::var("PATH").ok());
+        if find_program(program, self.cwd.as_deref(), path.as_deref()).is_none() {
+            return Err(HerdError::invalid(
+                "command",
+                format!("program {program:?} was not found or is not executable"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a terminal size against the accepted range.
+pub fn validate_size(cols: u16, rows: u16) -> Result<(), HerdError> {
+    if !(2..=MAX_COLS).contains(&cols) {
+        return Err(HerdError::invalid("cols", format!("{cols} is out of range 2..={MAX_COLS}")));
+    }
+    if !(1..=MAX_ROWS).contains(&rows) {
+        return Err(HerdError::invalid("rows", format!("{rows} is out of range 1..={MAX_ROWS}")));
+    }
+    Ok(())
+}
+
+fn check_label(field: &str, value: Option<&str>, max: usize) -> Result<(), HerdError> {
+    let Some(v) = value else { return Ok(()) };
+    if v.is_empty() {
+        return Err(HerdError::invalid(field, "must not be empty when given"));
+    }
+    if v.len() > max {
+        return Err(HerdError::invalid(field, format!("is {} bytes long; the limit is {max}", v.len())));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(HerdError::invalid(field, format!("{v:?} contains control characters")));
+    }
+    Ok(())
+}
+
+/// Resolves a program like `execvp` does: a path with a slash as is
+/// (relative to `cwd`), a bare name through `PATH`.
+pub fn find_program(program: &str, cwd: Option<&Path>, path: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = match cwd {
+            Some(dir) if !program.starts_with('/') => dir.join(program),
+            _ => PathBuf::from(program),
+        };
+        return executable(&p).then_some(p);
+    }
+    std::env::split_paths(path.unwrap_or("/usr/local/bin:/usr/bin:/bin"))
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(spec: &SessionSpec) -> String {
+        match spec.validate() {
+            Err(HerdError::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        assert!(SessionSpec::new(["sh", "-c", "true"]).validate().is_ok());
+        assert_eq!(field_of(&SessionSpec::new(Vec::<String>::new())), "command");
+        assert_eq!(field_of(&SessionSpec::new(["no-such-program-xyz"])), "command");
+        let mut s = SessionSpec::new(["sh"]);
+        s.cwd = Some("/no/such/dir".into());
+        assert_eq!(field_of(&s), "cwd");
+        let mut s = SessionSpec::new(["sh"]);
+        s.cols = 0;
+        assert_eq!(field_of(&s), "cols");
+        let mut s = SessionSpec::new(["sh"]);
+        s.env.insert("A=B".into(), "x".into());
+        assert_eq!(field_of(&s), "env");
+        let mut s = SessionSpec::new(["sh"]);
+        s.task_id = Some(String::new());
+        assert_eq!(field_of(&s), "task_id");
+    }
+
+    #[test]
+    fn unknown_json_field_is_rejected() {
+        let err = serde_json::from_str::<SessionSpec>(r#"{"command":["sh"],"comand":1}"#).unwrap_err();
+        assert!(err.to_string().contains("comand"));
+    }
+}
