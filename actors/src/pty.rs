@@ -163,6 +163,8 @@ impl Actor for PtyActor {
                     process::signal_tree(state.pid, libc::SIGKILL);
                 } else {
                     process::signal_tree(state.pid, libc::SIGTERM);
+                    // Interactive shells ignore SIGTERM but end on SIGHUP, as when a terminal closes.
+                    process::signal_tree(state.pid, libc::SIGHUP);
                     // A stopped process only acts on SIGTERM once continued.
                     process::signal_tree(state.pid, libc::SIGCONT);
                     if !std::mem::replace(&mut state.kill_scheduled, true) {

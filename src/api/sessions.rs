@@ -1,0 +1,257 @@
+//! Session routes.
+
+use super::error::{ApiError, ApiResult};
+use super::{ApiJson, ApiPath, ApiQuery, AppState};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use herd_actors::{keys, ListFilter, SessionInfo, SessionSpec, SessionState};
+use serde::Deserialize;
+use std::time::Duration;
+use uuid::Uuid;
+
+fn resolve(app: &AppState, id: &str) -> ApiResult<Uuid> {
+    Ok(app.registry.resolve(id)?.id())
+}
+
+/// `POST /v1/sessions`
+pub async fn create(State(app): State<AppState>, ApiJson(spec): ApiJson<SessionSpec>) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
+    let info = app.registry.create(spec).await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// `POST /v1/projects/{project}/sessions`
+pub async fn create_in_project(
+    State(app): State<AppState>,
+    ApiPath(project): ApiPath<String>,
+    ApiJson(mut spec): ApiJson<SessionSpec>,
+) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
+    if let Some(p) = &spec.project_id {
+        if *p != project {
+            return Err(ApiError::invalid(
+                "project_id",
+                format!("{p:?} differs from the project in the path, {project:?}"),
+            ));
+        }
+    }
+    spec.project_id = Some(project);
+    create(State(app), ApiJson(spec)).await
+}
+
+/// Query of `GET /v1/sessions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    task: Option<String>,
+    project: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /v1/sessions`
+pub async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Vec<SessionInfo>>> {
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<SessionState>().map_err(|e| ApiError::invalid("state", e))?),
+    };
+    let filter = ListFilter {
+        state,
+        task_id: q.task,
+        project_id: q.project,
+        all: q.all,
+    };
+    Ok(Json(app.registry.list(&filter)))
+}
+
+/// `GET /v1/sessions/{id}`
+pub async fn show(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+    Ok(Json(app.registry.resolve(&id)?.info()))
+}
+
+/// `GET /v1/tasks/{task}`: the live session of a task (else its newest one).
+pub async fn task(State(app): State<AppState>, ApiPath(task): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+    let filter = ListFilter {
+        task_id: Some(task.clone()),
+        all: true,
+        ..Default::default()
+    };
+    let sessions = app.registry.list(&filter);
+    let best = sessions
+        .iter()
+        .rev()
+        .find(|s| !s.state.is_final())
+        .or_else(|| sessions.last())
+        .cloned();
+    best.map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no session serves task {task:?}")))
+}
+
+/// Query of `DELETE /v1/sessions/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// `DELETE /v1/sessions/{id}?force=`: stop (SIGTERM, grace, SIGKILL).
+pub async fn stop(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<StopQuery>,
+) -> ApiResult<Json<SessionInfo>> {
+    let id = resolve(&app, &id)?;
+    Ok(Json(app.registry.stop(id, q.force).await?))
+}
+
+/// Body of `POST /v1/sessions/{id}/input`: exactly one of the fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputBody {
+    /// Literal text.
+    text: Option<String>,
+    /// Key names (`Enter`, `C-c`, ...) and literal words, like tmux send-keys.
+    keys: Option<Vec<String>>,
+}
+
+/// `POST /v1/sessions/{id}/input`
+pub async fn input(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<InputBody>,
+) -> ApiResult<Json<SessionInfo>> {
+    let id = resolve(&app, &id)?;
+    let data = match (body.text, body.keys) {
+        (Some(t), None) => t.into_bytes(),
+        (None, Some(k)) => keys::parse_keys(&k).map_err(|e| ApiError::invalid("keys", e))?,
+        _ => return Err(ApiError::invalid("body", "give exactly one of `text` or `keys`")),
+    };
+    if data.is_empty() {
+        return Err(ApiError::invalid("text", "input must not be empty"));
+    }
+    Ok(Json(app.registry.input(id, Bytes::from(data)).await?))
+}
+
+/// Body of `POST /v1/sessions/{id}/resize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeBody {
+    cols: u16,
+    rows: u16,
+}
+
+/// `POST /v1/sessions/{id}/resize`
+pub async fn resize(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ResizeBody>,
+) -> ApiResult<Json<SessionInfo>> {
+    let id = resolve(&app, &id)?;
+    Ok(Json(app.registry.resize(id, body.cols, body.rows).await?))
+}
+
+/// `POST /v1/sessions/{id}/interrupt`
+pub async fn interrupt(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+    let id = resolve(&app, &id)?;
+    Ok(Json(app.registry.interrupt(id).await?))
+}
+
+/// `POST /v1/sessions/{id}/suspend`
+pub async fn suspend(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+    let id = resolve(&app, &id)?;
+    Ok(Json(app.registry.suspend(id).await?))
+}
+
+/// `POST /v1/sessions/{id}/resume`
+pub async fn resume(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+    let id = resolve(&app, &id)?;
+    Ok(Json(app.registry.resume(id).await?))
+}
+
+/// `POST /v1/sessions/{id}/restart`
+pub async fn restart(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+    let id = resolve(&app, &id)?;
+    Ok(Json(app.registry.restart(id).await?))
+}
+
+/// Query of `GET /v1/sessions/{id}/screen`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScreenQuery {
+    format: Option<String>,
+}
+
+/// `GET /v1/sessions/{id}/screen`: JSON, or plain text with `?format=text`.
+pub async fn screen(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ScreenQuery>,
+) -> ApiResult<Response> {
+    let handle = app.registry.resolve(&id)?;
+    let text = handle.screen_text();
+    match q.format.as_deref() {
+        Some("text") => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()),
+        None | Some("json") => {
+            let info = handle.info();
+            Ok(Json(serde_json::json!({
+                "id": info.id,
+                "state": info.state,
+                "cols": info.cols,
+                "rows": info.rows,
+                "text": text,
+            }))
+            .into_response())
+        }
+        Some(other) => Err(ApiError::invalid("format", format!("{other:?}: expected text or json"))),
+    }
+}
+
+/// Query of `GET /v1/sessions/{id}/output`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputQuery {
+    /// Absolute offset to read from (default: the oldest byte held).
+    #[serde(default)]
+    since: u64,
+    /// Most bytes to return.
+    limit: Option<usize>,
+    /// Long-poll: wait up to this long for output past `since` (e.g. "30s").
+    #[serde(default, with = "humantime_serde::option")]
+    wait: Option<Duration>,
+}
+
+/// Longest long-poll a client may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// `GET /v1/sessions/{id}/output?since=&limit=&wait=`: raw bytes; the headers
+/// `herd-output-start`, `herd-output-end` (pass as `since` next) and
+/// `herd-output-truncated` locate them, `herd-session-state` tells whether more can come.
+pub async fn output(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<OutputQuery>,
+) -> ApiResult<Response> {
+    let handle = app.registry.resolve(&id)?;
+    let limit = q.limit.unwrap_or(usize::MAX);
+    if limit == 0 {
+        return Err(ApiError::invalid("limit", "0: must be at least 1"));
+    }
+    let slice = match q.wait {
+        Some(w) if w > MAX_WAIT => {
+            return Err(ApiError::invalid("wait", format!("{}: at most 5m", humantime::format_duration(w))))
+        }
+        Some(w) => handle.wait_output(q.since, limit, w).await,
+        None => handle.output(q.since, limit),
+    };
+    let mut headers = HeaderMap::new();
+    let num = |n: u64| HeaderValue::from(n);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert("herd-output-start", num(slice.start));
+    headers.insert("herd-output-end", num(slice.end));
+    headers.insert("herd-output-truncated", HeaderValue::from_static(if slice.truncated { "true" } else { "false" }));
+    headers.insert("herd-session-state", HeaderValue::from_static(handle.info().state.as_str()));
+    Ok((headers, slice.data).into_response())
+}

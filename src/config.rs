@@ -1,0 +1,241 @@
+//! The daemon's configuration: TOML with humantime durations.
+//!
+//! `config/default.toml` documents every key and is embedded in the binary;
+//! a user file only needs the keys it changes. An unknown key or a bad value
+//! is an error naming the key and the value.
+
+use herd_actors::{ByteSize, LimitsConfig, MetricsConfig, RestartConfig, SessionDefaults};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The shipped, commented defaults.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Default address of the daemon.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[restart]`.
+    pub restart: RestartConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
+    /// `[recording]`.
+    pub recording: RecordingConfig,
+    /// `[claude]`.
+    pub claude: ClaudeConfig,
+}
+
+/// `[server]`: where the daemon listens and keeps its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory; `$HERD_HOME`, else `~/.local/share/herd`, when absent.
+    pub data_dir: Option<PathBuf>,
+    /// API token; generated into `<data_dir>/token` when absent.
+    pub token: Option<String>,
+    /// Largest request body accepted.
+    pub body_limit: ByteSize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7777))),
+            data_dir: None,
+            token: None,
+            body_limit: ByteSize(1024 * 1024),
+        }
+    }
+}
+
+/// `[recording]`: asciicast recordings of every session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Record sessions.
+    pub enabled: bool,
+    /// zstd-compress recordings.
+    pub compress: bool,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            compress: false,
+        }
+    }
+}
+
+/// `[claude]`: the Claude Code profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaudeConfig {
+    /// The `claude` executable.
+    pub binary: String,
+    /// Model name passed with `--model`, when set.
+    pub model: Option<String>,
+    /// Permission mode passed with `--permission-mode`, when set.
+    pub permission_mode: Option<String>,
+    /// Extra environment for Claude sessions.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for ClaudeConfig {
+    fn default() -> Self {
+        Self {
+            binary: "claude".into(),
+            model: None,
+            permission_mode: None,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid: the message names the key and the value.
+    #[error("invalid config {origin}: {message}")]
+    Invalid {
+        /// The file, or "(embedded defaults)".
+        origin: String,
+        /// What is wrong, with the key and the value.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.check().map_err(|message| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads a file, or the embedded defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::parse(DEFAULT_TOML, "(embedded defaults)"),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Self::parse(&text, &p.display().to_string())
+            }
+        }
+    }
+
+    /// Checks values that parse but make no sense.
+    fn check(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let r = &self.restart;
+        if l.max_sessions == 0 {
+            return Err("limits.max_sessions = 0: must be at least 1".into());
+        }
+        if l.output_buffer.0 < 1024 {
+            return Err(format!("limits.output_buffer = {}: must be at least 1KiB", l.output_buffer));
+        }
+        if l.quiet_after.is_zero() {
+            return Err("limits.quiet_after = \"0s\": must be positive".into());
+        }
+        if r.backoff_max < r.backoff_initial {
+            return Err(format!(
+                "restart.backoff_max = {:?} is below restart.backoff_initial = {:?}",
+                humantime::format_duration(r.backoff_max).to_string(),
+                humantime::format_duration(r.backoff_initial).to_string()
+            ));
+        }
+        if self.metrics.sample_interval.as_millis() < 50 {
+            return Err(format!(
+                "metrics.sample_interval = {:?}: must be at least 50ms",
+                humantime::format_duration(self.metrics.sample_interval).to_string()
+            ));
+        }
+        if self.server.body_limit.0 < 1024 {
+            return Err(format!("server.body_limit = {}: must be at least 1KiB", self.server.body_limit));
+        }
+        if let Some(t) = &self.server.token {
+            if t.len() < 16 {
+                return Err("server.token is too short: use at least 16 characters".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// What sessions inherit.
+    pub fn session_defaults(&self) -> SessionDefaults {
+        SessionDefaults {
+            restart: self.restart.clone(),
+            limits: self.limits.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_is_the_builtin_defaults() {
+        let cfg = Config::load(None).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[limits]\nmax_sesions = 3\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("max_sesions"), "{err}");
+        let err = Config::parse("[limitz]\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("limitz"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_value() {
+        let err = Config::parse("[limits]\nidle_timeout = \"soonish\"\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("idle_timeout") && err.contains("soonish"), "{err}");
+        let err = Config::parse("[restart]\npolicy = \"sometimes\"\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("policy") && err.contains("sometimes"), "{err}");
+        let err = Config::parse("[limits]\nmax_memory = \"2 parsecs\"\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("max_memory") && err.contains("parsecs"), "{err}");
+        let err = Config::parse("[limits]\nmax_sessions = 0\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("limits.max_sessions = 0"), "{err}");
+        let err = Config::parse("[server]\nlisten = \"nowhere\"\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("listen") && err.contains("nowhere"), "{err}");
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let cfg = Config::parse("[limits]\nmax_sessions = 3\n[restart]\nbackoff_initial = \"0s\"\n", "t").unwrap();
+        assert_eq!(cfg.limits.max_sessions, 3);
+        assert_eq!(cfg.limits.idle_timeout, LimitsConfig::default().idle_timeout);
+        assert!(cfg.restart.backoff_initial.is_zero());
+    }
+}

@@ -1,0 +1,103 @@
+//! `herd serve`: the daemon.
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::paths;
+use anyhow::{bail, Context, Result};
+use herd_actors::Registry;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of `herd serve` that override the config file.
+#[derive(Debug, Default)]
+pub struct ServeOptions {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C.
+pub async fn run(opts: ServeOptions) -> Result<()> {
+    let mut cfg = Config::load(opts.config.as_deref())?;
+    if let Some(l) = opts.listen {
+        cfg.server.listen = l;
+    }
+    let data_dir = paths::data_dir(opts.data_dir.as_deref().or(cfg.server.data_dir.as_deref()))?;
+    paths::ensure_private_dir(&data_dir)?;
+    let explicit_token = cfg.server.token.is_some();
+    if !cfg.server.listen.ip().is_loopback() && !explicit_token {
+        bail!(
+            "refusing to listen on non-loopback address {} without server.token set explicitly in the config",
+            cfg.server.listen
+        );
+    }
+    let token = match cfg.server.token.clone() {
+        Some(t) => t,
+        None => load_or_create_token(&data_dir)?,
+    };
+    let registry = Registry::start(cfg.session_defaults())
+        .await
+        .context("starting the actor system")?;
+    let state = AppState {
+        registry: registry.clone(),
+        token: Arc::new(token),
+        started: Instant::now(),
+    };
+    let app = api::router(state, cfg.server.body_limit.0 as usize);
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let url = format!("http://{addr}");
+    // Clients (and tests on port 0) find the daemon through this file.
+    paths::write_private(&data_dir.join(paths::URL_FILE), url.as_bytes())?;
+    tracing::info!(%url, data_dir = %data_dir.display(), "herd listening");
+    eprintln!("herd {} listening on {url} (data dir {})", env!("CARGO_PKG_VERSION"), data_dir.display());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the API")?;
+    tracing::info!("shutting down: stopping sessions");
+    registry.shutdown(Duration::from_secs(15)).await;
+    let _ = std::fs::remove_file(data_dir.join(paths::URL_FILE));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn load_or_create_token(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join(paths::TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading token file {}", path.display())),
+    }
+    let token: String = {
+        use rand::Rng;
+        let bytes: [u8; 32] = rand::rng().random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    paths::write_private(&path, token.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated API token");
+    Ok(token)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
