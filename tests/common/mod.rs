@@ -1,0 +1,192 @@
+//! Test helpers: a real `herd serve` child process on port 0 in a temp data dir.
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the built `herd` binary.
+pub fn herd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_herd")
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut cond: F) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running daemon, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Daemon {
+    /// Starts `herd serve` with the given config text (may be empty).
+    pub async fn start(config: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg_path = dir.path().join("herd.toml");
+        std::fs::write(&cfg_path, config).expect("write config");
+        let data = dir.path().join("data");
+        let child = Command::new(herd_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&cfg_path)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn herd serve");
+        let url_file = data.join("url");
+        let mut d = Daemon {
+            child,
+            dir,
+            url: String::new(),
+            token: String::new(),
+            http: reqwest::Client::new(),
+        };
+        let ok = wait_until(Duration::from_secs(20), || url_file.exists()).await;
+        assert!(ok, "daemon did not write its url file");
+        d.url = std::fs::read_to_string(&url_file).expect("url").trim().to_string();
+        d.token = std::fs::read_to_string(data.join("token")).expect("token").trim().to_string();
+        d
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// An authenticated request; returns status and parsed JSON (Null if not JSON).
+    pub async fn req(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{}", self.url, path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.req(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.req(Method::POST, path, Some(body)).await
+    }
+
+    /// Creates a session and returns its id.
+    pub async fn create(&self, body: Value) -> String {
+        let (st, v) = self.post("/v1/sessions", body).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    /// One session's JSON.
+    pub async fn session(&self, id: &str) -> Value {
+        let (st, v) = self.get(&format!("/v1/sessions/{id}")).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Polls the session until `pred` holds; panics after `timeout`.
+    pub async fn wait_session(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.session(id).await;
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting on session {id}: {v}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Polls the screen until it contains `text`.
+    pub async fn wait_screen(&self, id: &str, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, v) = self.get(&format!("/v1/sessions/{id}/screen")).await;
+            let screen = v["text"].as_str().unwrap_or_default().to_string();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "screen never showed {text:?}:\n{screen}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Number of sessions in the table (all states).
+    pub async fn count(&self) -> usize {
+        let (_, v) = self.get("/v1/sessions?all=true").await;
+        v.as_array().map(Vec::len).unwrap_or(0)
+    }
+
+    /// Runs the CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(herd_bin())
+            .args(args)
+            .env("HERD_URL", &self.url)
+            .env("HERD_TOKEN", &self.token)
+            .env_remove("HERD_HOME")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run herd")
+    }
+
+    /// Stops the daemon gracefully and waits for it.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// True if the process exists and is not a zombie.
+pub fn alive(pid: i64) -> bool {
+    herd_actors::process::is_alive(pid as i32)
+}
+
+/// Writes a file and returns its path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
