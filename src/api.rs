@@ -42,7 +42,10 @@ pub struct ApiPath<T>(pub T);
 pub fn router(state: AppState, body_limit: usize) -> Router {
     let v1 = Router::new()
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
-        .route("/v1/projects/{project}/sessions", post(sessions::create_in_project))
+        .route(
+            "/v1/projects/{project}/sessions",
+            post(sessions::create_in_project),
+        )
         .route(
             "/v1/sessions/{id}",
             get(sessions::show).delete(sessions::stop),
@@ -56,7 +59,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/v1/sessions/{id}/screen", get(sessions::screen))
         .route("/v1/sessions/{id}/output", get(sessions::output))
         .route("/v1/tasks/{task}", get(sessions::task))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .merge(v1)
@@ -72,7 +78,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .with_state(state)
 }
 
-async fn healthz(axum::extract::State(app): axum::extract::State<AppState>) -> Json<serde_json::Value> {
+async fn healthz(
+    axum::extract::State(app): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),

@@ -174,7 +174,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { .. } => unreachable!("handled above"),
         Command::New(args) => new(c, args).await,
-        Command::Ls { state, task, project, all, json } => {
+        Command::Ls {
+            state,
+            task,
+            project,
+            all,
+            json,
+        } => {
             let mut q = vec![];
             if let Some(s) = state {
                 q.push(format!("state={}", s.as_str()));
@@ -226,12 +232,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Keys { id, keys } => {
             let body = json!({ "keys": keys });
-            let _: Value = c.json(Method::POST, &session_path(&id, "/input"), Some(&body)).await?;
+            let _: Value = c
+                .json(Method::POST, &session_path(&id, "/input"), Some(&body))
+                .await?;
             Ok(())
         }
         Command::Screen { id, json } => {
             if json {
-                let v: Value = c.json(Method::GET, &session_path(&id, "/screen"), None).await?;
+                let v: Value = c
+                    .json(Method::GET, &session_path(&id, "/screen"), None)
+                    .await?;
                 return print_json(&v);
             }
             let path = format!("{}?format=text", session_path(&id, "/screen"));
@@ -248,7 +258,9 @@ fn session_path(id: &str, rest: &str) -> String {
 }
 
 async fn state_command(c: &Client, id: &str, route: &str, body: Option<Value>) -> Result<()> {
-    let info: SessionInfo = c.json(Method::POST, &session_path(id, route), body.as_ref()).await?;
+    let info: SessionInfo = c
+        .json(Method::POST, &session_path(id, route), body.as_ref())
+        .await?;
     println!("{} {}", short_id(&info.id), info.state);
     Ok(())
 }
@@ -278,7 +290,8 @@ async fn new(c: &Client, a: NewArgs) -> Result<()> {
         Some(d) => d,
         None => std::env::current_dir().context("reading the current directory")?,
     };
-    let cwd = std::fs::canonicalize(&cwd).with_context(|| format!("invalid --cwd {:?}", cwd.display().to_string()))?;
+    let cwd = std::fs::canonicalize(&cwd)
+        .with_context(|| format!("invalid --cwd {:?}", cwd.display().to_string()))?;
     let mut body = json!({
         "command": a.command,
         "cwd": cwd,
@@ -338,7 +351,9 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 fn print_list(list: &[SessionInfo]) {
-    let mut t = Table::new(["ID", "NAME", "STATE", "PID", "GEN", "TASK", "PROJECT", "AGE", "COMMAND"]);
+    let mut t = Table::new([
+        "ID", "NAME", "STATE", "PID", "GEN", "TASK", "PROJECT", "AGE", "COMMAND",
+    ]);
     for s in list {
         t.row([
             short_id(&s.id),
@@ -365,18 +380,32 @@ fn print_show(s: &SessionInfo) {
         ("pid", or_dash(s.pid.map(|p| p.to_string()))),
         ("generation", s.generation.to_string()),
         ("restarts", s.restarts.to_string()),
-        ("exit", match (s.exit_code, s.exit_signal) {
-            (_, Some(sig)) => format!("signal {sig}"),
-            (Some(c), None) => format!("code {c}"),
-            _ => "-".into(),
-        }),
+        (
+            "exit",
+            match (s.exit_code, s.exit_signal) {
+                (_, Some(sig)) => format!("signal {sig}"),
+                (Some(c), None) => format!("code {c}"),
+                _ => "-".into(),
+            },
+        ),
         ("task", or_dash(s.task_id.clone())),
         ("project", or_dash(s.project_id.clone())),
         ("command", s.command.join(" ")),
-        ("cwd", or_dash(s.cwd.as_ref().map(|p| p.display().to_string()))),
+        (
+            "cwd",
+            or_dash(s.cwd.as_ref().map(|p| p.display().to_string())),
+        ),
         ("size", format!("{}x{}", s.cols, s.rows)),
         ("created", format!("{} ago", age(s.created_at))),
-        ("restart policy", format!("{} (max {} in {})", s.restart.policy.as_str(), s.restart.max_restarts, humantime::format_duration(s.restart.restart_window))),
+        (
+            "restart policy",
+            format!(
+                "{} (max {} in {})",
+                s.restart.policy.as_str(),
+                s.restart.max_restarts,
+                humantime::format_duration(s.restart.restart_window)
+            ),
+        ),
         ("cpu", format!("{:.1}%", m.cpu_percent)),
         ("rss", format!("{}", herd_actors::ByteSize(m.rss_bytes))),
         ("processes", m.processes.to_string()),

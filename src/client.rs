@@ -17,7 +17,11 @@ pub struct Client {
 impl Client {
     /// URL: `--url`/`HERD_URL`, else `<data dir>/url`, else the default address.
     /// Token: `--token`/`HERD_TOKEN`, else `<data dir>/token`.
-    pub fn discover(url: Option<String>, token: Option<String>, data_dir: Option<&Path>) -> Result<Self> {
+    pub fn discover(
+        url: Option<String>,
+        token: Option<String>,
+        data_dir: Option<&Path>,
+    ) -> Result<Self> {
         let dir = paths::data_dir(data_dir).ok();
         let read = |name: &str| {
             dir.as_ref()
@@ -66,15 +70,24 @@ impl Client {
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| format!("{status}: {text}"));
         if status == StatusCode::UNAUTHORIZED {
-            return Err(anyhow!("{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)"));
+            return Err(anyhow!(
+                "{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)"
+            ));
         }
         Err(anyhow!(message))
     }
 
     /// A request whose answer is JSON.
-    pub async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T> {
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T> {
         let resp = self.send(method, path, body).await?;
-        resp.json::<T>().await.context("reading the daemon's answer")
+        resp.json::<T>()
+            .await
+            .context("reading the daemon's answer")
     }
 }
 
@@ -83,7 +96,9 @@ pub fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -51,7 +51,9 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7777))),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7777))),
             data_dir: None,
             token: None,
             body_limit: ByteSize(1024 * 1024),
@@ -160,7 +162,10 @@ impl Config {
             return Err("limits.max_sessions = 0: must be at least 1".into());
         }
         if l.output_buffer.0 < 1024 {
-            return Err(format!("limits.output_buffer = {}: must be at least 1KiB", l.output_buffer));
+            return Err(format!(
+                "limits.output_buffer = {}: must be at least 1KiB",
+                l.output_buffer
+            ));
         }
         if l.quiet_after.is_zero() {
             return Err("limits.quiet_after = \"0s\": must be positive".into());
@@ -179,7 +184,10 @@ impl Config {
             ));
         }
         if self.server.body_limit.0 < 1024 {
-            return Err(format!("server.body_limit = {}: must be at least 1KiB", self.server.body_limit));
+            return Err(format!(
+                "server.body_limit = {}: must be at least 1KiB",
+                self.server.body_limit
+            ));
         }
         if let Some(t) = &self.server.token {
             if t.len() < 16 {
@@ -211,31 +219,58 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::parse("[limits]\nmax_sesions = 3\n", "t.toml").unwrap_err().to_string();
+        let err = Config::parse("[limits]\nmax_sesions = 3\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_sesions"), "{err}");
-        let err = Config::parse("[limitz]\n", "t.toml").unwrap_err().to_string();
+        let err = Config::parse("[limitz]\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("limitz"), "{err}");
     }
 
     #[test]
     fn bad_values_name_key_and_value() {
-        let err = Config::parse("[limits]\nidle_timeout = \"soonish\"\n", "t.toml").unwrap_err().to_string();
-        assert!(err.contains("idle_timeout") && err.contains("soonish"), "{err}");
-        let err = Config::parse("[restart]\npolicy = \"sometimes\"\n", "t.toml").unwrap_err().to_string();
+        let err = Config::parse("[limits]\nidle_timeout = \"soonish\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("idle_timeout") && err.contains("soonish"),
+            "{err}"
+        );
+        let err = Config::parse("[restart]\npolicy = \"sometimes\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("policy") && err.contains("sometimes"), "{err}");
-        let err = Config::parse("[limits]\nmax_memory = \"2 parsecs\"\n", "t.toml").unwrap_err().to_string();
-        assert!(err.contains("max_memory") && err.contains("parsecs"), "{err}");
-        let err = Config::parse("[limits]\nmax_sessions = 0\n", "t.toml").unwrap_err().to_string();
+        let err = Config::parse("[limits]\nmax_memory = \"2 parsecs\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_memory") && err.contains("parsecs"),
+            "{err}"
+        );
+        let err = Config::parse("[limits]\nmax_sessions = 0\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("limits.max_sessions = 0"), "{err}");
-        let err = Config::parse("[server]\nlisten = \"nowhere\"\n", "t.toml").unwrap_err().to_string();
+        let err = Config::parse("[server]\nlisten = \"nowhere\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen") && err.contains("nowhere"), "{err}");
     }
 
     #[test]
     fn partial_file_keeps_other_defaults() {
-        let cfg = Config::parse("[limits]\nmax_sessions = 3\n[restart]\nbackoff_initial = \"0s\"\n", "t").unwrap();
+        let cfg = Config::parse(
+            "[limits]\nmax_sessions = 3\n[restart]\nbackoff_initial = \"0s\"\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(cfg.limits.max_sessions, 3);
-        assert_eq!(cfg.limits.idle_timeout, LimitsConfig::default().idle_timeout);
+        assert_eq!(
+            cfg.limits.idle_timeout,
+            LimitsConfig::default().idle_timeout
+        );
         assert!(cfg.restart.backoff_initial.is_zero());
     }
 }

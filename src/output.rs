@@ -10,7 +10,10 @@ pub fn short_id(id: &Uuid) -> String {
 
 /// Time since `t`, coarse: `42s`, `5m`, `3h`, `2d`.
 pub fn age(t: SystemTime) -> String {
-    let s = SystemTime::now().duration_since(t).unwrap_or_default().as_secs();
+    let s = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
     match s {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m", s / 60),
@@ -41,7 +44,13 @@ impl Table {
     pub fn render(&self) -> String {
         let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..cols)
-            .map(|c| self.rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0))
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let mut out = String::new();
         for r in &self.rows {

@@ -57,7 +57,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     // Clients (and tests on port 0) find the daemon through this file.
     paths::write_private(&data_dir.join(paths::URL_FILE), url.as_bytes())?;
     tracing::info!(%url, data_dir = %data_dir.display(), "herd listening");
-    eprintln!("herd {} listening on {url} (data dir {})", env!("CARGO_PKG_VERSION"), data_dir.display());
+    eprintln!(
+        "herd {} listening on {url} (data dir {})",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -34,13 +34,21 @@ async fn every_route_needs_the_token_but_healthz() {
         (Method::GET, "/v1/tasks/t".to_string()),
     ];
     for (m, path) in &routes {
-        for auth in [None, Some("Bearer wrong-token-wrong-token"), Some("Basic abc")] {
+        for auth in [
+            None,
+            Some("Bearer wrong-token-wrong-token"),
+            Some("Basic abc"),
+        ] {
             let mut r = d.http.request(m.clone(), format!("{}{}", d.url, path));
             if let Some(a) = auth {
                 r = r.header("authorization", a);
             }
             let resp = r.send().await.unwrap();
-            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{m} {path} with {auth:?}");
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNAUTHORIZED,
+                "{m} {path} with {auth:?}"
+            );
             let v: Value = resp.json().await.unwrap();
             assert_eq!(v["error"]["code"], "unauthorized", "{m} {path}");
             assert!(v["error"]["message"].as_str().unwrap().contains("token"));
@@ -48,14 +56,26 @@ async fn every_route_needs_the_token_but_healthz() {
     }
     // Nothing was changed by the rejected requests.
     assert_eq!(d.count().await, 1);
-    assert_eq!(d.session(&id).await["state"].as_str().unwrap() != "stopping", true);
-    let resp = d.http.get(format!("{}/healthz", d.url)).send().await.unwrap();
+    let s = d.session(&id).await;
+    assert!(
+        !["stopping", "stopped"].contains(&s["state"].as_str().unwrap()),
+        "{s}"
+    );
+    let resp = d
+        .http
+        .get(format!("{}/healthz", d.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["status"], "ok");
     // The token file is private.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(d.data_dir().join("token")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(d.data_dir().join("token"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -73,10 +93,29 @@ async fn session_lifecycle_over_http() {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    for field in ["id", "name", "state", "pid", "generation", "restarts", "exit_code", "task_id", "project_id", "command", "cwd", "created_at"] {
+    for field in [
+        "id",
+        "name",
+        "state",
+        "pid",
+        "generation",
+        "restarts",
+        "exit_code",
+        "task_id",
+        "project_id",
+        "command",
+        "cwd",
+        "created_at",
+    ] {
         assert!(v.get(field).is_some(), "missing {field} in {v}");
     }
-    for field in ["cpu_percent", "rss_bytes", "bytes_in", "bytes_out", "inputs"] {
+    for field in [
+        "cpu_percent",
+        "rss_bytes",
+        "bytes_in",
+        "bytes_out",
+        "inputs",
+    ] {
         assert!(v["metrics"].get(field).is_some(), "missing metrics.{field}");
     }
     assert_eq!(v["project_id"], "proj-a");
@@ -85,9 +124,19 @@ async fn session_lifecycle_over_http() {
     assert!(alive(pid));
 
     // Input by text and by key names reaches the child; the screen shows it.
-    let (st, _) = d.post(&format!("/v1/sessions/{id}/input"), json!({"text": "echo $GREETING-$((6*7)); pwd"})).await;
+    let (st, _) = d
+        .post(
+            &format!("/v1/sessions/{id}/input"),
+            json!({"text": "echo $GREETING-$((6*7)); pwd"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, _) = d.post(&format!("/v1/sessions/{id}/input"), json!({"keys": ["Enter"]})).await;
+    let (st, _) = d
+        .post(
+            &format!("/v1/sessions/{id}/input"),
+            json!({"keys": ["Enter"]}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     let screen = d.wait_screen(&id, "hi-there-42", T).await;
     assert!(screen.contains(cwd_path.to_str().unwrap()), "{screen}");
@@ -118,7 +167,11 @@ async fn session_lifecycle_over_http() {
         .send()
         .await
         .unwrap();
-    let end: u64 = resp.headers()["herd-output-end"].to_str().unwrap().parse().unwrap();
+    let end: u64 = resp.headers()["herd-output-end"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let body = resp.bytes().await.unwrap();
     assert_eq!(end, body.len() as u64);
     assert!(String::from_utf8_lossy(&body).contains("hi-there-42"));
@@ -132,47 +185,90 @@ async fn session_lifecycle_over_http() {
     assert!(resp.bytes().await.unwrap().is_empty());
 
     // Resize reaches the child's terminal.
-    let (st, v) = d.post(&format!("/v1/sessions/{id}/resize"), json!({"cols": 90, "rows": 20})).await;
+    let (st, v) = d
+        .post(
+            &format!("/v1/sessions/{id}/resize"),
+            json!({"cols": 90, "rows": 20}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    d.post(&format!("/v1/sessions/{id}/input"), json!({"keys": ["stty size", "Enter"]})).await;
+    d.post(
+        &format!("/v1/sessions/{id}/input"),
+        json!({"keys": ["stty size", "Enter"]}),
+    )
+    .await;
     d.wait_screen(&id, "20 90", T).await;
 
     // Suspend and resume.
-    let (st, v) = d.post(&format!("/v1/sessions/{id}/suspend"), json!({})).await;
-    assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("suspended")));
-    let (st, _) = d.post(&format!("/v1/sessions/{id}/suspend"), json!({})).await;
+    let (st, v) = d
+        .post(&format!("/v1/sessions/{id}/suspend"), json!({}))
+        .await;
+    assert_eq!(
+        (st, v["state"].as_str()),
+        (StatusCode::OK, Some("suspended"))
+    );
+    let (st, _) = d
+        .post(&format!("/v1/sessions/{id}/suspend"), json!({}))
+        .await;
     assert_eq!(st, StatusCode::CONFLICT);
-    let (st, v) = d.post(&format!("/v1/sessions/{id}/resume"), json!({})).await;
+    let (st, v) = d
+        .post(&format!("/v1/sessions/{id}/resume"), json!({}))
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_ne!(v["state"], "suspended");
 
     // Interrupt ends a foreground job.
-    d.post(&format!("/v1/sessions/{id}/input"), json!({"keys": ["sleep 300; echo after-$((1+1))", "Enter"]})).await;
+    d.post(
+        &format!("/v1/sessions/{id}/input"),
+        json!({"keys": ["sleep 300; echo after-$((1+1))", "Enter"]}),
+    )
+    .await;
     d.wait_session(&id, T, |s| s["state"] == "ready").await;
-    let (st, _) = d.post(&format!("/v1/sessions/{id}/interrupt"), json!({})).await;
+    let (st, _) = d
+        .post(&format!("/v1/sessions/{id}/interrupt"), json!({}))
+        .await;
     assert_eq!(st, StatusCode::OK);
-    d.post(&format!("/v1/sessions/{id}/input"), json!({"keys": ["echo interrupted-ok", "Enter"]})).await;
+    d.post(
+        &format!("/v1/sessions/{id}/input"),
+        json!({"keys": ["echo interrupted-ok", "Enter"]}),
+    )
+    .await;
     let screen = d.wait_screen(&id, "interrupted-ok\n", T).await;
     assert!(!screen.contains("after-2"), "{screen}");
 
     // Restart: new child, generation + 1.
-    let (st, _) = d.post(&format!("/v1/sessions/{id}/restart"), json!({})).await;
+    let (st, _) = d
+        .post(&format!("/v1/sessions/{id}/restart"), json!({}))
+        .await;
     assert_eq!(st, StatusCode::OK);
     let s = d
         .wait_session(&id, T, |s| s["generation"] == 1 && s["state"] == "ready")
         .await;
     assert_ne!(s["pid"].as_i64().unwrap(), pid);
-    assert!(common::wait_until(T, || !alive(pid)).await, "old child survived the restart");
+    assert!(
+        common::wait_until(T, || !alive(pid)).await,
+        "old child survived the restart"
+    );
 
     // Stop: stopping, then stopped; a second stop is a conflict.
-    let (st, v) = d.req(Method::DELETE, &format!("/v1/sessions/{id}"), None).await;
+    let (st, v) = d
+        .req(Method::DELETE, &format!("/v1/sessions/{id}"), None)
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let s = d.wait_session(&id, T, |s| s["state"] == "stopped").await;
     assert!(s["pid"].is_null());
-    let (st, v) = d.req(Method::DELETE, &format!("/v1/sessions/{id}?force=true"), None).await;
+    let (st, v) = d
+        .req(
+            Method::DELETE,
+            &format!("/v1/sessions/{id}?force=true"),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::CONFLICT);
     assert!(v["error"]["message"].as_str().unwrap().contains("stopped"));
-    let (st, _) = d.post(&format!("/v1/sessions/{id}/input"), json!({"text": "x"})).await;
+    let (st, _) = d
+        .post(&format!("/v1/sessions/{id}/input"), json!({"text": "x"}))
+        .await;
     assert_eq!(st, StatusCode::CONFLICT);
     // Stopped sessions are history: hidden by default, listed with all=true.
     let (_, list) = d.get("/v1/sessions").await;
@@ -189,39 +285,176 @@ async fn bad_requests_name_the_problem_and_change_nothing() {
     let big = "x".repeat(8 * 1024);
     // (method, path, raw body, expected status, text the message must contain)
     let cases: Vec<(Method, String, String, u16, &str)> = vec![
-        (Method::POST, "/v1/sessions".into(), "{\"command\": [".into(), 400, "malformed JSON"),
-        (Method::POST, "/v1/sessions".into(), r#"{"command": "sh"}"#.into(), 400, "command"),
-        (Method::POST, "/v1/sessions".into(), r#"{"command": ["sh"], "cols": "wide"}"#.into(), 400, "cols"),
-        (Method::POST, "/v1/sessions".into(), r#"{"command": ["sh"], "colour": 1}"#.into(), 400, "colour"),
-        (Method::POST, "/v1/sessions".into(), r#"{"command": []}"#.into(), 400, "command"),
-        (Method::POST, "/v1/sessions".into(), r#"{"command": [""]}"#.into(), 400, "command"),
-        (Method::POST, "/v1/sessions".into(), r#"{"command": ["no-such-program-xyz"]}"#.into(), 400, "no-such-program-xyz"),
-        (Method::POST, "/v1/sessions".into(), r#"{"command": ["sh"], "cwd": "/no/such/dir"}"#.into(), 400, "/no/such/dir"),
-        (Method::POST, "/v1/sessions".into(), r#"{"command": ["sh"], "restart": {"policy": "sometimes"}}"#.into(), 400, "sometimes"),
-        (Method::POST, "/v1/sessions".into(), r#"{"command": ["sh"], "limits": {"idle_timeout": "soonish"}}"#.into(), 400, "soonish"),
-        (Method::POST, "/v1/sessions".into(), format!(r#"{{"command": ["sh"], "name": "{big}"}}"#), 413, "body_limit"),
-        (Method::POST, format!("/v1/sessions/{id}/resize"), r#"{"cols": 0, "rows": 0}"#.into(), 400, "cols"),
-        (Method::POST, format!("/v1/sessions/{id}/resize"), r#"{"cols": 100000, "rows": 100000}"#.into(), 400, "100000"),
-        (Method::POST, format!("/v1/sessions/{id}/input"), r#"{}"#.into(), 400, "text"),
-        (Method::POST, format!("/v1/sessions/{id}/input"), r#"{"keys": ["C-nope"]}"#.into(), 400, "C-nope"),
-        (Method::GET, "/v1/sessions/not-an-id!".into(), String::new(), 400, "not-an-id!"),
-        (Method::GET, "/v1/sessions/00000000-0000-4000-8000-000000000000".into(), String::new(), 404, "00000000"),
-        (Method::GET, format!("/v1/sessions/{id}/output?wait=forever"), String::new(), 400, "forever"),
-        (Method::GET, format!("/v1/sessions/{id}/output?since=-1"), String::new(), 400, "since"),
-        (Method::GET, "/v1/sessions?state=sleepy".into(), String::new(), 400, "sleepy"),
-        (Method::DELETE, format!("/v1/sessions/{id}?force=maybe"), String::new(), 400, "force"),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            "{\"command\": [".into(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            r#"{"command": "sh"}"#.into(),
+            400,
+            "command",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            r#"{"command": ["sh"], "cols": "wide"}"#.into(),
+            400,
+            "cols",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            r#"{"command": ["sh"], "colour": 1}"#.into(),
+            400,
+            "colour",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            r#"{"command": []}"#.into(),
+            400,
+            "command",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            r#"{"command": [""]}"#.into(),
+            400,
+            "command",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            r#"{"command": ["no-such-program-xyz"]}"#.into(),
+            400,
+            "no-such-program-xyz",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            r#"{"command": ["sh"], "cwd": "/no/such/dir"}"#.into(),
+            400,
+            "/no/such/dir",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            r#"{"command": ["sh"], "restart": {"policy": "sometimes"}}"#.into(),
+            400,
+            "sometimes",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            r#"{"command": ["sh"], "limits": {"idle_timeout": "soonish"}}"#.into(),
+            400,
+            "soonish",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            format!(r#"{{"command": ["sh"], "name": "{big}"}}"#),
+            413,
+            "body_limit",
+        ),
+        (
+            Method::POST,
+            format!("/v1/sessions/{id}/resize"),
+            r#"{"cols": 0, "rows": 0}"#.into(),
+            400,
+            "cols",
+        ),
+        (
+            Method::POST,
+            format!("/v1/sessions/{id}/resize"),
+            r#"{"cols": 100000, "rows": 100000}"#.into(),
+            400,
+            "100000",
+        ),
+        (
+            Method::POST,
+            format!("/v1/sessions/{id}/input"),
+            r#"{}"#.into(),
+            400,
+            "text",
+        ),
+        (
+            Method::POST,
+            format!("/v1/sessions/{id}/input"),
+            r#"{"keys": ["C-nope"]}"#.into(),
+            400,
+            "C-nope",
+        ),
+        (
+            Method::GET,
+            "/v1/sessions/not-an-id!".into(),
+            String::new(),
+            400,
+            "not-an-id!",
+        ),
+        (
+            Method::GET,
+            "/v1/sessions/00000000-0000-4000-8000-000000000000".into(),
+            String::new(),
+            404,
+            "00000000",
+        ),
+        (
+            Method::GET,
+            format!("/v1/sessions/{id}/output?wait=forever"),
+            String::new(),
+            400,
+            "forever",
+        ),
+        (
+            Method::GET,
+            format!("/v1/sessions/{id}/output?since=-1"),
+            String::new(),
+            400,
+            "since",
+        ),
+        (
+            Method::GET,
+            "/v1/sessions?state=sleepy".into(),
+            String::new(),
+            400,
+            "sleepy",
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/sessions/{id}?force=maybe"),
+            String::new(),
+            400,
+            "force",
+        ),
     ];
     for (m, path, body, want, needle) in cases {
-        let mut r = d.http.request(m.clone(), format!("{}{}", d.url, path)).bearer_auth(&d.token);
+        let mut r = d
+            .http
+            .request(m.clone(), format!("{}{}", d.url, path))
+            .bearer_auth(&d.token);
         if !body.is_empty() {
-            r = r.header("content-type", "application/json").body(body.clone());
+            r = r
+                .header("content-type", "application/json")
+                .body(body.clone());
         }
         let resp = r.send().await.unwrap();
         let status = resp.status().as_u16();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
-        let msg = v["error"]["message"].as_str().unwrap_or_default().to_string();
+        let msg = v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert_eq!(status, want, "{m} {path} {body:.80}: {v}");
-        assert!(msg.contains(needle), "{m} {path}: message {msg:?} should name {needle:?}");
+        assert!(
+            msg.contains(needle),
+            "{m} {path}: message {msg:?} should name {needle:?}"
+        );
         assert!(v["error"]["code"].is_string());
     }
     assert_eq!(d.count().await, 1, "a rejected request created a session");
@@ -238,10 +471,21 @@ async fn max_sessions_is_enforced_with_429() {
     d.create(json!({"command": ["cat"]})).await;
     let (st, v) = d.post("/v1/sessions", json!({"command": ["cat"]})).await;
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
-    assert!(v["error"]["message"].as_str().unwrap().contains("max_sessions"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_sessions"),
+        "{v}"
+    );
     assert_eq!(d.count().await, 2);
     // A stopped session frees its slot.
-    d.req(Method::DELETE, &format!("/v1/sessions/{a}?force=true"), None).await;
+    d.req(
+        Method::DELETE,
+        &format!("/v1/sessions/{a}?force=true"),
+        None,
+    )
+    .await;
     d.wait_session(&a, T, |s| s["state"] == "stopped").await;
     d.create(json!({"command": ["cat"]})).await;
 }
@@ -250,13 +494,16 @@ async fn max_sessions_is_enforced_with_429() {
 async fn crashing_child_restarts_under_policy() {
     let d = Daemon::start("[restart]\nbackoff_initial = \"10ms\"\nmax_restarts = 3\n").await;
     let id = d.create(sh("echo started; sleep 0.2; exit 7")).await;
-    let s = d
-        .wait_session(&id, T, |s| s["state"] == "failed")
-        .await;
+    let s = d.wait_session(&id, T, |s| s["state"] == "failed").await;
     assert_eq!(s["restarts"], 3);
     assert_eq!(s["exit_code"], 7);
-    assert!(s["reason"].as_str().unwrap().contains("restart intensity"), "{s}");
-    let never = d.create(json!({"command": ["sh", "-c", "exit 3"], "restart": {"policy": "never"}})).await;
+    assert!(
+        s["reason"].as_str().unwrap().contains("restart intensity"),
+        "{s}"
+    );
+    let never = d
+        .create(json!({"command": ["sh", "-c", "exit 3"], "restart": {"policy": "never"}}))
+        .await;
     let s = d.wait_session(&never, T, |s| s["state"] == "stopped").await;
     assert_eq!(s["exit_code"], 3);
     assert_eq!(s["generation"], 0);
@@ -280,6 +527,9 @@ async fn daemon_shutdown_stops_sessions_and_their_children() {
     let status = d.stop().expect("daemon exited");
     assert!(status.success(), "daemon exit: {status:?}");
     for p in tree {
-        assert!(common::wait_until(T, || !alive(p as i64)).await, "process {p} survived the daemon");
+        assert!(
+            common::wait_until(T, || !alive(p as i64)).await,
+            "process {p} survived the daemon"
+        );
     }
 }

@@ -14,14 +14,33 @@ fn stdout(o: &std::process::Output) -> String {
 }
 
 fn ok(o: std::process::Output) -> String {
-    assert!(o.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&o.stderr), stdout(&o));
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        stdout(&o)
+    );
     stdout(&o)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_drives_a_session() {
     let d = Daemon::start("").await;
-    let out = ok(d.cli(&["new", "--name", "demo", "--task", "job-7", "--project", "p1", "--env", "X_VAL=forty-two", "--", "bash", "--norc", "--noprofile"]));
+    let out = ok(d.cli(&[
+        "new",
+        "--name",
+        "demo",
+        "--task",
+        "job-7",
+        "--project",
+        "p1",
+        "--env",
+        "X_VAL=forty-two",
+        "--",
+        "bash",
+        "--norc",
+        "--noprofile",
+    ]));
     let id = out.trim().to_string();
     assert_eq!(out, format!("{id}\n"), "new prints the id alone");
     assert_eq!(id.len(), 36);
@@ -33,7 +52,10 @@ async fn cli_drives_a_session() {
     let header = table.lines().next().unwrap();
     assert!(header.starts_with("ID") && header.contains("STATE") && header.contains("TASK"));
     let row = table.lines().nth(1).unwrap();
-    assert!(row.starts_with(&id[..8]) && row.contains("job-7") && row.contains("ready"), "{table}");
+    assert!(
+        row.starts_with(&id[..8]) && row.contains("job-7") && row.contains("ready"),
+        "{table}"
+    );
     // Columns line up: STATE starts at the same offset in header and row.
     let col = header.find("STATE").unwrap();
     assert_eq!(&row[col..col + 5], "ready");
@@ -47,21 +69,49 @@ async fn cli_drives_a_session() {
     assert!(logs.contains("forty-two"));
 
     let show: Value = serde_json::from_str(&ok(d.cli(&["show", prefix, "--json"]))).unwrap();
-    for field in ["id", "name", "state", "pid", "generation", "restarts", "exit_code", "task_id", "project_id", "command", "cwd", "created_at"] {
+    for field in [
+        "id",
+        "name",
+        "state",
+        "pid",
+        "generation",
+        "restarts",
+        "exit_code",
+        "task_id",
+        "project_id",
+        "command",
+        "cwd",
+        "created_at",
+    ] {
         assert!(show.get(field).is_some(), "show --json lacks {field}");
     }
-    for field in ["cpu_percent", "rss_bytes", "bytes_in", "bytes_out", "inputs"] {
-        assert!(show["metrics"].get(field).is_some(), "show --json lacks metrics.{field}");
+    for field in [
+        "cpu_percent",
+        "rss_bytes",
+        "bytes_in",
+        "bytes_out",
+        "inputs",
+    ] {
+        assert!(
+            show["metrics"].get(field).is_some(),
+            "show --json lacks metrics.{field}"
+        );
     }
     assert_eq!(show["task_id"], "job-7");
     let cwd = std::fs::canonicalize(std::env::current_dir().unwrap()).unwrap();
-    assert_eq!(show["cwd"], cwd.to_str().unwrap(), "new defaults to the caller's cwd");
+    assert_eq!(
+        show["cwd"],
+        cwd.to_str().unwrap(),
+        "new defaults to the caller's cwd"
+    );
     let human = ok(d.cli(&["show", prefix]));
     assert!(human.contains("generation") && human.contains("job-7"));
 
     let pid = show["pid"].as_i64().unwrap();
     ok(d.cli(&["restart", prefix]));
-    let s = d.wait_session(&id, T, |s| s["generation"] == 1 && s["pid"].is_i64()).await;
+    let s = d
+        .wait_session(&id, T, |s| s["generation"] == 1 && s["pid"].is_i64())
+        .await;
     assert_ne!(s["pid"].as_i64().unwrap(), pid);
 
     // logs --follow streams until the session ends.
@@ -141,18 +191,33 @@ fn serve_fails(config: &str, extra: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!o.status.success(), "serve should refuse {config:?} {extra:?}");
+    assert!(
+        !o.status.success(),
+        "serve should refuse {config:?} {extra:?}"
+    );
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 #[test]
 fn serve_refuses_bad_config_naming_key_and_value() {
-    let err = serve_fails("[limits]\nidle_timeout = \"soonish\"\n", &["--listen", "127.0.0.1:0"]);
-    assert!(err.contains("idle_timeout") && err.contains("soonish"), "{err}");
+    let err = serve_fails(
+        "[limits]\nidle_timeout = \"soonish\"\n",
+        &["--listen", "127.0.0.1:0"],
+    );
+    assert!(
+        err.contains("idle_timeout") && err.contains("soonish"),
+        "{err}"
+    );
     let err = serve_fails("[limits]\nmax_sesions = 3\n", &["--listen", "127.0.0.1:0"]);
     assert!(err.contains("max_sesions"), "{err}");
-    let err = serve_fails("[restart]\npolicy = \"sometimes\"\n", &["--listen", "127.0.0.1:0"]);
+    let err = serve_fails(
+        "[restart]\npolicy = \"sometimes\"\n",
+        &["--listen", "127.0.0.1:0"],
+    );
     assert!(err.contains("policy") && err.contains("sometimes"), "{err}");
     let err = serve_fails("", &["--listen", "0.0.0.0:0"]);
-    assert!(err.contains("non-loopback") && err.contains("token"), "{err}");
+    assert!(
+        err.contains("non-loopback") && err.contains("token"),
+        "{err}"
+    );
 }

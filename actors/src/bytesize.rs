@@ -103,7 +103,9 @@ mod tests {
         assert_eq!(ByteSize::parse("2GB").unwrap().0, 2_000_000_000);
         assert_eq!(ByteSize::parse("2gib").unwrap().0, 2 << 30);
         assert!(ByteSize::parse("lots").unwrap_err().contains("\"lots\""));
-        assert!(ByteSize::parse("3 parsecs").unwrap_err().contains("parsecs"));
+        assert!(ByteSize::parse("3 parsecs")
+            .unwrap_err()
+            .contains("parsecs"));
         assert_eq!(ByteSize(1 << 20).to_string(), "1MiB");
     }
 }

@@ -159,16 +159,32 @@ pub struct RestartOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_restarts: Option<u32>,
     /// See [`RestartConfig::restart_window`].
-    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_window: Option<Duration>,
     /// See [`RestartConfig::backoff_initial`].
-    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub backoff_initial: Option<Duration>,
     /// See [`RestartConfig::backoff_max`].
-    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub backoff_max: Option<Duration>,
     /// See [`RestartConfig::backoff_reset_after`].
-    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub backoff_reset_after: Option<Duration>,
 }
 
@@ -206,19 +222,35 @@ impl RestartOverrides {
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// See [`LimitsConfig::idle_timeout`].
-    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout: Option<Duration>,
     /// See [`LimitsConfig::max_duration`].
-    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_duration: Option<Duration>,
     /// See [`LimitsConfig::max_memory`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_memory: Option<ByteSize>,
     /// See [`LimitsConfig::quiet_after`].
-    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub quiet_after: Option<Duration>,
     /// See [`LimitsConfig::stop_grace`].
-    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_grace: Option<Duration>,
 }
 
@@ -241,7 +273,13 @@ impl LimitOverrides {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
-        take!(idle_timeout, max_duration, max_memory, quiet_after, stop_grace);
+        take!(
+            idle_timeout,
+            max_duration,
+            max_memory,
+            quiet_after,
+            stop_grace
+        );
     }
 }
 

@@ -53,7 +53,9 @@ pub struct SessionHandle {
 
 impl std::fmt::Debug for SessionHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionHandle").field("id", &self.id).finish()
+        f.debug_struct("SessionHandle")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -124,7 +126,10 @@ impl SessionHandle {
 
     /// Output from `since` (or the whole buffer) plus a live subscription that
     /// continues exactly where the returned slice ends: no gap, no overlap.
-    pub fn subscribe_output(&self, since: Option<u64>) -> (OutputSlice, broadcast::Receiver<OutputChunk>) {
+    pub fn subscribe_output(
+        &self,
+        since: Option<u64>,
+    ) -> (OutputSlice, broadcast::Receiver<OutputChunk>) {
         let log = lock(&self.output);
         let slice = log.read(since.unwrap_or(0), usize::MAX);
         let rx = self.live.subscribe();

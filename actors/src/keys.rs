@@ -106,7 +106,10 @@ mod tests {
     fn names_and_literals() {
         assert_eq!(parse_keys(&["C-c"]).unwrap(), b"\x03");
         assert_eq!(parse_keys(&["echo hi", "Enter"]).unwrap(), b"echo hi\r");
-        assert_eq!(parse_keys(&["Escape", "M-x", "Up"]).unwrap(), b"\x1b\x1bx\x1b[A");
+        assert_eq!(
+            parse_keys(&["Escape", "M-x", "Up"]).unwrap(),
+            b"\x1b\x1bx\x1b[A"
+        );
         assert_eq!(parse_keys(&["C-\\"]).unwrap(), b"\x1c");
         assert_eq!(parse_keys(&["M-Enter"]).unwrap(), b"\x1b\r");
         assert_eq!(parse_keys(&["enter"]).unwrap(), b"\r");

@@ -128,19 +128,37 @@ mod tests {
             backoff_reset_after: Duration::from_secs(5),
         }
     }
-    const OK: ExitStatus = ExitStatus { code: Some(0), signal: None };
-    const BAD: ExitStatus = ExitStatus { code: Some(3), signal: None };
+    const OK: ExitStatus = ExitStatus {
+        code: Some(0),
+        signal: None,
+    };
+    const BAD: ExitStatus = ExitStatus {
+        code: Some(3),
+        signal: None,
+    };
 
     #[test]
     fn policies_decide_by_exit() {
         let now = Instant::now();
         let short = Duration::from_millis(1);
         let mut t = RestartTracker::default();
-        assert_eq!(t.decide(&cfg(RestartPolicy::Never), &BAD, short, false, now), Decision::Stop);
-        assert_eq!(t.decide(&cfg(RestartPolicy::OnFailure), &OK, short, false, now), Decision::Stop);
-        assert!(matches!(t.decide(&cfg(RestartPolicy::OnFailure), &OK, short, true, now), Decision::Restart(_)));
+        assert_eq!(
+            t.decide(&cfg(RestartPolicy::Never), &BAD, short, false, now),
+            Decision::Stop
+        );
+        assert_eq!(
+            t.decide(&cfg(RestartPolicy::OnFailure), &OK, short, false, now),
+            Decision::Stop
+        );
+        assert!(matches!(
+            t.decide(&cfg(RestartPolicy::OnFailure), &OK, short, true, now),
+            Decision::Restart(_)
+        ));
         let mut t = RestartTracker::default();
-        assert!(matches!(t.decide(&cfg(RestartPolicy::Always), &OK, short, false, now), Decision::Restart(_)));
+        assert!(matches!(
+            t.decide(&cfg(RestartPolicy::Always), &OK, short, false, now),
+            Decision::Restart(_)
+        ));
     }
 
     #[test]
@@ -159,7 +177,10 @@ mod tests {
         assert_eq!(delays, [100, 200, 350]);
         now += Duration::from_secs(4);
         // A long stable run resets the backoff.
-        assert_eq!(t.decide(&c, &BAD, Duration::from_secs(6), false, now), Decision::Restart(Duration::from_millis(100)));
+        assert_eq!(
+            t.decide(&c, &BAD, Duration::from_secs(6), false, now),
+            Decision::Restart(Duration::from_millis(100))
+        );
     }
 
     #[test]
@@ -168,10 +189,19 @@ mod tests {
         let mut t = RestartTracker::default();
         let now = Instant::now();
         for _ in 0..3 {
-            assert!(matches!(t.decide(&c, &BAD, Duration::ZERO, false, now), Decision::Restart(_)));
+            assert!(matches!(
+                t.decide(&c, &BAD, Duration::ZERO, false, now),
+                Decision::Restart(_)
+            ));
         }
-        assert_eq!(t.decide(&c, &BAD, Duration::ZERO, false, now), Decision::GiveUp);
+        assert_eq!(
+            t.decide(&c, &BAD, Duration::ZERO, false, now),
+            Decision::GiveUp
+        );
         let later = now + Duration::from_secs(11);
-        assert!(matches!(t.decide(&c, &BAD, Duration::ZERO, false, later), Decision::Restart(_)));
+        assert!(matches!(
+            t.decide(&c, &BAD, Duration::ZERO, false, later),
+            Decision::Restart(_)
+        ));
     }
 }

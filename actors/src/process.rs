@@ -39,7 +39,10 @@ pub fn children(pid: Pid) -> Vec<Pid> {
     for task in tasks.flatten() {
         let path = task.path().join("children");
         if let Ok(text) = fs::read_to_string(path) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<Pid>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<Pid>().ok()),
+            );
         }
     }
     out
@@ -96,7 +99,10 @@ fn stat_field(stat: &str, n: usize) -> Option<String> {
     if n == 2 {
         return stat.get(stat.find('(')? + 1..close).map(str::to_string);
     }
-    stat[close + 1..].split_whitespace().nth(n - 3).map(str::to_string)
+    stat[close + 1..]
+        .split_whitespace()
+        .nth(n - 3)
+        .map(str::to_string)
 }
 
 #[cfg(test)]

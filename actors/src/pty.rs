@@ -202,10 +202,12 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     for (k, v) in &args.env {
         cmd.env(k, v);
     }
-    let child = pair
-        .slave
-        .spawn_command(cmd)
-        .map_err(|e| io_err(&format!("spawn {:?}", args.argv.first().cloned().unwrap_or_default()), e))?;
+    let child = pair.slave.spawn_command(cmd).map_err(|e| {
+        io_err(
+            &format!("spawn {:?}", args.argv.first().cloned().unwrap_or_default()),
+            e,
+        )
+    })?;
     // The slave must be closed here, or the reader never sees EOF.
     drop(pair.slave);
     let pid = child
@@ -221,17 +223,30 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
         reaped: Arc::clone(&reaped),
         credits: Arc::clone(&credits),
     };
-    let reader = pair.master.try_clone_reader().map_err(|e| io_err("pty reader", e))?;
-    let writer = pair.master.take_writer().map_err(|e| io_err("pty writer", e))?;
+    let reader = pair
+        .master
+        .try_clone_reader()
+        .map_err(|e| io_err("pty reader", e))?;
+    let writer = pair
+        .master
+        .take_writer()
+        .map_err(|e| io_err("pty writer", e))?;
     let (writes, write_rx) = sync_channel(WRITE_QUEUE);
     let (drained_tx, drained_rx) = sync_channel::<()>(1);
     let session = args.session.clone();
     let generation = args.generation;
-    thread("herd-pty-read", move || read_loop(reader, session, generation, credits, drained_tx))?;
+    thread("herd-pty-read", move || {
+        read_loop(reader, session, generation, credits, drained_tx)
+    })?;
     thread("herd-pty-write", move || write_loop(writer, write_rx))?;
     let session = args.session.clone();
-    thread("herd-pty-wait", move || wait_loop(pid, reaped, drained_rx, session, generation))?;
-    if let Err(e) = args.session.send_message(SessionMsg::ChildSpawned { generation, pid }) {
+    thread("herd-pty-wait", move || {
+        wait_loop(pid, reaped, drained_rx, session, generation)
+    })?;
+    if let Err(e) = args
+        .session
+        .send_message(SessionMsg::ChildSpawned { generation, pid })
+    {
         tracing::debug!("session gone before child start was reported: {e}");
     }
     Ok(PtyState {
@@ -272,7 +287,9 @@ fn read_loop(
             // EIO: every process holding the terminal has gone.
             Err(_) => break,
         };
-        let Some(credit) = credits.acquire(n) else { break };
+        let Some(credit) = credits.acquire(n) else {
+            break;
+        };
         let msg = SessionMsg::Output {
             generation,
             data: Bytes::copy_from_slice(&buf[..n]),
@@ -308,7 +325,12 @@ fn wait_loop(
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: valid pointer to a siginfo_t owned by this frame.
         let r = unsafe {
-            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
         };
         if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             break;
@@ -333,7 +355,10 @@ fn wait_loop(
             }
         }
     };
-    let _ = session.send_message(SessionMsg::ChildExited { generation, status: exit });
+    let _ = session.send_message(SessionMsg::ChildExited {
+        generation,
+        status: exit,
+    });
 }
 
 /// A chunk's share of the output budget, released when the message is dropped.

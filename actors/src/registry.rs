@@ -28,7 +28,7 @@ pub enum RegistryMsg {
     /// Create and start a session (with a given id, for recovery).
     Create {
         /// What to run.
-        spec: SessionSpec,
+        spec: Box<SessionSpec>,
         /// Keep this id instead of a new one.
         id: Option<Uuid>,
         /// The new session, or why not.
@@ -90,7 +90,7 @@ impl Actor for RegistryActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RegistryMsg::Create { spec, id, reply } => {
-                let r = st.create(&myself, spec, id).await;
+                let r = st.create(&myself, *spec, id).await;
                 let _ = reply.send(r);
             }
             RegistryMsg::Remove { id, reply } => {
@@ -169,8 +169,16 @@ impl RegistryState {
             return Err(HerdError::LimitReached { max });
         }
         let id = id.unwrap_or_else(Uuid::new_v4);
-        if self.table.read().unwrap_or_else(|e| e.into_inner()).contains_key(&id) {
-            return Err(HerdError::invalid("id", format!("session {id} exists already")));
+        if self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+        {
+            return Err(HerdError::invalid(
+                "id",
+                format!("session {id} exists already"),
+            ));
         }
         let now = SystemTime::now();
         let info = SessionInfo {
@@ -227,8 +235,19 @@ impl RegistryState {
 
     /// A SessionActor ended. If its session is not final, it failed (or was
     /// killed): start a new actor for it from its last known config.
-    async fn after_actor_end(&mut self, myself: &ActorRef<RegistryMsg>, id: Uuid, err: Option<String>) {
-        let Some(handle) = self.table.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned() else {
+    async fn after_actor_end(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        id: Uuid,
+        err: Option<String>,
+    ) {
+        let Some(handle) = self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+        else {
             return;
         };
         *lock(&handle.actor) = None;
@@ -238,7 +257,10 @@ impl RegistryState {
         }
         let why = err.unwrap_or_else(|| "session actor stopped unexpectedly".into());
         let cfg = handle.spec().restart.apply(&self.defaults.restart);
-        let failure = ExitStatus { code: None, signal: None };
+        let failure = ExitStatus {
+            code: None,
+            signal: None,
+        };
         let tracker = self.actor_restarts.entry(id).or_default();
         let decision = tracker.decide(&cfg, &failure, Duration::ZERO, true, Instant::now());
         if decision != Decision::GiveUp {
@@ -330,11 +352,22 @@ impl Registry {
     }
 
     /// Like [`Self::create`], keeping a given id (used to recover sessions).
-    pub async fn create_with_id(&self, spec: SessionSpec, id: Option<Uuid>) -> Result<SessionInfo, HerdError> {
+    pub async fn create_with_id(
+        &self,
+        spec: SessionSpec,
+        id: Option<Uuid>,
+    ) -> Result<SessionInfo, HerdError> {
         spec.validate()?;
         let r = self
             .actor
-            .call(|reply| RegistryMsg::Create { spec, id, reply }, Some(CALL_TIMEOUT))
+            .call(
+                |reply| RegistryMsg::Create {
+                    spec: Box::new(spec),
+                    id,
+                    reply,
+                },
+                Some(CALL_TIMEOUT),
+            )
             .await;
         Ok(unwrap_call(r)??.info())
     }
@@ -348,8 +381,14 @@ impl Registry {
             .filter(|i| {
                 (filter.all || filter.state.is_some() || !i.state.is_final())
                     && filter.state.is_none_or(|s| i.state == s)
-                    && filter.task_id.as_ref().is_none_or(|t| i.task_id.as_ref() == Some(t))
-                    && filter.project_id.as_ref().is_none_or(|p| i.project_id.as_ref() == Some(p))
+                    && filter
+                        .task_id
+                        .as_ref()
+                        .is_none_or(|t| i.task_id.as_ref() == Some(t))
+                    && filter
+                        .project_id
+                        .as_ref()
+                        .is_none_or(|p| i.project_id.as_ref() == Some(p))
             })
             .collect();
         out.sort_by_key(|i| (i.created_at, i.id));
@@ -359,20 +398,31 @@ impl Registry {
     /// Live (not final) sessions.
     pub fn live_count(&self) -> usize {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
-        table.values().filter(|h| !h.info.borrow().state.is_final()).count()
+        table
+            .values()
+            .filter(|h| !h.info.borrow().state.is_final())
+            .count()
     }
 
     /// The session with this full id or unique id prefix.
     pub fn resolve(&self, id: &str) -> Result<Arc<SessionHandle>, HerdError> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
         if let Ok(uuid) = Uuid::parse_str(id) {
-            return table.get(&uuid).cloned().ok_or_else(|| HerdError::NotFound(id.into()));
+            return table
+                .get(&uuid)
+                .cloned()
+                .ok_or_else(|| HerdError::NotFound(id.into()));
         }
         let prefix = id.to_ascii_lowercase();
         if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Err(HerdError::invalid("id", format!("{id:?} is not a session id or id prefix")));
+            return Err(HerdError::invalid(
+                "id",
+                format!("{id:?} is not a session id or id prefix"),
+            ));
         }
-        let mut hits = table.iter().filter(|(k, _)| k.to_string().starts_with(&prefix));
+        let mut hits = table
+            .iter()
+            .filter(|(k, _)| k.to_string().starts_with(&prefix));
         match (hits.next(), hits.next()) {
             (None, _) => Err(HerdError::NotFound(id.into())),
             (Some((_, h)), None) => Ok(Arc::clone(h)),
@@ -385,7 +435,11 @@ impl Registry {
 
     /// The session with this id, if it exists.
     pub fn get(&self, id: Uuid) -> Option<Arc<SessionHandle>> {
-        self.table.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+        self.table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     async fn command(
@@ -394,7 +448,9 @@ impl Registry {
         action: &str,
         msg: impl FnOnce(Reply) -> SessionMsg,
     ) -> Result<SessionInfo, HerdError> {
-        let handle = self.get(id).ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let handle = self
+            .get(id)
+            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
         let Some(actor) = handle.actor() else {
             return Err(HerdError::Conflict {
                 id: id.to_string(),
@@ -416,12 +472,14 @@ impl Registry {
 
     /// Writes bytes to the session's terminal.
     pub async fn input(&self, id: Uuid, data: Bytes) -> Result<SessionInfo, HerdError> {
-        self.command(id, "send input to", |r| SessionMsg::Input(data, r)).await
+        self.command(id, "send input to", |r| SessionMsg::Input(data, r))
+            .await
     }
 
     /// Resizes the session's terminal.
     pub async fn resize(&self, id: Uuid, cols: u16, rows: u16) -> Result<SessionInfo, HerdError> {
-        self.command(id, "resize", |r| SessionMsg::Resize(cols, rows, r)).await
+        self.command(id, "resize", |r| SessionMsg::Resize(cols, rows, r))
+            .await
     }
 
     /// SIGINT to the foreground process group of the session's terminal.
@@ -446,7 +504,12 @@ impl Registry {
 
     /// Stops the session (graceful unless `force`); returns at once, in state `stopping`.
     pub async fn stop(&self, id: Uuid, force: bool) -> Result<SessionInfo, HerdError> {
-        let reason = if force { "kill requested" } else { "stop requested" }.to_string();
+        let reason = if force {
+            "kill requested"
+        } else {
+            "stop requested"
+        }
+        .to_string();
         self.command(id, "stop", |reply| SessionMsg::Stop {
             force,
             reason,
@@ -457,7 +520,14 @@ impl Registry {
 
     /// Forgets a stopped or failed session.
     pub async fn remove(&self, id: Uuid) -> Result<(), HerdError> {
-        unwrap_call(self.actor.call(|reply| RegistryMsg::Remove { id, reply }, Some(CALL_TIMEOUT)).await)?
+        unwrap_call(
+            self.actor
+                .call(
+                    |reply| RegistryMsg::Remove { id, reply },
+                    Some(CALL_TIMEOUT),
+                )
+                .await,
+        )?
     }
 
     /// Waits until the session is in a state that `pred` accepts, or `timeout` passes.
@@ -467,7 +537,9 @@ impl Registry {
         timeout: Duration,
         pred: impl Fn(&SessionInfo) -> bool,
     ) -> Result<SessionInfo, HerdError> {
-        let handle = self.get(id).ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let handle = self
+            .get(id)
+            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
         let mut rx = handle.watch();
         let r = tokio::time::timeout(timeout, rx.wait_for(|i| pred(i))).await;
         match r {
@@ -502,8 +574,12 @@ impl Registry {
     /// Test hook: makes the session's actor panic.
     #[cfg(feature = "test-hooks")]
     pub fn inject_panic(&self, id: Uuid) -> Result<(), HerdError> {
-        let handle = self.get(id).ok_or_else(|| HerdError::NotFound(id.to_string()))?;
-        let actor = handle.actor().ok_or_else(|| HerdError::Internal("no actor".into()))?;
+        let handle = self
+            .get(id)
+            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let actor = handle
+            .actor()
+            .ok_or_else(|| HerdError::Internal("no actor".into()))?;
         actor
             .send_message(SessionMsg::Panic)
             .map_err(|e| HerdError::Internal(e.to_string()))
@@ -513,8 +589,12 @@ impl Registry {
 fn unwrap_call<T, M>(r: Result<CallResult<T>, ractor::MessagingErr<M>>) -> Result<T, HerdError> {
     match r {
         Ok(CallResult::Success(v)) => Ok(v),
-        Ok(CallResult::Timeout) => Err(HerdError::Internal("the session did not answer in time".into())),
-        Ok(CallResult::SenderError) => Err(HerdError::Internal("the session ended while answering".into())),
+        Ok(CallResult::Timeout) => Err(HerdError::Internal(
+            "the session did not answer in time".into(),
+        )),
+        Ok(CallResult::SenderError) => Err(HerdError::Internal(
+            "the session ended while answering".into(),
+        )),
         Err(_) => Err(HerdError::Internal("the actor is gone".into())),
     }
 }

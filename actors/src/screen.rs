@@ -8,7 +8,10 @@ pub struct Screen {
 impl std::fmt::Debug for Screen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (rows, cols) = self.parser.screen().size();
-        f.debug_struct("Screen").field("rows", &rows).field("cols", &cols).finish()
+        f.debug_struct("Screen")
+            .field("rows", &rows)
+            .field("cols", &cols)
+            .finish()
     }
 }
 

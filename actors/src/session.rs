@@ -214,7 +214,11 @@ impl Actor for SessionActor {
                     st.on_spawned(&myself, pid);
                 }
             }
-            SessionMsg::Output { generation, data, credit } => {
+            SessionMsg::Output {
+                generation,
+                data,
+                credit,
+            } => {
                 st.on_output(&myself, generation, data);
                 drop(credit);
             }
@@ -243,7 +247,11 @@ impl Actor for SessionActor {
             SessionMsg::Resume(reply) => {
                 let _ = reply.send(st.resume(&myself));
             }
-            SessionMsg::Stop { force, reason, reply } => {
+            SessionMsg::Stop {
+                force,
+                reason,
+                reply,
+            } => {
                 let r = st.stop(&myself, force, reason);
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
@@ -389,7 +397,10 @@ impl SessionActorState {
                 };
                 tracing::warn!(session = %self.handle.id(), "spawn failed: {why}");
                 self.exit_cause = Some(format!("spawn failed: {why}"));
-                let status = ExitStatus { code: None, signal: None };
+                let status = ExitStatus {
+                    code: None,
+                    signal: None,
+                };
                 self.after_exit(myself, status);
             }
         }
@@ -460,7 +471,9 @@ impl SessionActorState {
         let idle = (!l.idle_timeout.is_zero() && self.state != Suspended)
             .then(|| l.idle_timeout.saturating_sub(self.last_activity.elapsed()));
         let created = self.handle.info.borrow().created_at;
-        let age = SystemTime::now().duration_since(created).unwrap_or_default();
+        let age = SystemTime::now()
+            .duration_since(created)
+            .unwrap_or_default();
         let max = (!l.max_duration.is_zero()).then(|| l.max_duration.saturating_sub(age));
         (idle, max)
     }
@@ -543,9 +556,13 @@ impl SessionActorState {
         let cause = self.exit_cause.take();
         let reason = cause.clone().unwrap_or_else(|| status.to_string());
         let ran = self.child_started.elapsed();
-        let decision = self
-            .tracker
-            .decide(&self.restart_cfg, &status, ran, cause.is_some(), Instant::now());
+        let decision = self.tracker.decide(
+            &self.restart_cfg,
+            &status,
+            ran,
+            cause.is_some(),
+            Instant::now(),
+        );
         match decision {
             Decision::Restart(delay) => {
                 self.go(Restarting, reason);
@@ -601,7 +618,10 @@ impl SessionActorState {
         };
         let len = data.len() as u64;
         let written = pty
-            .call(|reply| PtyMsg::Write(data, reply), Some(Duration::from_secs(5)))
+            .call(
+                |reply| PtyMsg::Write(data, reply),
+                Some(Duration::from_secs(5)),
+            )
             .await;
         match written {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
@@ -639,7 +659,12 @@ impl SessionActorState {
         Ok(self.handle.info())
     }
 
-    fn signal(&mut self, action: &str, sig: i32, target: SignalTarget) -> Result<SessionInfo, HerdError> {
+    fn signal(
+        &mut self,
+        action: &str,
+        sig: i32,
+        target: SignalTarget,
+    ) -> Result<SessionInfo, HerdError> {
         match &self.pty {
             Some(pty) if self.state.is_running() => {
                 let _ = pty.send_message(PtyMsg::Signal(sig, target));
@@ -670,7 +695,12 @@ impl SessionActorState {
         Ok(self.handle.info())
     }
 
-    fn stop(&mut self, myself: &ActorRef<SessionMsg>, force: bool, reason: String) -> Result<SessionInfo, HerdError> {
+    fn stop(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        force: bool,
+        reason: String,
+    ) -> Result<SessionInfo, HerdError> {
         match self.state {
             s if s.is_final() => return Err(self.conflict("stop")),
             Stopping => {
@@ -691,7 +721,11 @@ impl SessionActorState {
             _ => {
                 self.stop_reason = reason.clone();
                 self.go(Stopping, reason);
-                let grace = if force { Duration::ZERO } else { self.limits.stop_grace };
+                let grace = if force {
+                    Duration::ZERO
+                } else {
+                    self.limits.stop_grace
+                };
                 match &self.pty {
                     Some(p) => {
                         let _ = p.send_message(PtyMsg::Terminate(grace));
@@ -716,7 +750,9 @@ impl SessionActorState {
                 let _ = myself.send_message(SessionMsg::Spawn);
             }
             s if s.is_running() => {
-                let Some(p) = &self.pty else { return Err(self.conflict("restart")) };
+                let Some(p) = &self.pty else {
+                    return Err(self.conflict("restart"));
+                };
                 self.restart_requested = true;
                 let _ = p.send_message(PtyMsg::Terminate(self.limits.stop_grace));
             }

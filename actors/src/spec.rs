@@ -75,34 +75,59 @@ impl SessionSpec {
         let program = match self.command.first() {
             None => return Err(HerdError::invalid("command", "must not be empty")),
             Some(p) if p.trim().is_empty() => {
-                return Err(HerdError::invalid("command", "the program name must not be empty"))
+                return Err(HerdError::invalid(
+                    "command",
+                    "the program name must not be empty",
+                ))
             }
             Some(p) => p,
         };
         if let Some(arg) = self.command.iter().find(|a| a.contains('\0')) {
-            return Err(HerdError::invalid("command", format!("argument {arg:?} contains a NUL byte")));
+            return Err(HerdError::invalid(
+                "command",
+                format!("argument {arg:?} contains a NUL byte"),
+            ));
         }
         check_label("name", self.name.as_deref(), 200)?;
         check_label("task_id", self.task_id.as_deref(), 256)?;
         check_label("project_id", self.project_id.as_deref(), 256)?;
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(HerdError::invalid("env", format!("invalid variable name {k:?}")));
+                return Err(HerdError::invalid(
+                    "env",
+                    format!("invalid variable name {k:?}"),
+                ));
             }
             if v.contains('\0') {
-                return Err(HerdError::invalid("env", format!("value of {k} contains a NUL byte")));
+                return Err(HerdError::invalid(
+                    "env",
+                    format!("value of {k} contains a NUL byte"),
+                ));
             }
         }
         validate_size(self.cols, self.rows)?;
         if let Some(cwd) = &self.cwd {
             if !cwd.is_absolute() {
-                return Err(HerdError::invalid("cwd", format!("{:?} is not an absolute path", cwd.display().to_string())));
+                return Err(HerdError::invalid(
+                    "cwd",
+                    format!("{:?} is not an absolute path", cwd.display().to_string()),
+                ));
             }
             if !cwd.is_dir() {
-                return Err(HerdError::invalid("cwd", format!("{:?} does not exist or is not a directory", cwd.display().to_string())));
+                return Err(HerdError::invalid(
+                    "cwd",
+                    format!(
+                        "{:?} does not exist or is not a directory",
+                        cwd.display().to_string()
+                    ),
+                ));
             }
         }
-        let path = self.env.get("PATH").cloned().or_else(|| std::env::var("PATH").ok());
+        let path = self
+            .env
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok());
         if find_program(program, self.cwd.as_deref(), path.as_deref()).is_none() {
             return Err(HerdError::invalid(
                 "command",
@@ -116,10 +141,16 @@ impl SessionSpec {
 /// Checks a terminal size against the accepted range.
 pub fn validate_size(cols: u16, rows: u16) -> Result<(), HerdError> {
     if !(2..=MAX_COLS).contains(&cols) {
-        return Err(HerdError::invalid("cols", format!("{cols} is out of range 2..={MAX_COLS}")));
+        return Err(HerdError::invalid(
+            "cols",
+            format!("{cols} is out of range 2..={MAX_COLS}"),
+        ));
     }
     if !(1..=MAX_ROWS).contains(&rows) {
-        return Err(HerdError::invalid("rows", format!("{rows} is out of range 1..={MAX_ROWS}")));
+        return Err(HerdError::invalid(
+            "rows",
+            format!("{rows} is out of range 1..={MAX_ROWS}"),
+        ));
     }
     Ok(())
 }
@@ -130,10 +161,16 @@ fn check_label(field: &str, value: Option<&str>, max: usize) -> Result<(), HerdE
         return Err(HerdError::invalid(field, "must not be empty when given"));
     }
     if v.len() > max {
-        return Err(HerdError::invalid(field, format!("is {} bytes long; the limit is {max}", v.len())));
+        return Err(HerdError::invalid(
+            field,
+            format!("is {} bytes long; the limit is {max}", v.len()),
+        ));
     }
     if v.chars().any(char::is_control) {
-        return Err(HerdError::invalid(field, format!("{v:?} contains control characters")));
+        return Err(HerdError::invalid(
+            field,
+            format!("{v:?} contains control characters"),
+        ));
     }
     Ok(())
 }
@@ -174,7 +211,10 @@ mod tests {
     fn bad_fields_are_named() {
         assert!(SessionSpec::new(["sh", "-c", "true"]).validate().is_ok());
         assert_eq!(field_of(&SessionSpec::new(Vec::<String>::new())), "command");
-        assert_eq!(field_of(&SessionSpec::new(["no-such-program-xyz"])), "command");
+        assert_eq!(
+            field_of(&SessionSpec::new(["no-such-program-xyz"])),
+            "command"
+        );
         let mut s = SessionSpec::new(["sh"]);
         s.cwd = Some("/no/such/dir".into());
         assert_eq!(field_of(&s), "cwd");
@@ -191,7 +231,8 @@ mod tests {
 
     #[test]
     fn unknown_json_field_is_rejected() {
-        let err = serde_json::from_str::<SessionSpec>(r#"{"command":["sh"],"comand":1}"#).unwrap_err();
+        let err =
+            serde_json::from_str::<SessionSpec>(r#"{"command":["sh"],"comand":1}"#).unwrap_err();
         assert!(err.to_string().contains("comand"));
     }
 }

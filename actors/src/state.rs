@@ -181,6 +181,9 @@ mod tests {
             assert_eq!(s.as_str().parse::<SessionState>().unwrap(), s);
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
-        assert!("bogus".parse::<SessionState>().unwrap_err().contains("bogus"));
+        assert!("bogus"
+            .parse::<SessionState>()
+            .unwrap_err()
+            .contains("bogus"));
     }
 }

@@ -17,7 +17,9 @@ pub async fn require_token(State(app): State<AppState>, req: Request, next: Next
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        None => ApiError::unauthorized("missing Authorization: Bearer <token> header").into_response(),
+        None => {
+            ApiError::unauthorized("missing Authorization: Bearer <token> header").into_response()
+        }
         Some(t) if bool::from(t.as_bytes().ct_eq(app.token.as_bytes())) => next.run(req).await,
         Some(_) => ApiError::unauthorized("invalid token").into_response(),
     }

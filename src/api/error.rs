@@ -60,7 +60,9 @@ impl From<HerdError> for ApiError {
             HerdError::Invalid { .. } | HerdError::Ambiguous { .. } => StatusCode::BAD_REQUEST,
             HerdError::NotFound(_) => StatusCode::NOT_FOUND,
             HerdError::Conflict { .. } | HerdError::Transition(_) => StatusCode::CONFLICT,
-            HerdError::LimitReached { .. } | HerdError::InputFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            HerdError::LimitReached { .. } | HerdError::InputFull(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             HerdError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {
@@ -83,10 +85,21 @@ impl From<JsonRejection> for ApiError {
         }
         let message = match &r {
             JsonRejection::JsonDataError(_) => {
-                format!("invalid body: {}", r.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: "))
+                format!(
+                    "invalid body: {}",
+                    r.body_text().trim_start_matches(
+                        "Failed to deserialize the JSON body into the target type: "
+                    )
+                )
             }
-            JsonRejection::JsonSyntaxError(_) => format!("invalid body: malformed JSON: {}", r.body_text().trim_start_matches("Failed to parse the request body as JSON: ")),
-            JsonRejection::MissingJsonContentType(_) => "invalid body: expected Content-Type: application/json".into(),
+            JsonRejection::JsonSyntaxError(_) => format!(
+                "invalid body: malformed JSON: {}",
+                r.body_text()
+                    .trim_start_matches("Failed to parse the request body as JSON: ")
+            ),
+            JsonRejection::MissingJsonContentType(_) => {
+                "invalid body: expected Content-Type: application/json".into()
+            }
             _ => format!("invalid body: {}", r.body_text()),
         };
         Self {

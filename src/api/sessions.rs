@@ -17,7 +17,10 @@ fn resolve(app: &AppState, id: &str) -> ApiResult<Uuid> {
 }
 
 /// `POST /v1/sessions`
-pub async fn create(State(app): State<AppState>, ApiJson(spec): ApiJson<SessionSpec>) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
+pub async fn create(
+    State(app): State<AppState>,
+    ApiJson(spec): ApiJson<SessionSpec>,
+) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
     let info = app.registry.create(spec).await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
@@ -52,10 +55,16 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/sessions`
-pub async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Vec<SessionInfo>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Vec<SessionInfo>>> {
     let state = match q.state.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(s.parse::<SessionState>().map_err(|e| ApiError::invalid("state", e))?),
+        Some(s) => Some(
+            s.parse::<SessionState>()
+                .map_err(|e| ApiError::invalid("state", e))?,
+        ),
     };
     let filter = ListFilter {
         state,
@@ -67,12 +76,18 @@ pub async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>)
 }
 
 /// `GET /v1/sessions/{id}`
-pub async fn show(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+pub async fn show(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<SessionInfo>> {
     Ok(Json(app.registry.resolve(&id)?.info()))
 }
 
 /// `GET /v1/tasks/{task}`: the live session of a task (else its newest one).
-pub async fn task(State(app): State<AppState>, ApiPath(task): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+pub async fn task(
+    State(app): State<AppState>,
+    ApiPath(task): ApiPath<String>,
+) -> ApiResult<Json<SessionInfo>> {
     let filter = ListFilter {
         task_id: Some(task.clone()),
         all: true,
@@ -127,7 +142,12 @@ pub async fn input(
     let data = match (body.text, body.keys) {
         (Some(t), None) => t.into_bytes(),
         (None, Some(k)) => keys::parse_keys(&k).map_err(|e| ApiError::invalid("keys", e))?,
-        _ => return Err(ApiError::invalid("body", "give exactly one of `text` or `keys`")),
+        _ => {
+            return Err(ApiError::invalid(
+                "body",
+                "give exactly one of `text` or `keys`",
+            ))
+        }
     };
     if data.is_empty() {
         return Err(ApiError::invalid("text", "input must not be empty"));
@@ -154,25 +174,37 @@ pub async fn resize(
 }
 
 /// `POST /v1/sessions/{id}/interrupt`
-pub async fn interrupt(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+pub async fn interrupt(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<SessionInfo>> {
     let id = resolve(&app, &id)?;
     Ok(Json(app.registry.interrupt(id).await?))
 }
 
 /// `POST /v1/sessions/{id}/suspend`
-pub async fn suspend(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+pub async fn suspend(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<SessionInfo>> {
     let id = resolve(&app, &id)?;
     Ok(Json(app.registry.suspend(id).await?))
 }
 
 /// `POST /v1/sessions/{id}/resume`
-pub async fn resume(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+pub async fn resume(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<SessionInfo>> {
     let id = resolve(&app, &id)?;
     Ok(Json(app.registry.resume(id).await?))
 }
 
 /// `POST /v1/sessions/{id}/restart`
-pub async fn restart(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<SessionInfo>> {
+pub async fn restart(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<SessionInfo>> {
     let id = resolve(&app, &id)?;
     Ok(Json(app.registry.restart(id).await?))
 }
@@ -193,7 +225,9 @@ pub async fn screen(
     let handle = app.registry.resolve(&id)?;
     let text = handle.screen_text();
     match q.format.as_deref() {
-        Some("text") => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()),
+        Some("text") => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        }
         None | Some("json") => {
             let info = handle.info();
             Ok(Json(serde_json::json!({
@@ -205,7 +239,10 @@ pub async fn screen(
             }))
             .into_response())
         }
-        Some(other) => Err(ApiError::invalid("format", format!("{other:?}: expected text or json"))),
+        Some(other) => Err(ApiError::invalid(
+            "format",
+            format!("{other:?}: expected text or json"),
+        )),
     }
 }
 
@@ -241,17 +278,29 @@ pub async fn output(
     }
     let slice = match q.wait {
         Some(w) if w > MAX_WAIT => {
-            return Err(ApiError::invalid("wait", format!("{}: at most 5m", humantime::format_duration(w))))
+            return Err(ApiError::invalid(
+                "wait",
+                format!("{}: at most 5m", humantime::format_duration(w)),
+            ))
         }
         Some(w) => handle.wait_output(q.since, limit, w).await,
         None => handle.output(q.since, limit),
     };
     let mut headers = HeaderMap::new();
     let num = |n: u64| HeaderValue::from(n);
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert("herd-output-start", num(slice.start));
     headers.insert("herd-output-end", num(slice.end));
-    headers.insert("herd-output-truncated", HeaderValue::from_static(if slice.truncated { "true" } else { "false" }));
-    headers.insert("herd-session-state", HeaderValue::from_static(handle.info().state.as_str()));
+    headers.insert(
+        "herd-output-truncated",
+        HeaderValue::from_static(if slice.truncated { "true" } else { "false" }),
+    );
+    headers.insert(
+        "herd-session-state",
+        HeaderValue::from_static(handle.info().state.as_str()),
+    );
     Ok((headers, slice.data).into_response())
 }

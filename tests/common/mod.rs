@@ -63,8 +63,14 @@ impl Daemon {
         };
         let ok = wait_until(Duration::from_secs(20), || url_file.exists()).await;
         assert!(ok, "daemon did not write its url file");
-        d.url = std::fs::read_to_string(&url_file).expect("url").trim().to_string();
-        d.token = std::fs::read_to_string(data.join("token")).expect("token").trim().to_string();
+        d.url = std::fs::read_to_string(&url_file)
+            .expect("url")
+            .trim()
+            .to_string();
+        d.token = std::fs::read_to_string(data.join("token"))
+            .expect("token")
+            .trim()
+            .to_string();
         d
     }
 
@@ -73,7 +79,12 @@ impl Daemon {
     }
 
     /// An authenticated request; returns status and parsed JSON (Null if not JSON).
-    pub async fn req(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn req(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut r = self
             .http
             .request(method, format!("{}{}", self.url, path))
@@ -110,14 +121,22 @@ impl Daemon {
     }
 
     /// Polls the session until `pred` holds; panics after `timeout`.
-    pub async fn wait_session(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_session(
+        &self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let v = self.session(id).await;
             if pred(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out waiting on session {id}: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on session {id}: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -131,7 +150,10 @@ impl Daemon {
             if screen.contains(text) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "screen never showed {text:?}:\n{screen}");
+            assert!(
+                Instant::now() < deadline,
+                "screen never showed {text:?}:\n{screen}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
