@@ -2,6 +2,7 @@
 
 use crate::state::SessionState;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::{broadcast, mpsc};
@@ -34,10 +35,15 @@ pub struct Event {
 /// Capacity of the live broadcast: a viewer that falls further behind is told it lagged.
 const LIVE_CAPACITY: usize = 4096;
 
+/// Events kept in memory for `herd events` without `--follow`.
+const RECENT: usize = 10_000;
+
 /// Fan-out of events to live subscribers (may lag) and durable sinks (never drop).
 #[derive(Clone)]
 pub struct EventBus {
     live: broadcast::Sender<Event>,
+    /// The newest events, oldest first.
+    recent: Arc<Mutex<VecDeque<Event>>>,
     /// Sinks that must see every event (the store, the recorder): unbounded, in order.
     sinks: Arc<Mutex<Vec<mpsc::UnboundedSender<Event>>>>,
 }
@@ -54,17 +60,29 @@ impl EventBus {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         Self {
             live,
+            recent: Arc::default(),
             sinks: Arc::default(),
         }
     }
 
     /// Publishes one event to everyone.
     pub fn publish(&self, event: Event) {
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() >= RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
         if let Ok(mut sinks) = self.sinks.lock() {
             sinks.retain(|s| s.send(event.clone()).is_ok());
         }
         // No live subscriber is not an error.
         let _ = self.live.send(event);
+    }
+
+    /// The newest events (up to 10,000), oldest first.
+    pub fn recent(&self) -> Vec<Event> {
+        self.recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// A live subscription; it reports `Lagged` if it falls far behind.

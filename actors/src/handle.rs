@@ -6,6 +6,7 @@
 //! any one SessionActor, so a restarted actor continues the same output log,
 //! screen, subscriptions and counters.
 
+use crate::events::Event;
 use crate::info::SessionInfo;
 use crate::output::{OutputLog, OutputSlice};
 use crate::screen::Screen;
@@ -28,6 +29,9 @@ pub struct OutputChunk {
     pub data: Bytes,
 }
 
+/// Transitions kept per session for `GET /v1/sessions/{id}/events`.
+const EVENTS_KEPT: usize = 512;
+
 /// Live chunks buffered per subscriber before it is told it lagged.
 const LIVE_CHUNKS: usize = 1024;
 
@@ -49,6 +53,7 @@ pub struct SessionHandle {
     pub(crate) actor: Mutex<Option<ActorRef<SessionMsg>>>,
     pub(crate) spec: Mutex<SessionSpec>,
     pub(crate) counters: Counters,
+    pub(crate) events: Mutex<std::collections::VecDeque<Event>>,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -77,6 +82,7 @@ impl SessionHandle {
             actor: Mutex::new(None),
             spec: Mutex::new(spec),
             counters: Counters::default(),
+            events: Mutex::default(),
         }
     }
 
@@ -92,6 +98,19 @@ impl SessionHandle {
         info.metrics.bytes_out = self.counters.bytes_out.load(Ordering::Relaxed);
         info.metrics.inputs = self.counters.inputs.load(Ordering::Relaxed);
         info
+    }
+
+    /// This session's latest transitions (up to 512), oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.events).iter().cloned().collect()
+    }
+
+    pub(crate) fn record_event(&self, e: &Event) {
+        let mut events = lock(&self.events);
+        if events.len() >= EVENTS_KEPT {
+            events.pop_front();
+        }
+        events.push_back(e.clone());
     }
 
     /// A receiver that wakes on every state change.

@@ -279,7 +279,7 @@ impl RegistryState {
             i.updated_at = at;
             i.pid = None;
         });
-        self.bus.publish(Event {
+        let event = Event {
             session_id: id,
             task_id: info.task_id,
             project_id: info.project_id,
@@ -288,7 +288,9 @@ impl RegistryState {
             reason,
             at,
             generation: info.generation,
-        });
+        };
+        handle.record_event(&event);
+        self.bus.publish(event);
     }
 }
 

@@ -344,6 +344,7 @@ impl SessionActorState {
         });
         tracing::debug!(session = %self.handle.id(), %from, %to, %reason, "transition");
         if let Some(e) = event {
+            self.handle.record_event(&e);
             self.bus.publish(e);
         }
         true
@@ -401,7 +402,7 @@ impl SessionActorState {
                     code: None,
                     signal: None,
                 };
-                self.after_exit(myself, status);
+                self.after_exit(myself, status, false);
             }
         }
     }
@@ -530,11 +531,12 @@ impl SessionActorState {
         if !status.success() && self.state != Stopping && !self.restart_requested {
             self.errors += 1;
         }
-        self.after_exit(myself, status);
+        self.after_exit(myself, status, true);
     }
 
-    /// The current child is gone (exited, or never started): decide what follows.
-    fn after_exit(&mut self, myself: &ActorRef<SessionMsg>, status: ExitStatus) {
+    /// The current child is gone (exited, or never started: `spawned` false):
+    /// decide what follows.
+    fn after_exit(&mut self, myself: &ActorRef<SessionMsg>, status: ExitStatus, spawned: bool) {
         self.watch_metrics(None);
         self.handle.info.send_modify(|i| {
             i.pid = None;
@@ -572,7 +574,9 @@ impl SessionActorState {
                     self.spawn_timer = Some(myself.send_after(delay, || SessionMsg::Spawn));
                 }
             }
-            Decision::Stop if self.state == Starting && cause.is_some() => {
+            // A spawn error is a failure; a child herd killed (e.g. max_memory)
+            // is handled by the policy like any other exit.
+            Decision::Stop if !spawned => {
                 self.go(Failed, reason);
                 self.finish(myself);
             }
