@@ -2,6 +2,7 @@
 
 mod auth;
 pub mod error;
+mod messages;
 mod sessions;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
@@ -48,8 +49,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         )
         .route(
             "/v1/sessions/{id}",
-            get(sessions::show).delete(sessions::stop),
+            get(sessions::show)
+                .delete(sessions::stop)
+                .patch(messages::patch),
         )
+        .route("/v1/sessions/{id}/messages", post(messages::send))
+        .route("/v1/sessions/{id}/queue", get(messages::queue))
         .route("/v1/sessions/{id}/input", post(sessions::input))
         .route("/v1/sessions/{id}/resize", post(sessions::resize))
         .route("/v1/sessions/{id}/interrupt", post(sessions::interrupt))

@@ -90,6 +90,22 @@ pub enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+    /// Queue a prompt; it is typed when the session is ready, then Enter.
+    Send {
+        /// Session id or unique prefix.
+        id: String,
+        /// The prompt.
+        text: String,
+        /// Wait until the session answered and is ready again; print the reply.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, e.g. 90s or 5m.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the session's current screen as text.
     Screen {
         /// Session id or unique prefix.
@@ -250,6 +266,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Logs { id, follow } => logs(c, &id, follow).await,
+        Command::Send {
+            id,
+            text,
+            wait,
+            timeout,
+            json,
+        } => send(c, &id, text, wait, timeout, json).await,
     }
 }
 
@@ -317,6 +340,47 @@ async fn new(c: &Client, a: NewArgs) -> Result<()> {
     let info: SessionInfo = c.json(Method::POST, "/v1/sessions", Some(&body)).await?;
     println!("{}", info.id);
     Ok(())
+}
+
+async fn send(
+    c: &Client,
+    id: &str,
+    text: String,
+    wait: bool,
+    timeout: std::time::Duration,
+    as_json: bool,
+) -> Result<()> {
+    let query = if wait {
+        format!(
+            "?wait=true&timeout={}",
+            enc(&humantime::format_duration(timeout).to_string())
+        )
+    } else {
+        String::new()
+    };
+    let path = format!("{}{query}", session_path(id, "/messages"));
+    let m: herd_actors::Message = c
+        .json(Method::POST, &path, Some(&json!({ "text": text })))
+        .await?;
+    if as_json {
+        return print_json(&m);
+    }
+    if !wait {
+        println!("{}", m.id);
+        return Ok(());
+    }
+    match m.state {
+        herd_actors::MessageState::Done => {
+            print!("{}", m.reply.unwrap_or_default());
+            Ok(())
+        }
+        other => bail!(
+            "message {} ended {:?}: {}",
+            m.id,
+            other,
+            m.error.unwrap_or_default()
+        ),
+    }
 }
 
 async fn logs(c: &Client, id: &str, follow: bool) -> Result<()> {

@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 /// One state transition.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// The session that moved.
@@ -26,6 +27,7 @@ pub struct Event {
     /// Why, in a few words (e.g. `exited with code 1`, `idle_timeout`).
     pub reason: String,
     /// When it happened.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "humantime_serde")]
     pub at: SystemTime,
     /// The session's generation (restart count) at the time.
@@ -82,7 +84,10 @@ impl EventBus {
 
     /// The newest events (up to 10,000), oldest first.
     pub fn recent(&self) -> Vec<Event> {
-        self.recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
+        self.recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// A live subscription; it reports `Lagged` if it falls far behind.

@@ -9,6 +9,7 @@
 use crate::events::Event;
 use crate::info::SessionInfo;
 use crate::output::{OutputLog, OutputSlice};
+use crate::queue::{Message, Queue};
 use crate::screen::Screen;
 use crate::session::SessionMsg;
 use crate::spec::SessionSpec;
@@ -54,6 +55,9 @@ pub struct SessionHandle {
     pub(crate) spec: Mutex<SessionSpec>,
     pub(crate) counters: Counters,
     pub(crate) events: Mutex<std::collections::VecDeque<Event>>,
+    pub(crate) queue: Mutex<Queue>,
+    /// Bumped on every queue change, so waiters for a reply wake up.
+    pub(crate) queue_changed: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -83,6 +87,8 @@ impl SessionHandle {
             spec: Mutex::new(spec),
             counters: Counters::default(),
             events: Mutex::default(),
+            queue: Mutex::default(),
+            queue_changed: watch::Sender::new(0),
         }
     }
 
@@ -103,6 +109,39 @@ impl SessionHandle {
     /// This session's latest transitions (up to 512), oldest first.
     pub fn events(&self) -> Vec<Event> {
         lock(&self.events).iter().cloned().collect()
+    }
+
+    /// Recent finished messages, then pending ones, oldest first.
+    pub fn messages(&self) -> Vec<Message> {
+        lock(&self.queue).all()
+    }
+
+    /// One message of this session.
+    pub fn message(&self, id: Uuid) -> Option<Message> {
+        lock(&self.queue).get(id)
+    }
+
+    /// Waits until the message is final or `timeout` passes; returns it as it is then.
+    pub async fn wait_message(&self, id: Uuid, timeout: Duration) -> Option<Message> {
+        let mut rx = self.queue_changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            let m = self.message(id)?;
+            if m.state.is_final() {
+                return Some(m);
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return self.message(id) },
+                _ = tokio::time::sleep_until(deadline) => return self.message(id),
+            }
+        }
+    }
+
+    pub(crate) fn update_queue<R>(&self, f: impl FnOnce(&mut Queue) -> R) -> R {
+        let r = f(&mut lock(&self.queue));
+        self.queue_changed.send_modify(|v| *v += 1);
+        r
     }
 
     pub(crate) fn record_event(&self, e: &Event) {

@@ -26,6 +26,7 @@
 //! - [`spec`]: what a session runs, with validation;
 //! - [`handle`]: the shared read side of a session (info, output, screen);
 //! - [`output`], [`screen`]: the output ring buffer and the vt100 screen;
+//! - [`queue`]: the prompt queue (send, and wait for the reply);
 //! - [`keys`]: key names to terminal bytes;
 //! - [`process`]: process groups, trees and liveness on Linux;
 //! - [`credits`]: backpressure from a reader thread into a mailbox.
@@ -43,6 +44,7 @@ pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod process;
+pub mod queue;
 pub mod pty;
 pub mod registry;
 pub mod screen;
@@ -61,6 +63,7 @@ pub use handle::{OutputChunk, SessionHandle};
 pub use info::{Metrics, SessionInfo};
 pub use output::OutputSlice;
 pub use policy::ExitStatus;
+pub use queue::{Message, MessageState};
 pub use registry::{ListFilter, Registry};
-pub use spec::SessionSpec;
+pub use spec::{SessionPatch, SessionSpec};
 pub use state::{SessionState, TransitionError};

@@ -7,8 +7,9 @@ use crate::events::{Event, EventBus};
 use crate::handle::{lock, SessionHandle};
 use crate::info::{Metrics, SessionInfo};
 use crate::policy::{Decision, ExitStatus, RestartTracker};
+use crate::queue::Message;
 use crate::session::{Reply, SessionActor, SessionArgs, SessionMsg};
-use crate::spec::SessionSpec;
+use crate::spec::{SessionPatch, SessionSpec};
 use crate::state::SessionState;
 use bytes::Bytes;
 use ractor::rpc::CallResult;
@@ -518,6 +519,54 @@ impl Registry {
             reply: Some(reply),
         })
         .await
+    }
+
+    /// Queues a prompt; it is written when the session is ready, then Enter.
+    pub async fn send(&self, id: Uuid, text: String) -> Result<Message, HerdError> {
+        if text.is_empty() {
+            return Err(HerdError::invalid("text", "must not be empty"));
+        }
+        let handle = self
+            .get(id)
+            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let state = handle.info().state;
+        let conflict = || HerdError::Conflict {
+            id: id.to_string(),
+            action: "send a message to".into(),
+            state,
+        };
+        let actor = handle.actor().ok_or_else(conflict)?;
+        match unwrap_call(
+            actor
+                .call(|r| SessionMsg::Send(text, r), Some(CALL_TIMEOUT))
+                .await,
+        ) {
+            Ok(r) => r,
+            Err(_) if handle.info().state.is_final() => Err(conflict()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues a prompt and waits (up to `timeout`) for the session to answer
+    /// and be ready again; returns the message as it is then.
+    pub async fn send_and_wait(
+        &self,
+        id: Uuid,
+        text: String,
+        timeout: Duration,
+    ) -> Result<Message, HerdError> {
+        let m = self.send(id, text).await?;
+        let handle = self
+            .get(id)
+            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        Ok(handle.wait_message(m.id, timeout).await.unwrap_or(m))
+    }
+
+    /// Changes metadata, limits or the restart policy of a live session.
+    pub async fn patch(&self, id: Uuid, patch: SessionPatch) -> Result<SessionInfo, HerdError> {
+        patch.validate()?;
+        self.command(id, "change", |r| SessionMsg::Patch(Box::new(patch), r))
+            .await
     }
 
     /// Forgets a stopped or failed session.

@@ -59,6 +59,11 @@ impl Screen {
         self.parser.screen().state_formatted()
     }
 
+    /// Whether the program asked for bracketed paste (`ESC [ ? 2004 h`).
+    pub fn bracketed_paste(&self) -> bool {
+        self.parser.screen().bracketed_paste()
+    }
+
     /// Cursor `(row, col)`.
     pub fn cursor(&self) -> (u16, u16) {
         self.parser.screen().cursor_position()

@@ -14,7 +14,8 @@ use crate::metrics::{MetricsActor, MetricsArgs, MetricsMsg, Sample};
 use crate::policy::{Decision, ExitStatus, RestartTracker};
 use crate::process::Pid;
 use crate::pty::{CreditToken, PtyActor, PtyArgs, PtyMsg, SignalTarget};
-use crate::spec::validate_size;
+use crate::queue::{self, Message, MessageState};
+use crate::spec::{validate_size, SessionPatch};
 use crate::state::SessionState::{self, *};
 use bytes::Bytes;
 use ractor::concurrency::JoinHandle;
@@ -58,8 +59,8 @@ pub enum SessionMsg {
     Metrics(Sample),
     /// Timer: has the output been quiet long enough to call the session ready?
     QuietCheck,
-    /// Timer: check idle timeout and max duration.
-    Tick,
+    /// Timer: check idle timeout and max duration (stale sequence numbers are ignored).
+    Tick(u64),
     /// Write to the child's terminal.
     Input(Bytes, Reply),
     /// Resize the terminal.
@@ -81,6 +82,12 @@ pub enum SessionMsg {
     },
     /// Replace the child with a new one now, whatever the policy.
     Restart(Reply),
+    /// Write the next queued prompt if the session is ready.
+    Deliver,
+    /// Queue a prompt: written when the session is ready, then Enter.
+    Send(String, RpcReplyPort<Result<Message, HerdError>>),
+    /// Change metadata, limits or the restart policy.
+    Patch(Box<SessionPatch>, Reply),
     /// Test hook: panic inside `handle`.
     #[cfg(feature = "test-hooks")]
     Panic,
@@ -101,6 +108,7 @@ pub struct SessionArgs {
 /// The SessionActor's state.
 pub struct SessionActorState {
     handle: Arc<SessionHandle>,
+    defaults: Arc<SessionDefaults>,
     bus: EventBus,
     restart_cfg: RestartConfig,
     limits: LimitsConfig,
@@ -118,6 +126,8 @@ pub struct SessionActorState {
     last_activity: Instant,
     last_output: Instant,
     quiet_pending: bool,
+    /// Sequence number of the one Tick that counts; older ones are stale.
+    tick_seq: u64,
     tick_pending: bool,
     /// Why herd itself ended the child (e.g. `max_memory`): counts as a failure.
     exit_cause: Option<String>,
@@ -147,6 +157,7 @@ impl Actor for SessionActor {
             limits: spec.limits.apply(&args.defaults.limits),
             sample_interval: args.defaults.metrics.sample_interval,
             handle: args.handle,
+            defaults: args.defaults,
             bus: args.bus,
             state: info.state,
             suspended_from: Ready,
@@ -160,6 +171,7 @@ impl Actor for SessionActor {
             last_activity: now,
             last_output: now,
             quiet_pending: false,
+            tick_seq: 0,
             tick_pending: false,
             exit_cause: None,
             restart_requested: false,
@@ -229,7 +241,11 @@ impl Actor for SessionActor {
             }
             SessionMsg::Metrics(sample) => st.on_sample(sample),
             SessionMsg::QuietCheck => st.on_quiet_check(&myself),
-            SessionMsg::Tick => st.on_tick(&myself),
+            SessionMsg::Tick(seq) => {
+                if seq == st.tick_seq {
+                    st.on_tick(&myself);
+                }
+            }
             SessionMsg::Input(data, reply) => {
                 let r = st.input(data).await;
                 let _ = reply.send(r);
@@ -259,6 +275,15 @@ impl Actor for SessionActor {
             }
             SessionMsg::Restart(reply) => {
                 let _ = reply.send(st.restart(&myself));
+            }
+            SessionMsg::Deliver => st.try_deliver(&myself).await,
+            SessionMsg::Send(text, reply) => {
+                let r = st.enqueue(text);
+                let _ = reply.send(r);
+                st.try_deliver(&myself).await;
+            }
+            SessionMsg::Patch(patch, reply) => {
+                let _ = reply.send(st.patch(&myself, &patch));
             }
             #[cfg(feature = "test-hooks")]
             SessionMsg::Panic => panic!("injected panic (test hook)"),
@@ -452,6 +477,21 @@ impl SessionActorState {
         }
     }
 
+    /// The session just became ready: the message in flight has its answer,
+    /// and the next one may go.
+    fn on_ready(&mut self, myself: &ActorRef<SessionMsg>) {
+        let start = lock(&self.handle.queue)
+            .in_flight()
+            .map(|m| m.output_start.unwrap_or(0));
+        if let Some(start) = start {
+            let raw = self.handle.output(start, usize::MAX);
+            let reply = queue::clean_text(&raw.data);
+            self.handle
+                .update_queue(|q| q.finish(MessageState::Done, raw.end, Some(reply), None));
+        }
+        let _ = myself.send_message(SessionMsg::Deliver);
+    }
+
     fn on_quiet_check(&mut self, myself: &ActorRef<SessionMsg>) {
         self.quiet_pending = false;
         if !matches!(self.state, Starting | Busy) {
@@ -461,6 +501,7 @@ impl SessionActorState {
         let since = self.last_output.elapsed();
         if since >= quiet {
             self.go(Ready, "output quiet");
+            self.on_ready(myself);
         } else {
             self.schedule_quiet(myself, quiet - since);
         }
@@ -486,8 +527,12 @@ impl SessionActorState {
         let (idle, max) = self.deadlines();
         if let Some(next) = [idle, max].into_iter().flatten().min() {
             self.tick_pending = true;
+            self.tick_seq += 1;
+            let seq = self.tick_seq;
             // A little slack so the check lands after the deadline, not before.
-            myself.send_after(next + Duration::from_millis(5), || SessionMsg::Tick);
+            myself.send_after(next + Duration::from_millis(5), move || {
+                SessionMsg::Tick(seq)
+            });
         }
     }
 
@@ -538,6 +583,10 @@ impl SessionActorState {
     /// decide what follows.
     fn after_exit(&mut self, myself: &ActorRef<SessionMsg>, status: ExitStatus, spawned: bool) {
         self.watch_metrics(None);
+        let end = lock(&self.handle.output).end();
+        let why = format!("the child ended while the message was being answered ({status})");
+        self.handle
+            .update_queue(|q| q.finish(MessageState::Interrupted, end, None, Some(why)));
         self.handle.info.send_modify(|i| {
             i.pid = None;
             i.exit_code = status.code;
@@ -604,6 +653,9 @@ impl SessionActorState {
     /// Final state reached: release the children and end the actor. The
     /// handle keeps the output, screen and info for history.
     fn finish(&mut self, myself: &ActorRef<SessionMsg>) {
+        let end = lock(&self.handle.output).end();
+        let why = format!("the session is {}", self.state);
+        self.handle.update_queue(|q| q.cancel_all(&why, end));
         if let Some(t) = self.spawn_timer.take() {
             t.abort();
         }
@@ -640,6 +692,70 @@ impl SessionActorState {
             }
             _ => Err(self.conflict("send input to")),
         }
+    }
+
+    fn enqueue(&mut self, text: String) -> Result<Message, HerdError> {
+        if self.state.is_final() || self.state == Stopping {
+            return Err(self.conflict("send a message to"));
+        }
+        let m = Message::new(self.handle.id(), text);
+        self.handle.update_queue(|q| q.push(m.clone()));
+        Ok(m)
+    }
+
+    /// Writes the next queued message if the session is ready and none is in flight.
+    async fn try_deliver(&mut self, myself: &ActorRef<SessionMsg>) {
+        if self.state != Ready || self.pty.is_none() {
+            return;
+        }
+        let start = lock(&self.handle.output).end();
+        let Some(text) = self
+            .handle
+            .update_queue(|q| q.start_next(start).map(|m| m.text.clone()))
+        else {
+            return;
+        };
+        let paste = lock(&self.handle.screen).bracketed_paste();
+        let data = Bytes::from(queue::payload(&text, paste));
+        // Busy from the moment the prompt is written: the answer may start silently.
+        self.go(Busy, "message delivered");
+        self.last_output = Instant::now();
+        self.schedule_quiet(myself, self.limits.quiet_after);
+        if let Err(e) = self.input(data).await {
+            let end = lock(&self.handle.output).end();
+            self.handle.update_queue(|q| {
+                q.finish(MessageState::Interrupted, end, None, Some(e.to_string()))
+            });
+        }
+    }
+
+    fn patch(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        patch: &SessionPatch,
+    ) -> Result<SessionInfo, HerdError> {
+        if self.state.is_final() {
+            return Err(self.conflict("change"));
+        }
+        let spec = {
+            let mut spec = lock(&self.handle.spec);
+            patch.apply(&mut spec);
+            spec.clone()
+        };
+        self.restart_cfg = spec.restart.apply(&self.defaults.restart);
+        self.limits = spec.limits.apply(&self.defaults.limits);
+        let (restart, limits) = (self.restart_cfg.clone(), self.limits.clone());
+        self.handle.info.send_modify(|i| {
+            i.name = spec.name.clone();
+            i.task_id = spec.task_id.clone();
+            i.project_id = spec.project_id.clone();
+            i.restart = restart;
+            i.limits = limits;
+        });
+        // New limits may have moved a deadline closer.
+        self.tick_pending = false;
+        self.schedule_tick(myself);
+        Ok(self.handle.info())
     }
 
     fn resize(&mut self, cols: u16, rows: u16) -> Result<SessionInfo, HerdError> {
@@ -696,6 +812,9 @@ impl SessionActorState {
         self.go(self.suspended_from, "resume requested");
         self.last_activity = Instant::now();
         self.schedule_tick(myself);
+        if self.state == Ready {
+            let _ = myself.send_message(SessionMsg::Deliver);
+        }
         Ok(self.handle.info())
     }
 

@@ -12,6 +12,7 @@ pub const MAX_COLS: u16 = 1000;
 pub const MAX_ROWS: u16 = 1000;
 
 /// The full description of a session, as given at creation (and kept for restarts).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSpec {
@@ -21,6 +22,7 @@ pub struct SessionSpec {
     /// Program and arguments.
     pub command: Vec<String>,
     /// Working directory (absolute); the daemon's own if absent.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
     /// Extra environment on top of the daemon's.
@@ -135,6 +137,63 @@ impl SessionSpec {
             ));
         }
         Ok(())
+    }
+}
+
+/// Changes to a live session: each field present replaces the current value;
+/// restart and limit overrides merge field by field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPatch {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New task id.
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// New project id.
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// Restart overrides to merge.
+    #[serde(default)]
+    pub restart: Option<RestartOverrides>,
+    /// Limit overrides to merge.
+    #[serde(default)]
+    pub limits: Option<LimitOverrides>,
+}
+
+impl SessionPatch {
+    /// Checks every field; the error names the first bad field and its value.
+    pub fn validate(&self) -> Result<(), HerdError> {
+        check_label("name", self.name.as_deref(), 200)?;
+        check_label("task_id", self.task_id.as_deref(), 256)?;
+        check_label("project_id", self.project_id.as_deref(), 256)?;
+        if *self == Self::default() {
+            return Err(HerdError::invalid(
+                "body",
+                "nothing to change: give name, task_id, project_id, restart or limits",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the patch to a spec.
+    pub fn apply(&self, spec: &mut SessionSpec) {
+        if let Some(n) = &self.name {
+            spec.name = Some(n.clone());
+        }
+        if let Some(t) = &self.task_id {
+            spec.task_id = Some(t.clone());
+        }
+        if let Some(p) = &self.project_id {
+            spec.project_id = Some(p.clone());
+        }
+        if let Some(r) = &self.restart {
+            spec.restart.merge(r);
+        }
+        if let Some(l) = &self.limits {
+            spec.limits.merge(l);
+        }
     }
 }
 

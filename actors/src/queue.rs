@@ -1,0 +1,247 @@
+//! The prompt queue of a session: messages written when the session is
+//! ready, one at a time, each completed when the session is ready again.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::SystemTime;
+use uuid::Uuid;
+
+/// Completed messages kept per session for `GET /queue`.
+const DONE_KEPT: usize = 100;
+/// Text longer than this goes in as a bracketed paste even on one line.
+const PASTE_OVER: usize = 512;
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Waiting for the session to be ready.
+    Queued,
+    /// Written; waiting for the session to be ready again.
+    Delivering,
+    /// The session answered and is ready again.
+    Done,
+    /// The child ended while the message was being answered; not sent again.
+    Interrupted,
+    /// The session ended before the message was written.
+    Cancelled,
+}
+
+impl MessageState {
+    /// True once nothing more will happen to the message.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Done | Self::Interrupted | Self::Cancelled)
+    }
+}
+
+/// One prompt sent to a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Stable id.
+    pub id: Uuid,
+    /// The session.
+    pub session_id: Uuid,
+    /// The text (without the final Enter).
+    pub text: String,
+    /// Where it is.
+    pub state: MessageState,
+    /// When it was queued.
+    #[serde(with = "humantime_serde")]
+    pub created_at: SystemTime,
+    /// When it was written to the session.
+    #[serde(default, with = "humantime_serde::option")]
+    pub delivered_at: Option<SystemTime>,
+    /// When it reached a final state.
+    #[serde(default, with = "humantime_serde::option")]
+    pub completed_at: Option<SystemTime>,
+    /// Output offset at delivery: the reply starts here.
+    pub output_start: Option<u64>,
+    /// Output offset at completion.
+    pub output_end: Option<u64>,
+    /// What the session wrote between delivery and readiness, escape sequences removed.
+    pub reply: Option<String>,
+    /// Why the message did not complete.
+    pub error: Option<String>,
+}
+
+impl Message {
+    /// A new queued message.
+    pub fn new(session_id: Uuid, text: String) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            session_id,
+            text,
+            state: MessageState::Queued,
+            created_at: SystemTime::now(),
+            delivered_at: None,
+            completed_at: None,
+            output_start: None,
+            output_end: None,
+            reply: None,
+            error: None,
+        }
+    }
+}
+
+/// Pending and recent messages of a session, in order.
+#[derive(Debug, Default, Clone)]
+pub struct Queue {
+    pending: VecDeque<Message>,
+    done: VecDeque<Message>,
+}
+
+impl Queue {
+    /// Appends a message.
+    pub fn push(&mut self, m: Message) {
+        self.pending.push_back(m);
+    }
+
+    /// The message being answered, if any.
+    pub fn in_flight(&self) -> Option<&Message> {
+        self.pending
+            .front()
+            .filter(|m| m.state == MessageState::Delivering)
+    }
+
+    /// The next message to write, marked delivering, if none is in flight.
+    pub fn start_next(&mut self, output_start: u64) -> Option<&Message> {
+        let m = self.pending.front_mut()?;
+        if m.state != MessageState::Queued {
+            return None;
+        }
+        m.state = MessageState::Delivering;
+        m.delivered_at = Some(SystemTime::now());
+        m.output_start = Some(output_start);
+        Some(m)
+    }
+
+    /// Ends the in-flight message with `state`.
+    pub fn finish(
+        &mut self,
+        state: MessageState,
+        output_end: u64,
+        reply: Option<String>,
+        error: Option<String>,
+    ) -> Option<Message> {
+        self.in_flight()?;
+        let mut m = self.pending.pop_front()?;
+        m.state = state;
+        m.completed_at = Some(SystemTime::now());
+        m.output_end = Some(output_end);
+        m.reply = reply;
+        m.error = error;
+        self.remember(m.clone());
+        Some(m)
+    }
+
+    /// Ends every pending message (the session is over).
+    pub fn cancel_all(&mut self, why: &str, output_end: u64) {
+        while let Some(m) = self.pending.front() {
+            let state = if m.state == MessageState::Delivering {
+                MessageState::Interrupted
+            } else {
+                MessageState::Cancelled
+            };
+            let Some(mut m) = self.pending.pop_front() else {
+                break;
+            };
+            m.state = state;
+            m.completed_at = Some(SystemTime::now());
+            if state == MessageState::Interrupted {
+                m.output_end = Some(output_end);
+            }
+            m.error = Some(why.to_string());
+            self.remember(m);
+        }
+    }
+
+    fn remember(&mut self, m: Message) {
+        if self.done.len() >= DONE_KEPT {
+            self.done.pop_front();
+        }
+        self.done.push_back(m);
+    }
+
+    /// Recent finished messages, then pending ones, oldest first.
+    pub fn all(&self) -> Vec<Message> {
+        self.done
+            .iter()
+            .chain(self.pending.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Pending messages (queued or in flight).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// One message by id.
+    pub fn get(&self, id: Uuid) -> Option<Message> {
+        self.pending
+            .iter()
+            .chain(self.done.iter())
+            .find(|m| m.id == id)
+            .cloned()
+    }
+}
+
+/// The bytes that type `text` and press Enter. Multi-line or long text goes
+/// in as one bracketed paste when the program asked for that mode, so its
+/// newlines do not each submit a line.
+pub fn payload(text: &str, bracketed_paste: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    if bracketed_paste && (text.contains('\n') || text.len() > PASTE_OVER) {
+        out.extend_from_slice(b"\x1b[200~");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\x1b[201~");
+    } else {
+        out.extend_from_slice(text.replace('\n', "\r").as_bytes());
+    }
+    out.push(b'\r');
+    out
+}
+
+/// Output bytes as plain text: escape sequences removed, `\r\n` as `\n`.
+pub fn clean_text(raw: &[u8]) -> String {
+    let stripped = strip_ansi_escapes::strip(raw);
+    String::from_utf8_lossy(&stripped)
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_delivers_in_order_one_at_a_time() {
+        let sid = Uuid::new_v4();
+        let mut q = Queue::default();
+        q.push(Message::new(sid, "a".into()));
+        q.push(Message::new(sid, "b".into()));
+        assert_eq!(q.start_next(10).unwrap().text, "a");
+        assert!(q.start_next(11).is_none(), "one in flight at a time");
+        let done = q
+            .finish(MessageState::Done, 20, Some("ra".into()), None)
+            .unwrap();
+        assert_eq!(
+            (done.text.as_str(), done.output_start, done.output_end),
+            ("a", Some(10), Some(20))
+        );
+        assert_eq!(q.start_next(20).unwrap().text, "b");
+        q.cancel_all("stopped", 25);
+        let all = q.all();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].state, MessageState::Interrupted);
+        assert_eq!(q.pending(), 0);
+    }
+
+    #[test]
+    fn payload_uses_paste_only_for_multiline_when_enabled() {
+        assert_eq!(payload("ls", true), b"ls\r");
+        assert_eq!(payload("a\nb", true), b"\x1b[200~a\nb\x1b[201~\r");
+        assert_eq!(payload("a\nb", false), b"a\rb\r");
+        assert_eq!(clean_text(b"\x1b[31mred\x1b[0m\r\nnext"), "red\nnext");
+    }
+}

@@ -1,0 +1,96 @@
+//! The prompt queue and session changes: `POST /messages`, `GET /queue`, `PATCH`.
+
+use super::error::{ApiError, ApiResult};
+use super::{ApiJson, ApiPath, ApiQuery, AppState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use herd_actors::{Message, MessageState, SessionInfo, SessionPatch};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Default for `?timeout=` with `?wait=true`.
+const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+/// Longest wait a client may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// Body of `POST /v1/sessions/{id}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBody {
+    /// The prompt; Enter is pressed after it.
+    text: String,
+}
+
+/// Query of `POST /v1/sessions/{id}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageQuery {
+    /// Wait for the reply.
+    #[serde(default)]
+    wait: bool,
+    /// How long to wait (humantime, default 60s, at most 1h).
+    #[serde(default, with = "humantime_serde::option")]
+    timeout: Option<Duration>,
+}
+
+/// `POST /v1/sessions/{id}/messages[?wait=true&timeout=60s]`: queue a prompt.
+/// 202 with the queued message; with `wait`, 200 once the session answered
+/// and is ready again (the message carries `reply`), 504 if it did not in time.
+pub async fn send(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<MessageQuery>,
+    ApiJson(body): ApiJson<MessageBody>,
+) -> ApiResult<(StatusCode, Json<Message>)> {
+    let id = app.registry.resolve(&id)?.id();
+    let timeout = q.timeout.unwrap_or(DEFAULT_WAIT);
+    if timeout > MAX_WAIT || timeout.is_zero() {
+        return Err(ApiError::invalid(
+            "timeout",
+            format!(
+                "{}: must be between 1ms and 1h",
+                humantime::format_duration(timeout)
+            ),
+        ));
+    }
+    if !q.wait {
+        let m = app.registry.send(id, body.text).await?;
+        return Ok((StatusCode::ACCEPTED, Json(m)));
+    }
+    let m = app.registry.send_and_wait(id, body.text, timeout).await?;
+    if m.state.is_final() {
+        return Ok((StatusCode::OK, Json(m)));
+    }
+    Err(ApiError {
+        status: StatusCode::GATEWAY_TIMEOUT,
+        code: "timeout",
+        message: format!(
+            "no reply within {}: message {} is still {}",
+            humantime::format_duration(timeout),
+            m.id,
+            match m.state {
+                MessageState::Queued => "queued",
+                _ => "being answered",
+            }
+        ),
+    })
+}
+
+/// `GET /v1/sessions/{id}/queue`: recent finished messages, then pending ones.
+pub async fn queue(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Vec<Message>>> {
+    Ok(Json(app.registry.resolve(&id)?.messages()))
+}
+
+/// `PATCH /v1/sessions/{id}`: name, task, project, restart policy, limits.
+pub async fn patch(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(patch): ApiJson<SessionPatch>,
+) -> ApiResult<Json<SessionInfo>> {
+    let id = app.registry.resolve(&id)?.id();
+    Ok(Json(app.registry.patch(id, patch).await?))
+}
