@@ -32,6 +32,25 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// `[claude]`.
     pub claude: ClaudeConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
+}
+
+/// `[store]`: the SQLite store of sessions, events and messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Stopped and failed sessions are kept (for `ls --all`) this long.
+    #[serde(with = "humantime_serde")]
+    pub retention: std::time::Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            retention: std::time::Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// `[server]`: where the daemon listens and keeps its data.

@@ -4,17 +4,22 @@
 //! - [`serve`]: the daemon: config, data dir, token, API, shutdown;
 //! - [`api`]: the HTTP API on axum;
 //! - [`client`]: the CLI's HTTP client;
+//! - [`store`]: the SQLite store and its migrations;
+//! - [`recovery`]: bringing sessions back after a daemon restart;
 //! - [`config`]: the TOML configuration;
 //! - [`paths`]: data dir and private files;
 //! - [`output`]: tables and short forms for humans.
 
 mod api;
+mod attach;
 mod cli;
 mod client;
 mod config;
 mod output;
 mod paths;
+mod recovery;
 mod serve;
+mod store;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

@@ -24,6 +24,33 @@ pub fn data_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/herd"))
 }
 
+/// Takes the data dir's lock file, so two daemons never share one data dir.
+/// The lock lasts as long as the returned file is open.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("daemon.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        anyhow::bail!(
+            "another herd daemon (pid {}) is already using data dir {}",
+            holder.trim(),
+            dir.display()
+        );
+    }
+    f.set_len(0).ok();
+    let _ = write!(f, "{}", std::process::id());
+    Ok(f)
+}
+
 /// Creates the directory (mode 0700) if needed.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;

@@ -3,8 +3,10 @@
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::paths;
+use crate::recovery;
+use crate::store::{Store, STORE_FILE};
 use anyhow::{bail, Context, Result};
-use herd_actors::Registry;
+use herd_actors::{Journal, ListFilter, Registry};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,13 +38,35 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             cfg.server.listen
         );
     }
+    // One daemon per data dir: held until the process exits.
+    let _lock = paths::lock_data_dir(&data_dir)?;
     let token = match cfg.server.token.clone() {
         Some(t) => t,
         None => load_or_create_token(&data_dir)?,
     };
-    let registry = Registry::start(cfg.session_defaults())
+    let store_path = data_dir.join(STORE_FILE);
+    let mut store = Store::open(&store_path)?;
+    let pruned = store.prune(cfg.store.retention)?;
+    let stored = store.load()?;
+    let (settled, report) = recovery::settle(&mut store, stored, &cfg.restart)?;
+    let (journal, records) = Journal::channel();
+    store
+        .spawn_writer(records)
+        .context("starting the store writer")?;
+    let registry = Registry::start_with(cfg.session_defaults(), journal)
         .await
         .context("starting the actor system")?;
+    recovery::restore(&registry, settled).await?;
+    tracing::info!(
+        store = %store_path.display(),
+        restarted = report.restarted,
+        history = report.history,
+        killed_stale = report.killed,
+        interrupted_messages = report.interrupted,
+        pruned,
+        "store loaded"
+    );
+    tokio::spawn(prune_history(registry.clone(), cfg.store.retention));
     let state = AppState {
         registry: registry.clone(),
         token: Arc::new(token),
@@ -68,6 +92,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         .context("serving the API")?;
     tracing::info!("shutting down: stopping sessions");
     registry.shutdown(Duration::from_secs(15)).await;
+    // shutdown() flushed the journal: everything is stored.
     let _ = std::fs::remove_file(data_dir.join(paths::URL_FILE));
     tracing::info!("stopped");
     Ok(())
@@ -89,6 +114,27 @@ fn load_or_create_token(data_dir: &Path) -> Result<String> {
     paths::write_private(&path, token.as_bytes())?;
     tracing::info!(path = %path.display(), "generated API token");
     Ok(token)
+}
+
+/// Forgets stopped and failed sessions older than the retention, every hour
+/// (which also deletes them from the store).
+async fn prune_history(registry: Registry, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let filter = ListFilter {
+            all: true,
+            ..Default::default()
+        };
+        for s in registry.list(&filter) {
+            let age = std::time::SystemTime::now()
+                .duration_since(s.updated_at)
+                .unwrap_or_default();
+            if s.state.is_final() && age > retention {
+                let _ = registry.remove(s.id).await;
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -8,6 +8,7 @@
 
 use crate::events::Event;
 use crate::info::SessionInfo;
+use crate::journal::{Journal, Record};
 use crate::output::{OutputLog, OutputSlice};
 use crate::queue::{Message, Queue};
 use crate::screen::Screen;
@@ -58,6 +59,7 @@ pub struct SessionHandle {
     pub(crate) queue: Mutex<Queue>,
     /// Bumped on every queue change, so waiters for a reply wake up.
     pub(crate) queue_changed: watch::Sender<u64>,
+    pub(crate) journal: Journal,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -75,7 +77,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SessionHandle {
-    pub(crate) fn new(info: SessionInfo, spec: SessionSpec, output_capacity: usize) -> Self {
+    pub(crate) fn new(
+        info: SessionInfo,
+        spec: SessionSpec,
+        output_capacity: usize,
+        journal: Journal,
+    ) -> Self {
         let (live, _) = broadcast::channel(LIVE_CHUNKS);
         Self {
             id: info.id,
@@ -89,6 +96,7 @@ impl SessionHandle {
             events: Mutex::default(),
             queue: Mutex::default(),
             queue_changed: watch::Sender::new(0),
+            journal,
         }
     }
 
@@ -139,17 +147,37 @@ impl SessionHandle {
     }
 
     pub(crate) fn update_queue<R>(&self, f: impl FnOnce(&mut Queue) -> R) -> R {
-        let r = f(&mut lock(&self.queue));
+        let (r, changed) = {
+            let mut q = lock(&self.queue);
+            let r = f(&mut q);
+            (r, q.take_changed())
+        };
+        for m in changed {
+            self.journal.record(Record::Message(Box::new(m)));
+        }
         self.queue_changed.send_modify(|v| *v += 1);
         r
     }
 
-    pub(crate) fn record_event(&self, e: &Event) {
+    /// Records the current spec and snapshot (after a patch or a resize).
+    pub(crate) fn record_update(&self) {
+        self.journal.record(Record::Updated {
+            info: Box::new(self.info()),
+            spec: Box::new(self.spec()),
+        });
+    }
+
+    pub(crate) fn record_event(&self, e: &Event, info: &SessionInfo) {
         let mut events = lock(&self.events);
         if events.len() >= EVENTS_KEPT {
             events.pop_front();
         }
         events.push_back(e.clone());
+        drop(events);
+        self.journal.record(Record::Transition {
+            event: e.clone(),
+            info: Box::new(info.clone()),
+        });
     }
 
     /// A receiver that wakes on every state change.

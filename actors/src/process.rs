@@ -74,6 +74,44 @@ pub fn signal_tree(root: Pid, sig: i32) {
     }
 }
 
+/// Live processes whose environment has `var`, grouped by its value.
+///
+/// herd sets `HERD_SESSION_ID` in every child, and descendants inherit it,
+/// so this finds a session's processes even after their parent died and
+/// without trusting a pid that may have been reused.
+pub fn find_by_env(var: &str) -> std::collections::HashMap<String, Vec<Pid>> {
+    let mut out: std::collections::HashMap<String, Vec<Pid>> = Default::default();
+    let prefix = format!("{var}=");
+    let me = std::process::id() as Pid;
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<Pid>().ok())
+        else {
+            continue;
+        };
+        if pid == me || !is_alive(pid) {
+            continue;
+        }
+        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        for kv in env.split(|b| *b == 0) {
+            if let Some(v) = kv.strip_prefix(prefix.as_bytes()) {
+                out.entry(String::from_utf8_lossy(v).into_owned())
+                    .or_default()
+                    .push(pid);
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// True if `pid` exists and is not a zombie.
 pub fn is_alive(pid: Pid) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -116,6 +154,20 @@ mod tests {
         assert_eq!(stat_field(line, 2).unwrap(), "a b) c)");
         assert_eq!(stat_field(line, 3).unwrap(), "S");
         assert_eq!(stat_field(line, 22).unwrap(), "777");
+    }
+
+    #[test]
+    fn finds_children_by_environment() {
+        let tag = format!("herd-test-{}", std::process::id());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env("HERD_TEST_TAG", &tag)
+            .spawn()
+            .unwrap();
+        let found = find_by_env("HERD_TEST_TAG");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.get(&tag), Some(&vec![child.id() as Pid]));
     }
 
     #[test]

@@ -12,6 +12,7 @@ const DONE_KEPT: usize = 100;
 const PASTE_OVER: usize = 512;
 
 /// Where a message is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
@@ -35,6 +36,7 @@ impl MessageState {
 }
 
 /// One prompt sent to a session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// Stable id.
@@ -46,12 +48,15 @@ pub struct Message {
     /// Where it is.
     pub state: MessageState,
     /// When it was queued.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "humantime_serde")]
     pub created_at: SystemTime,
     /// When it was written to the session.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(default, with = "humantime_serde::option")]
     pub delivered_at: Option<SystemTime>,
     /// When it reached a final state.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(default, with = "humantime_serde::option")]
     pub completed_at: Option<SystemTime>,
     /// Output offset at delivery: the reply starts here.
@@ -88,12 +93,32 @@ impl Message {
 pub struct Queue {
     pending: VecDeque<Message>,
     done: VecDeque<Message>,
+    /// Snapshots of messages changed since the last [`Queue::take_changed`].
+    changed: Vec<Message>,
 }
 
 impl Queue {
     /// Appends a message.
     pub fn push(&mut self, m: Message) {
+        self.changed.push(m.clone());
         self.pending.push_back(m);
+    }
+
+    /// Restores messages read back from a store: finished ones as history,
+    /// queued ones to deliver.
+    pub fn restore(&mut self, messages: Vec<Message>) {
+        for m in messages {
+            if m.state.is_final() {
+                self.remember(m);
+            } else {
+                self.pending.push_back(m);
+            }
+        }
+    }
+
+    /// Messages changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.changed)
     }
 
     /// The message being answered, if any.
@@ -112,7 +137,8 @@ impl Queue {
         m.state = MessageState::Delivering;
         m.delivered_at = Some(SystemTime::now());
         m.output_start = Some(output_start);
-        Some(m)
+        self.changed.push(m.clone());
+        self.pending.front()
     }
 
     /// Ends the in-flight message with `state`.
@@ -156,6 +182,7 @@ impl Queue {
     }
 
     fn remember(&mut self, m: Message) {
+        self.changed.push(m.clone());
         if self.done.len() >= DONE_KEPT {
             self.done.pop_front();
         }

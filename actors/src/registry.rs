@@ -6,6 +6,7 @@ use crate::error::HerdError;
 use crate::events::{Event, EventBus};
 use crate::handle::{lock, SessionHandle};
 use crate::info::{Metrics, SessionInfo};
+use crate::journal::{Journal, Record};
 use crate::policy::{Decision, ExitStatus, RestartTracker};
 use crate::queue::Message;
 use crate::session::{Reply, SessionActor, SessionArgs, SessionMsg};
@@ -32,6 +33,8 @@ pub enum RegistryMsg {
         spec: Box<SessionSpec>,
         /// Keep this id instead of a new one.
         id: Option<Uuid>,
+        /// Bring back a session from a store instead of creating a new one.
+        restore: Option<Box<Restore>>,
         /// The new session, or why not.
         reply: RpcReplyPort<Result<Arc<SessionHandle>, HerdError>>,
     },
@@ -50,6 +53,7 @@ pub struct RegistryState {
     by_actor: HashMap<ActorId, Uuid>,
     defaults: Arc<SessionDefaults>,
     bus: EventBus,
+    journal: Journal,
     /// Per-session budget for actor (not child) restarts.
     actor_restarts: HashMap<Uuid, RestartTracker>,
 }
@@ -62,6 +66,7 @@ pub struct RegistryArgs {
     table: Table,
     defaults: Arc<SessionDefaults>,
     bus: EventBus,
+    journal: Journal,
 }
 
 impl Actor for RegistryActor {
@@ -79,6 +84,7 @@ impl Actor for RegistryActor {
             by_actor: HashMap::new(),
             defaults: args.defaults,
             bus: args.bus,
+            journal: args.journal,
             actor_restarts: HashMap::new(),
         })
     }
@@ -90,8 +96,16 @@ impl Actor for RegistryActor {
         st: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RegistryMsg::Create { spec, id, reply } => {
-                let r = st.create(&myself, *spec, id).await;
+            RegistryMsg::Create {
+                spec,
+                id,
+                restore,
+                reply,
+            } => {
+                let r = match restore {
+                    Some(r) => st.restore(&myself, *spec, *r).await,
+                    None => st.create(&myself, *spec, id).await,
+                };
                 let _ = reply.send(r);
             }
             RegistryMsg::Remove { id, reply } => {
@@ -105,6 +119,7 @@ impl Actor for RegistryActor {
                     }),
                     Some(_) => {
                         table.remove(&id);
+                        st.journal.record(Record::Removed(id));
                         st.actor_restarts.remove(&id);
                         Ok(())
                     }
@@ -206,10 +221,70 @@ impl RegistryState {
             metrics: Metrics::default(),
         };
         let capacity = self.defaults.limits.output_buffer.0 as usize;
-        let handle = Arc::new(SessionHandle::new(info, spec, capacity));
+        self.journal.record(Record::Created {
+            info: Box::new(info.clone()),
+            spec: Box::new(spec.clone()),
+        });
+        let handle = Arc::new(SessionHandle::new(
+            info,
+            spec,
+            capacity,
+            self.journal.clone(),
+        ));
         self.start_actor(myself, &handle, None)
             .await
             .map_err(|e| HerdError::Internal(format!("cannot start session actor: {e}")))?;
+        self.table
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::clone(&handle));
+        Ok(handle)
+    }
+
+    /// Brings back a session read from a store: a live one starts its next
+    /// generation with the same id; a final one is kept as history.
+    async fn restore(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        spec: SessionSpec,
+        r: Restore,
+    ) -> Result<Arc<SessionHandle>, HerdError> {
+        let id = r.info.id;
+        if self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+        {
+            return Err(HerdError::invalid(
+                "id",
+                format!("session {id} exists already"),
+            ));
+        }
+        let mut info = r.info;
+        info.restart = spec.restart.apply(&self.defaults.restart);
+        info.limits = spec.limits.apply(&self.defaults.limits);
+        info.pid = None;
+        if r.live {
+            info.state = SessionState::Pending;
+            info.reason = "recovered after daemon restart".into();
+            info.generation += 1;
+            info.restarts += 1;
+            info.metrics.restarts = info.restarts;
+        }
+        let capacity = self.defaults.limits.output_buffer.0 as usize;
+        let handle = Arc::new(SessionHandle::new(
+            info,
+            spec,
+            capacity,
+            self.journal.clone(),
+        ));
+        crate::handle::lock(&handle.queue).restore(r.messages);
+        if r.live {
+            self.start_actor(myself, &handle, None)
+                .await
+                .map_err(|e| HerdError::Internal(format!("cannot start session actor: {e}")))?;
+        }
         self.table
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -274,25 +349,36 @@ impl RegistryState {
         let from = info.state;
         let at = SystemTime::now();
         let reason = format!("session actor failed too often: {why}");
-        handle.info.send_modify(|i| {
-            i.state = SessionState::Failed;
-            i.reason = reason.clone();
-            i.updated_at = at;
-            i.pid = None;
-        });
         let event = Event {
             session_id: id,
-            task_id: info.task_id,
-            project_id: info.project_id,
+            task_id: info.task_id.clone(),
+            project_id: info.project_id.clone(),
             from,
             to: SessionState::Failed,
-            reason,
+            reason: reason.clone(),
             at,
             generation: info.generation,
         };
-        handle.record_event(&event);
+        let mut info = info;
+        info.state = SessionState::Failed;
+        info.reason = reason;
+        info.updated_at = at;
+        info.pid = None;
+        handle.record_event(&event, &info);
+        handle.info.send_replace(info);
         self.bus.publish(event);
     }
+}
+
+/// A session read back from a store.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    /// Its last known snapshot (id, created_at, generation, restarts, ...).
+    pub info: SessionInfo,
+    /// Its messages: final ones become history, queued ones are delivered.
+    pub messages: Vec<Message>,
+    /// Start its next generation (true) or keep it as history (false).
+    pub live: bool,
 }
 
 /// Which sessions to list.
@@ -315,11 +401,20 @@ pub struct Registry {
     table: Table,
     bus: EventBus,
     defaults: Arc<SessionDefaults>,
+    journal: Journal,
 }
 
 impl Registry {
-    /// Starts a registry with these defaults.
+    /// Starts a registry with these defaults and no persistence.
     pub async fn start(defaults: SessionDefaults) -> Result<Self, HerdError> {
+        Self::start_with(defaults, Journal::default()).await
+    }
+
+    /// Starts a registry whose every change is appended to `journal`.
+    pub async fn start_with(
+        defaults: SessionDefaults,
+        journal: Journal,
+    ) -> Result<Self, HerdError> {
         let table: Table = Arc::default();
         let bus = EventBus::new();
         let defaults = Arc::new(defaults);
@@ -327,6 +422,7 @@ impl Registry {
             table: Arc::clone(&table),
             defaults: Arc::clone(&defaults),
             bus: bus.clone(),
+            journal: journal.clone(),
         };
         let (actor, _) = Actor::spawn(None, RegistryActor, args)
             .await
@@ -336,6 +432,7 @@ impl Registry {
             table,
             bus,
             defaults,
+            journal,
         })
     }
 
@@ -367,12 +464,42 @@ impl Registry {
                 |reply| RegistryMsg::Create {
                     spec: Box::new(spec),
                     id,
+                    restore: None,
+                    reply,
+                },
+                Some(CALL_TIMEOUT),
+            )
+            .await;
+        let handle = unwrap_call(r)??;
+        // Stored before the caller hears of it.
+        self.journal.flush().await;
+        Ok(handle.info())
+    }
+
+    /// Brings back a session from a store (no `max_sessions` check: it existed).
+    pub async fn restore(
+        &self,
+        spec: SessionSpec,
+        restore: Restore,
+    ) -> Result<SessionInfo, HerdError> {
+        let r = self
+            .actor
+            .call(
+                |reply| RegistryMsg::Create {
+                    spec: Box::new(spec),
+                    id: None,
+                    restore: Some(Box::new(restore)),
                     reply,
                 },
                 Some(CALL_TIMEOUT),
             )
             .await;
         Ok(unwrap_call(r)??.info())
+    }
+
+    /// The journal every change goes to.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// Every session matching the filter, oldest first.
@@ -541,7 +668,11 @@ impl Registry {
                 .call(|r| SessionMsg::Send(text, r), Some(CALL_TIMEOUT))
                 .await,
         ) {
-            Ok(r) => r,
+            Ok(r) => {
+                // Stored before the caller hears of it.
+                self.journal.flush().await;
+                r
+            }
             Err(_) if handle.info().state.is_final() => Err(conflict()),
             Err(e) => Err(e),
         }
@@ -611,7 +742,7 @@ impl Registry {
             if let Some(actor) = self.get(s.id).and_then(|h| h.actor()) {
                 let _ = actor.send_message(SessionMsg::Stop {
                     force: false,
-                    reason: "daemon shutdown".into(),
+                    reason: crate::journal::SHUTDOWN_REASON.into(),
                     reply: None,
                 });
             }
@@ -620,6 +751,7 @@ impl Registry {
             let _ = self.wait_for(s.id, timeout, |i| i.state.is_final()).await;
         }
         let _ = self.actor.stop_and_wait(None, Some(timeout)).await;
+        self.journal.flush().await;
     }
 
     /// Test hook: makes the session's actor panic.

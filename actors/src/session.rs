@@ -346,32 +346,30 @@ impl SessionActorState {
         let reason = reason.into();
         let at = SystemTime::now();
         self.state = to;
-        let (generation, restarts, errors) = (self.generation, self.restarts, self.errors);
-        let mut event = None;
-        self.handle.info.send_modify(|i| {
-            i.state = to;
-            i.reason = reason.clone();
-            i.updated_at = at;
-            i.generation = generation;
-            i.restarts = restarts;
-            i.metrics.restarts = restarts;
-            i.metrics.errors = errors;
-            event = Some(Event {
-                session_id: i.id,
-                task_id: i.task_id.clone(),
-                project_id: i.project_id.clone(),
-                from,
-                to,
-                reason: reason.clone(),
-                at,
-                generation,
-            });
-        });
-        tracing::debug!(session = %self.handle.id(), %from, %to, %reason, "transition");
-        if let Some(e) = event {
-            self.handle.record_event(&e);
-            self.bus.publish(e);
-        }
+        let mut info = self.handle.info();
+        info.state = to;
+        info.reason = reason.clone();
+        info.updated_at = at;
+        info.generation = self.generation;
+        info.restarts = self.restarts;
+        info.metrics.restarts = self.restarts;
+        info.metrics.errors = self.errors;
+        let event = Event {
+            session_id: info.id,
+            task_id: info.task_id.clone(),
+            project_id: info.project_id.clone(),
+            from,
+            to,
+            reason,
+            at,
+            generation: self.generation,
+        };
+        tracing::debug!(session = %info.id, %from, %to, reason = %event.reason, "transition");
+        // Journal first: whoever wakes on the new state and then flushes the
+        // journal must find this transition in the store.
+        self.handle.record_event(&event, &info);
+        self.handle.info.send_replace(info);
+        self.bus.publish(event);
         true
     }
 
@@ -390,6 +388,7 @@ impl SessionActorState {
     async fn spawn(&mut self, myself: &ActorRef<SessionMsg>) {
         self.spawn_timer = None;
         let reason = match self.state {
+            Pending if self.generation > 0 => "recovered after daemon restart",
             Pending => "spawn",
             Restarting => {
                 self.generation += 1;
@@ -401,10 +400,14 @@ impl SessionActorState {
         };
         self.go(Starting, reason);
         let spec = self.handle.spec();
+        let argv = match (&spec.resume_command, self.generation) {
+            (Some(resume), g) if g > 0 => resume.clone(),
+            _ => spec.command.clone(),
+        };
         let mut env: Vec<(String, String)> = spec.env.clone().into_iter().collect();
         env.push(("HERD_SESSION_ID".into(), self.handle.id().to_string()));
         let args = PtyArgs {
-            argv: spec.command.clone(),
+            argv,
             cwd: spec.cwd.clone(),
             env,
             cols: spec.cols,
@@ -440,6 +443,12 @@ impl SessionActorState {
         self.handle.info.send_modify(|i| {
             i.pid = Some(pid);
             i.started_at = Some(started);
+        });
+        self.handle.journal.record(crate::journal::Record::Spawned {
+            session_id: self.handle.id(),
+            generation: self.generation,
+            pid,
+            start_time: crate::process::start_time(pid),
         });
         self.watch_metrics(Some(pid));
         self.schedule_quiet(myself, self.limits.quiet_after);
@@ -752,6 +761,7 @@ impl SessionActorState {
             i.restart = restart;
             i.limits = limits;
         });
+        self.handle.record_update();
         // New limits may have moved a deadline closer.
         self.tick_pending = false;
         self.schedule_tick(myself);
@@ -776,6 +786,7 @@ impl SessionActorState {
         if let Some(pty) = &self.pty {
             let _ = pty.send_message(PtyMsg::Resize(cols, rows));
         }
+        self.handle.record_update();
         Ok(self.handle.info())
     }
 

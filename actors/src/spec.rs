@@ -46,6 +46,10 @@ pub struct SessionSpec {
     /// Limit overrides.
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// Argv for every child after the first (restarts and recovery), when it
+    /// must differ from `command`: profiles use it to resume a conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_command: Option<Vec<String>>,
 }
 
 fn default_cols() -> u16 {
@@ -69,6 +73,7 @@ impl SessionSpec {
             rows: default_rows(),
             restart: RestartOverrides::default(),
             limits: LimitOverrides::default(),
+            resume_command: None,
         }
     }
 
@@ -93,6 +98,14 @@ impl SessionSpec {
         check_label("name", self.name.as_deref(), 200)?;
         check_label("task_id", self.task_id.as_deref(), 256)?;
         check_label("project_id", self.project_id.as_deref(), 256)?;
+        if let Some(r) = &self.resume_command {
+            if r.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(HerdError::invalid(
+                    "resume_command",
+                    "must name a program when given",
+                ));
+            }
+        }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(HerdError::invalid(
@@ -142,6 +155,7 @@ impl SessionSpec {
 
 /// Changes to a live session: each field present replaces the current value;
 /// restart and limit overrides merge field by field.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionPatch {

@@ -38,7 +38,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `herd serve` with the given config text (may be empty).
     pub async fn start(config: &str) -> Daemon {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), config).await
+    }
+
+    /// Starts `herd serve` on an existing directory (a previous daemon's), so
+    /// it finds that daemon's store.
+    pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Daemon {
+        let _ = std::fs::remove_file(dir.path().join("data").join("url"));
         let cfg_path = dir.path().join("herd.toml");
         std::fs::write(&cfg_path, config).expect("write config");
         let data = dir.path().join("data");
@@ -174,6 +180,21 @@ impl Daemon {
             .stdin(Stdio::null())
             .output()
             .expect("run herd")
+    }
+
+    /// SIGKILLs the daemon (its sessions' processes are left behind, as in a crash).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the daemon (gracefully) and hands back its directory.
+    pub fn into_dir(mut self) -> tempfile::TempDir {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
     }
 
     /// Stops the daemon gracefully and waits for it.

@@ -1,0 +1,152 @@
+//! Bringing sessions back after the daemon stopped or died.
+//!
+//! For each stored session:
+//! - a final one (stopped, failed) is kept as history;
+//! - one stopped by a graceful daemon shutdown comes back;
+//! - one that was live when the daemon died: its stale processes are killed
+//!   first, then it restarts per its restart policy with the same id, task
+//!   and generation + 1 (policy `never`: it is recorded as stopped);
+//! - one that was stopping is recorded as stopped.
+//!
+//! A message that was being answered when the daemon died is marked
+//! `interrupted` (never typed twice); queued ones are delivered once the
+//! session is ready.
+
+use crate::store::{Store, StoredSession};
+use anyhow::{Context, Result};
+use herd_actors::process::{self, Pid};
+use herd_actors::{
+    MessageState, Registry, RestartConfig, RestartPolicy, Restore, SessionState, SHUTDOWN_REASON,
+};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What recovery did, for the log.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Sessions started again.
+    pub restarted: usize,
+    /// Sessions kept as history.
+    pub history: usize,
+    /// Stale processes of the previous daemon that were killed.
+    pub killed: usize,
+    /// Messages marked interrupted.
+    pub interrupted: usize,
+}
+
+/// Decides each stored session's fate and writes the decisions to the store
+/// (before the writer thread starts). Returns what to hand to the registry.
+pub fn settle(
+    store: &mut Store,
+    stored: Vec<StoredSession>,
+    defaults: &RestartConfig,
+) -> Result<(Vec<(StoredSession, bool)>, Report)> {
+    let mut report = Report::default();
+    let mut leftovers = process::find_by_env("HERD_SESSION_ID");
+    let mut out = Vec::with_capacity(stored.len());
+    for mut s in stored {
+        let from = s.info.state;
+        let was_live = !from.is_final() && from != SessionState::Stopping;
+        let back_from_shutdown = from == SessionState::Stopped && s.info.reason == SHUTDOWN_REASON;
+        if was_live || from == SessionState::Stopping {
+            report.killed += kill_stale(
+                &s,
+                leftovers.remove(&s.info.id.to_string()).unwrap_or_default(),
+            );
+        }
+        let interrupted: Vec<_> = s
+            .messages
+            .iter_mut()
+            .filter(|m| m.state == MessageState::Delivering)
+            .map(|m| {
+                m.state = MessageState::Interrupted;
+                m.completed_at = Some(SystemTime::now());
+                m.error = Some("the daemon stopped while the message was being answered; it was not sent again".into());
+                m.clone()
+            })
+            .collect();
+        report.interrupted += interrupted.len();
+        let live = if was_live {
+            if s.spec.restart.apply(defaults).policy == RestartPolicy::Never {
+                s.info.state = SessionState::Stopped;
+                s.info.reason = "the daemon died; not restarted (restart policy never)".into();
+                false
+            } else {
+                true
+            }
+        } else if from == SessionState::Stopping {
+            s.info.state = SessionState::Stopped;
+            s.info.reason = "stopped while the daemon was down".into();
+            false
+        } else {
+            back_from_shutdown
+        };
+        if !live && !s.info.state.is_final() {
+            s.info.state = SessionState::Stopped;
+        }
+        if !live {
+            s.info.pid = None;
+        }
+        store
+            .settle(&s.info, from, &interrupted)
+            .with_context(|| format!("recording recovery of session {}", s.info.id))?;
+        if live {
+            report.restarted += 1;
+        } else {
+            report.history += 1;
+        }
+        out.push((s, live));
+    }
+    // Processes of sessions the store no longer knows are not ours to judge: leave them.
+    Ok((out, report))
+}
+
+/// Kills what is left of a session's previous generation: every process that
+/// carries its id in the environment, and the recorded child if its start
+/// time still matches (so a reused pid is never touched).
+fn kill_stale(s: &StoredSession, mut pids: Vec<Pid>) -> usize {
+    if let Some((pid, Some(start))) = s.child {
+        if process::start_time(pid) == Some(start) && !pids.contains(&pid) {
+            pids.push(pid);
+        }
+    }
+    let mut tree: Vec<Pid> = vec![];
+    for p in &pids {
+        for q in process::tree(*p) {
+            if !tree.contains(&q) {
+                tree.push(q);
+            }
+        }
+    }
+    for p in &tree {
+        process::signal(*p, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tree.iter().any(|p| process::is_alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !tree.is_empty() {
+        tracing::warn!(session = %s.info.id, pids = ?tree, "killed processes left by the previous daemon");
+    }
+    tree.len()
+}
+
+/// Hands the settled sessions to the registry: live ones start again, the rest is history.
+pub async fn restore(registry: &Registry, settled: Vec<(StoredSession, bool)>) -> Result<()> {
+    let mut errors: HashMap<String, String> = HashMap::new();
+    for (s, live) in settled {
+        let id = s.info.id;
+        let restore = Restore {
+            info: s.info,
+            messages: s.messages,
+            live,
+        };
+        if let Err(e) = registry.restore(s.spec, restore).await {
+            errors.insert(id.to_string(), e.to_string());
+        }
+    }
+    if !errors.is_empty() {
+        tracing::error!(?errors, "some sessions could not be restored");
+    }
+    Ok(())
+}
