@@ -1,5 +1,8 @@
 //! The command line: `herd serve` runs the daemon, every other command talks to it.
 
+mod events;
+mod stats;
+
 use crate::client::{enc, Client};
 use crate::output::{age, short_id, Table};
 use anyhow::{bail, Context, Result};
@@ -144,6 +147,28 @@ pub enum Command {
         /// Session id or unique prefix.
         id: String,
     },
+    /// Attach this terminal to a session: live output, keys go to the program.
+    /// Detach with Ctrl+backslash (C-\).
+    Attach {
+        /// Session id or unique prefix.
+        id: String,
+    },
+    /// State transitions: the recent ones, or every new one with --follow.
+    Events(events::EventsArgs),
+    /// Daemon-wide figures: sessions by state, totals, the daemon's memory and CPU.
+    Stats {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the session of a task: its live one, else its newest.
+    Task {
+        /// The job runner's task id.
+        task: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Options of `herd new`.
@@ -242,6 +267,19 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Interrupt { id } => state_command(c, &id, "/interrupt", None).await,
         Command::Suspend { id } => state_command(c, &id, "/suspend", None).await,
         Command::Resume { id } => state_command(c, &id, "/resume", None).await,
+        Command::Attach { id } => crate::attach::run(c, &id).await,
+        Command::Events(args) => events::run(c, args).await,
+        Command::Stats { json } => stats::run(c, json).await,
+        Command::Task { task, json } => {
+            let path = format!("/v1/tasks/{}", enc(&task));
+            let v: Value = c.json(Method::GET, &path, None).await?;
+            if json {
+                return print_json(&v);
+            }
+            let info: SessionInfo = serde_json::from_value(v).context("reading the session")?;
+            print_show(&info);
+            Ok(())
+        }
         Command::Resize { id, size } => {
             let (cols, rows) = parse_size(&size)?;
             state_command(c, &id, "/resize", Some(json!({"cols": cols, "rows": rows}))).await

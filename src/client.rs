@@ -43,6 +43,46 @@ impl Client {
         })
     }
 
+    /// The daemon's base URL, e.g. `http://127.0.0.1:7777`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The API token, if one was found.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// A WebSocket handshake request for `path` (e.g. `/v1/events?task=t`),
+    /// carrying the token: `http://` becomes `ws://`, `https://` `wss://`.
+    pub fn ws_request(
+        &self,
+        path: &str,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::{header::AUTHORIZATION, HeaderValue};
+        let url = match self.base.split_once("://") {
+            Some(("http", rest)) => format!("ws://{rest}{path}"),
+            Some(("https", rest)) => format!("wss://{rest}{path}"),
+            _ => {
+                return Err(anyhow!(
+                    "invalid daemon URL {:?}: expected http://HOST:PORT",
+                    self.base
+                ))
+            }
+        };
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .with_context(|| format!("invalid daemon URL {url:?}"))?;
+        if let Some(t) = &self.token {
+            let v = HeaderValue::from_str(&format!("Bearer {t}"))
+                .context("the token contains characters not allowed in a header")?;
+            req.headers_mut().insert(AUTHORIZATION, v);
+        }
+        Ok(req)
+    }
+
     /// Sends a request; a non-2xx answer becomes an error with the API's message.
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
         let url = format!("{}{}", self.base, path);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// When a child that exited is started again.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
@@ -47,6 +48,7 @@ impl std::str::FromStr for RestartPolicy {
 }
 
 /// Restart behaviour: `[restart]` in the config, overridable per session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartConfig {
@@ -55,15 +57,19 @@ pub struct RestartConfig {
     /// Restarts allowed within `restart_window`; one more marks the session failed.
     pub max_restarts: u32,
     /// The sliding window over which restarts are counted.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub restart_window: Duration,
     /// Delay before the first restart after a stable run.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
     /// The delay doubles up to this ceiling.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
     /// A child that ran this long without exiting resets the backoff.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub backoff_reset_after: Duration,
 }
@@ -82,15 +88,18 @@ impl Default for RestartConfig {
 }
 
 /// Per-session limits: `[limits]` in the config, overridable per session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Live sessions the registry accepts at once (daemon-wide, not per session).
     pub max_sessions: usize,
     /// No input and no output this long stops the session ("0s" disables).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// A session older than this is stopped ("0s" disables).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub max_duration: Duration,
     /// RSS of the child's whole process tree above this is handled by the
@@ -99,9 +108,11 @@ pub struct LimitsConfig {
     /// Bytes of output kept per session for `output` and `logs`.
     pub output_buffer: ByteSize,
     /// No output for this long turns a busy session ready (generic programs).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub quiet_after: Duration,
     /// Time between SIGTERM and SIGKILL when a session is stopped.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub stop_grace: Duration,
 }
@@ -149,6 +160,7 @@ pub struct SessionDefaults {
 }
 
 /// Per-session restart overrides: each field absent keeps the default.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartOverrides {
@@ -159,6 +171,7 @@ pub struct RestartOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_restarts: Option<u32>,
     /// See [`RestartConfig::restart_window`].
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
     #[serde(
         default,
         with = "humantime_serde::option",
@@ -166,6 +179,7 @@ pub struct RestartOverrides {
     )]
     pub restart_window: Option<Duration>,
     /// See [`RestartConfig::backoff_initial`].
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
     #[serde(
         default,
         with = "humantime_serde::option",
@@ -173,6 +187,7 @@ pub struct RestartOverrides {
     )]
     pub backoff_initial: Option<Duration>,
     /// See [`RestartConfig::backoff_max`].
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
     #[serde(
         default,
         with = "humantime_serde::option",
@@ -180,6 +195,7 @@ pub struct RestartOverrides {
     )]
     pub backoff_max: Option<Duration>,
     /// See [`RestartConfig::backoff_reset_after`].
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
     #[serde(
         default,
         with = "humantime_serde::option",
@@ -218,10 +234,12 @@ impl RestartOverrides {
 }
 
 /// Per-session limit overrides: each field absent keeps the default.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// See [`LimitsConfig::idle_timeout`].
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
     #[serde(
         default,
         with = "humantime_serde::option",
@@ -229,6 +247,7 @@ pub struct LimitOverrides {
     )]
     pub idle_timeout: Option<Duration>,
     /// See [`LimitsConfig::max_duration`].
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
     #[serde(
         default,
         with = "humantime_serde::option",
@@ -239,6 +258,7 @@ pub struct LimitOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_memory: Option<ByteSize>,
     /// See [`LimitsConfig::quiet_after`].
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
     #[serde(
         default,
         with = "humantime_serde::option",
@@ -246,6 +266,7 @@ pub struct LimitOverrides {
     )]
     pub quiet_after: Option<Duration>,
     /// See [`LimitsConfig::stop_grace`].
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
     #[serde(
         default,
         with = "humantime_serde::option",

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 /// Counters and samples of one session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// CPU of the child's whole process tree, in percent of one core.
@@ -29,6 +30,7 @@ pub struct Metrics {
 }
 
 /// Everything about a session at one moment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// Stable id, across restarts.
@@ -49,6 +51,12 @@ pub struct SessionInfo {
     pub exit_code: Option<i32>,
     /// Signal that ended the last child, if one did.
     pub exit_signal: Option<i32>,
+    /// How state is read: `generic` or `claude`.
+    #[serde(default)]
+    pub profile: crate::spec::Profile,
+    /// The question on screen while `waiting_input` (e.g. a permission dialog).
+    #[serde(default)]
+    pub dialog: Option<String>,
     /// The job runner's task.
     pub task_id: Option<String>,
     /// Project grouping.
@@ -56,18 +64,22 @@ pub struct SessionInfo {
     /// Program and arguments.
     pub command: Vec<String>,
     /// Working directory.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub cwd: Option<PathBuf>,
     /// Terminal columns.
     pub cols: u16,
     /// Terminal rows.
     pub rows: u16,
     /// When the session was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "humantime_serde")]
     pub created_at: SystemTime,
     /// When the current (or last) child started.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "humantime_serde::option")]
     pub started_at: Option<SystemTime>,
     /// When the state last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "humantime_serde")]
     pub updated_at: SystemTime,
     /// Effective restart settings.

@@ -28,12 +28,14 @@
 //! - [`handle`]: the shared read side of a session (info, output, screen);
 //! - [`output`], [`screen`]: the output ring buffer and the vt100 screen;
 //! - [`queue`]: the prompt queue (send, and wait for the reply);
+//! - [`claude`]: the Claude Code profile: state from the screen, replies from the transcript;
 //! - [`keys`]: key names to terminal bytes;
 //! - [`process`]: process groups, trees and liveness on Linux;
 //! - [`credits`]: backpressure from a reader thread into a mailbox.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod bytesize;
+pub mod claude;
 pub mod config;
 pub mod credits;
 pub mod error;
@@ -68,5 +70,5 @@ pub use output::OutputSlice;
 pub use policy::ExitStatus;
 pub use queue::{Message, MessageState};
 pub use registry::{ListFilter, Registry, Restore};
-pub use spec::{SessionPatch, SessionSpec};
+pub use spec::{ClaudeOptions, Profile, Secret, SessionPatch, SessionSpec};
 pub use state::{SessionState, TransitionError};

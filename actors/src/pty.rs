@@ -38,8 +38,8 @@ const DRAIN_BOUND: Duration = Duration::from_millis(500);
 /// Stack of each helper thread: they hold little on the stack.
 const THREAD_STACK: usize = 128 * 1024;
 
-/// What to start.
-#[derive(Debug, Clone)]
+/// What to start. (No `Debug`: it carries secrets.)
+#[derive(Clone)]
 pub struct PtyArgs {
     /// Program and arguments.
     pub argv: Vec<String>,
@@ -47,6 +47,8 @@ pub struct PtyArgs {
     pub cwd: Option<PathBuf>,
     /// Environment added to the daemon's.
     pub env: Vec<(String, String)>,
+    /// Secret environment: set in the child, never printed.
+    pub secret_env: Vec<(String, crate::spec::Secret)>,
     /// Terminal size.
     pub cols: u16,
     /// Terminal size.
@@ -201,6 +203,9 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     cmd.env("TERM", "xterm-256color");
     for (k, v) in &args.env {
         cmd.env(k, v);
+    }
+    for (k, v) in &args.secret_env {
+        cmd.env(k, v.expose());
     }
     let child = pair.slave.spawn_command(cmd).map_err(|e| {
         io_err(

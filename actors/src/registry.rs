@@ -207,6 +207,8 @@ impl RegistryState {
             restarts: 0,
             exit_code: None,
             exit_signal: None,
+            profile: spec.profile,
+            dialog: None,
             task_id: spec.task_id.clone(),
             project_id: spec.project_id.clone(),
             command: spec.command.clone(),
@@ -723,9 +725,13 @@ impl Registry {
             .get(id)
             .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
         let mut rx = handle.watch();
-        let r = tokio::time::timeout(timeout, rx.wait_for(|i| pred(i))).await;
+        // Drop the borrow `wait_for` returns before reading the info again: a
+        // second read lock on the watch deadlocks behind a queued writer.
+        let r = tokio::time::timeout(timeout, rx.wait_for(|i| pred(i)))
+            .await
+            .map(|r| r.map(|_| ()));
         match r {
-            Ok(Ok(_)) => Ok(handle.info()),
+            Ok(Ok(())) => Ok(handle.info()),
             _ => Err(HerdError::Internal(format!(
                 "timed out after {} waiting for session {id} (it is {})",
                 humantime::format_duration(timeout),

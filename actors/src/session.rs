@@ -5,6 +5,7 @@
 //! generation and one [`MetricsActor`], and writes what readers may see into
 //! the shared [`SessionHandle`].
 
+use crate::claude::{self, ScreenState};
 use crate::config::{LimitsConfig, RestartConfig, SessionDefaults};
 use crate::error::HerdError;
 use crate::events::{Event, EventBus};
@@ -59,6 +60,10 @@ pub enum SessionMsg {
     Metrics(Sample),
     /// Timer: has the output been quiet long enough to call the session ready?
     QuietCheck,
+    /// Timer (Claude profile): read the state from the screen.
+    ScreenCheck,
+    /// Timer (Claude profile): look again for the reply in the transcript.
+    ReplyRetry(u32),
     /// Timer: check idle timeout and max duration (stale sequence numbers are ignored).
     Tick(u64),
     /// Write to the child's terminal.
@@ -126,6 +131,8 @@ pub struct SessionActorState {
     last_activity: Instant,
     last_output: Instant,
     quiet_pending: bool,
+    /// Claude profile: state from the screen, replies from the transcript.
+    claude: Option<ClaudeState>,
     /// Sequence number of the one Tick that counts; older ones are stale.
     tick_seq: u64,
     tick_pending: bool,
@@ -138,6 +145,42 @@ pub struct SessionActorState {
 
 /// The actor of one session.
 pub struct SessionActor;
+
+/// Claude profile: how long output must settle before the screen is read.
+const SCREEN_DEBOUNCE: Duration = Duration::from_millis(40);
+/// Claude profile: first-run dialog answers at most (a dialog that stays is not ours).
+const MAX_DIALOG_ANSWERS: u32 = 6;
+/// Claude profile: a written prompt that shows no turn this long is taken as answered.
+const TURN_START_GRACE: Duration = Duration::from_secs(10);
+/// Claude profile: looks for a reply in the transcript.
+const REPLY_RETRIES: u32 = 20;
+/// Claude profile: between two looks.
+const REPLY_RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// What the Claude profile tracks beyond the generic state.
+#[derive(Debug)]
+struct ClaudeState {
+    transcript: Option<std::path::PathBuf>,
+    transcript_start: u64,
+    check_pending: bool,
+    /// A turn (spinner or dialog) was seen since the last prompt was written.
+    saw_busy: bool,
+    delivered_at: Instant,
+    dialogs_answered: u32,
+}
+
+impl Default for ClaudeState {
+    fn default() -> Self {
+        Self {
+            transcript: None,
+            transcript_start: 0,
+            check_pending: false,
+            saw_busy: false,
+            delivered_at: Instant::now(),
+            dialogs_answered: 0,
+        }
+    }
+}
 
 impl Actor for SessionActor {
     type Msg = SessionMsg;
@@ -171,6 +214,10 @@ impl Actor for SessionActor {
             last_activity: now,
             last_output: now,
             quiet_pending: false,
+            claude: (spec.profile == crate::spec::Profile::Claude).then(|| ClaudeState {
+                transcript: spec.claude.as_ref().and_then(|c| c.transcript.clone()),
+                ..Default::default()
+            }),
             tick_seq: 0,
             tick_pending: false,
             exit_cause: None,
@@ -193,6 +240,8 @@ impl Actor for SessionActor {
         if let Some(why) = args.recovered_from {
             // The previous actor died; its drop guards killed its child.
             st.errors += 1;
+            // That child's pid is stale: none until the next child starts.
+            st.handle.info.send_modify(|i| i.pid = None);
             match st.state {
                 Pending | Restarting => {}
                 Stopping => {
@@ -222,7 +271,9 @@ impl Actor for SessionActor {
         match msg {
             SessionMsg::Spawn => st.spawn(&myself).await,
             SessionMsg::ChildSpawned { generation, pid } => {
-                if generation == st.generation {
+                // The waiter can report a quick exit before this arrives:
+                // then the child is gone and its pid must not be recorded.
+                if generation == st.generation && st.child_running() {
                     st.on_spawned(&myself, pid);
                 }
             }
@@ -241,6 +292,13 @@ impl Actor for SessionActor {
             }
             SessionMsg::Metrics(sample) => st.on_sample(sample),
             SessionMsg::QuietCheck => st.on_quiet_check(&myself),
+            SessionMsg::ScreenCheck => {
+                if let Some(c) = st.claude.as_mut() {
+                    c.check_pending = false;
+                }
+                st.apply_screen(&myself, false);
+            }
+            SessionMsg::ReplyRetry(attempt) => st.finish_claude_reply(&myself, attempt),
             SessionMsg::Tick(seq) => {
                 if seq == st.tick_seq {
                     st.on_tick(&myself);
@@ -254,7 +312,12 @@ impl Actor for SessionActor {
                 let _ = reply.send(st.resize(cols, rows));
             }
             SessionMsg::Interrupt(reply) => {
-                let r = st.signal("interrupt", libc::SIGINT, SignalTarget::Foreground);
+                let r = if st.claude.is_some() {
+                    // Claude Code interrupts a turn on Escape; SIGINT would end it.
+                    st.input(Bytes::from_static(b"\x1b")).await
+                } else {
+                    st.signal("interrupt", libc::SIGINT, SignalTarget::Foreground)
+                };
                 let _ = reply.send(r);
             }
             SessionMsg::Suspend(reply) => {
@@ -410,6 +473,7 @@ impl SessionActorState {
             argv,
             cwd: spec.cwd.clone(),
             env,
+            secret_env: spec.secret_env.clone().into_iter().collect(),
             cols: spec.cols,
             rows: spec.rows,
             generation: self.generation,
@@ -471,11 +535,98 @@ impl SessionActorState {
         self.handle.push_output(data);
         self.last_output = now;
         self.last_activity = now;
+        if let Some(c) = self.claude.as_mut() {
+            // The screen decides; look at it once the burst settles a little.
+            if !std::mem::replace(&mut c.check_pending, true) {
+                myself.send_after(SCREEN_DEBOUNCE, || SessionMsg::ScreenCheck);
+            }
+            if self.state.is_running() {
+                self.schedule_quiet(myself, self.limits.quiet_after);
+            }
+            return;
+        }
         if generation == self.generation && self.state == Ready {
             self.go(Busy, "output");
         }
         if matches!(self.state, Starting | Busy) {
             self.schedule_quiet(myself, self.limits.quiet_after);
+        }
+    }
+
+    /// Claude profile: moves the state to what the screen shows. `quiet`: no
+    /// output for `quiet_after`, so a ready screen is stable.
+    fn apply_screen(&mut self, myself: &ActorRef<SessionMsg>, quiet: bool) {
+        if !matches!(self.state, Starting | Ready | Busy | WaitingInput) {
+            return;
+        }
+        let Some(c) = self.claude.as_mut() else {
+            return;
+        };
+        let screen = self.handle.screen_text();
+        match claude::classify(&screen) {
+            ScreenState::Busy => {
+                c.saw_busy = true;
+                self.set_dialog(None);
+                if self.state != Busy {
+                    self.go(Busy, "screen: esc to interrupt");
+                }
+            }
+            ScreenState::WaitingInput(dialog) => {
+                c.saw_busy = true;
+                let title = dialog
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| l.ends_with('?'))
+                    .unwrap_or("dialog")
+                    .to_string();
+                self.set_dialog(Some(dialog));
+                if self.state != WaitingInput {
+                    self.go(WaitingInput, format!("screen: {title}"));
+                }
+            }
+            ScreenState::FirstRun(kind) => {
+                if c.dialogs_answered < MAX_DIALOG_ANSWERS {
+                    c.dialogs_answered += 1;
+                    tracing::info!(session = %self.handle.id(), ?kind, "answering a first-run dialog");
+                    self.write_detached(Bytes::from_static(kind.answer()));
+                }
+            }
+            ScreenState::Ready if quiet => {
+                // A prompt just written may not have started its turn yet.
+                let waiting_for_turn = self.handle.update_queue(|q| q.in_flight().is_some())
+                    && !c.saw_busy
+                    && c.delivered_at.elapsed() < TURN_START_GRACE;
+                if waiting_for_turn {
+                    self.schedule_quiet(myself, self.limits.quiet_after);
+                    return;
+                }
+                self.set_dialog(None);
+                if self.state != Ready {
+                    self.go(Ready, "screen: input prompt");
+                    self.on_ready(myself);
+                }
+            }
+            ScreenState::Ready | ScreenState::Starting => {
+                if self.state.is_running() {
+                    self.schedule_quiet(myself, self.limits.quiet_after);
+                }
+            }
+        }
+    }
+
+    fn set_dialog(&self, dialog: Option<String>) {
+        self.handle.info.send_if_modified(|i| {
+            let changed = i.dialog != dialog;
+            i.dialog = dialog;
+            changed
+        });
+    }
+
+    /// Writes to the child without waiting for the write (answers to dialogs).
+    fn write_detached(&self, data: Bytes) {
+        if let Some(pty) = &self.pty {
+            let (tx, _rx) = tokio::sync::oneshot::channel();
+            let _ = pty.send_message(PtyMsg::Write(data, tx.into()));
         }
     }
 
@@ -489,6 +640,9 @@ impl SessionActorState {
     /// The session just became ready: the message in flight has its answer,
     /// and the next one may go.
     fn on_ready(&mut self, myself: &ActorRef<SessionMsg>) {
+        if self.claude.is_some() {
+            return self.finish_claude_reply(myself, 0);
+        }
         let start = lock(&self.handle.queue)
             .in_flight()
             .map(|m| m.output_start.unwrap_or(0));
@@ -501,8 +655,49 @@ impl SessionActorState {
         let _ = myself.send_message(SessionMsg::Deliver);
     }
 
+    /// Claude profile: the reply of the message in flight is the assistant
+    /// text the transcript gained since delivery. The CLI may write it a moment
+    /// after the screen settles: look again a few times, then fall back to the screen.
+    fn finish_claude_reply(&mut self, myself: &ActorRef<SessionMsg>, attempt: u32) {
+        if self.state != Ready {
+            return;
+        }
+        let Some(c) = self.claude.as_ref() else {
+            return;
+        };
+        if lock(&self.handle.queue).in_flight().is_some() {
+            let reply = c
+                .transcript
+                .as_deref()
+                .and_then(|t| claude::reply_since(t, c.transcript_start));
+            let reply = match reply {
+                Some(r) => r,
+                None if attempt < REPLY_RETRIES && c.transcript.is_some() => {
+                    myself.send_after(REPLY_RETRY_EVERY, move || {
+                        SessionMsg::ReplyRetry(attempt + 1)
+                    });
+                    return;
+                }
+                None => self.handle.screen_text(),
+            };
+            let end = lock(&self.handle.output).end();
+            self.handle
+                .update_queue(|q| q.finish(MessageState::Done, end, Some(reply), None));
+        }
+        let _ = myself.send_message(SessionMsg::Deliver);
+    }
+
     fn on_quiet_check(&mut self, myself: &ActorRef<SessionMsg>) {
         self.quiet_pending = false;
+        if self.claude.is_some() {
+            let since = self.last_output.elapsed();
+            if since < self.limits.quiet_after {
+                self.schedule_quiet(myself, self.limits.quiet_after - since);
+            } else {
+                self.apply_screen(myself, true);
+            }
+            return;
+        }
         if !matches!(self.state, Starting | Busy) {
             return;
         }
@@ -725,6 +920,15 @@ impl SessionActorState {
             return;
         };
         let paste = lock(&self.handle.screen).bracketed_paste();
+        if let Some(c) = self.claude.as_mut() {
+            c.saw_busy = false;
+            c.delivered_at = Instant::now();
+            c.transcript_start = c
+                .transcript
+                .as_deref()
+                .map(claude::transcript_len)
+                .unwrap_or(0);
+        }
         let data = Bytes::from(queue::payload(&text, paste));
         // Busy from the moment the prompt is written: the answer may start silently.
         self.go(Busy, "message delivered");

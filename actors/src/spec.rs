@@ -19,7 +19,8 @@ pub struct SessionSpec {
     /// A human name (need not be unique).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Program and arguments.
+    /// Program and arguments (built by the daemon for the Claude profile).
+    #[serde(default)]
     pub command: Vec<String>,
     /// Working directory (absolute); the daemon's own if absent.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
@@ -28,6 +29,16 @@ pub struct SessionSpec {
     /// Extra environment on top of the daemon's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Environment whose values are secrets: they reach the child's
+    /// environment only, never a log, a response, an event or a recording.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, Secret>,
+    /// How herd reads the session's state and delivers its prompts.
+    #[serde(default)]
+    pub profile: Profile,
+    /// Options of the Claude profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude: Option<ClaudeOptions>,
     /// The job runner's task this session serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
@@ -67,6 +78,9 @@ impl SessionSpec {
             command: command.into_iter().map(Into::into).collect(),
             cwd: None,
             env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
+            profile: Profile::Generic,
+            claude: None,
             task_id: None,
             project_id: None,
             cols: default_cols(),
@@ -106,13 +120,17 @@ impl SessionSpec {
                 ));
             }
         }
-        for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
+        for (k, v) in &self.secret_env {
+            check_env_name("secret_env", k)?;
+            if v.expose().contains('\0') {
                 return Err(HerdError::invalid(
-                    "env",
-                    format!("invalid variable name {k:?}"),
+                    "secret_env",
+                    format!("value of {k} contains a NUL byte"),
                 ));
             }
+        }
+        for (k, v) in &self.env {
+            check_env_name("env", k)?;
             if v.contains('\0') {
                 return Err(HerdError::invalid(
                     "env",
@@ -226,6 +244,91 @@ pub fn validate_size(cols: u16, rows: u16) -> Result<(), HerdError> {
         ));
     }
     Ok(())
+}
+
+fn check_env_name(field: &str, k: &str) -> Result<(), HerdError> {
+    if k.is_empty() || k.contains('=') || k.contains('\0') {
+        return Err(HerdError::invalid(
+            field,
+            format!("invalid variable name {k:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// How herd reads a session's state and delivers its prompts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Any program: busy while output flows, ready after `quiet_after` of quiet.
+    #[default]
+    Generic,
+    /// Claude Code: state from the screen, replies from its transcript.
+    Claude,
+}
+
+/// A value that must never be shown: `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String))]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that needs it (the child's environment).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Options of the Claude profile (`"profile": "claude"`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ClaudeOptions {
+    /// `--model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `--append-system-prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append_system_prompt: Option<String>,
+    /// `--allowedTools`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tools: Vec<String>,
+    /// `--disallowedTools`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disallowed_tools: Vec<String>,
+    /// `--permission-mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<String>,
+    /// `--max-turns`, where the CLI supports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    /// Extra environment for the CLI.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// `ANTHROPIC_API_KEY`, passed in the environment only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// `CLAUDE_CODE_OAUTH_TOKEN`, passed in the environment only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_token: Option<Secret>,
+    /// Set by the daemon: the conversation's transcript, where replies are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub transcript: Option<PathBuf>,
 }
 
 fn check_label(field: &str, value: Option<&str>, max: usize) -> Result<(), HerdError> {

@@ -25,21 +25,18 @@ async fn always_restarts_clean_and_failed_exits() {
         assert!(!info.state.is_final(), "{info:?}");
         assert_eq!(info.exit_code, Some(code));
         assert!(info.restarts >= 2);
-        let events = log.of(id);
         let reason = format!("exited with code {code}");
-        assert!(
-            events
-                .iter()
-                .any(|e| e.to == SessionState::Restarting && e.reason == reason),
-            "no restart for {reason:?}: {:?}",
-            transitions(&events)
-        );
-        assert!(
-            events
-                .iter()
-                .any(|e| e.to == SessionState::Starting && e.generation == 1 && e.reason == "restart"),
-            "{events:?}"
-        );
+        log.wait(id, &format!("a restart after {reason:?}"), |ev| {
+            ev.iter()
+                .any(|e| e.to == SessionState::Restarting && e.reason == reason)
+        })
+        .await;
+        log.wait(id, "the start of generation 1", |ev| {
+            ev.iter().any(|e| {
+                e.to == SessionState::Starting && e.generation == 1 && e.reason == "restart"
+            })
+        })
+        .await;
     }
     herd.finish().await;
 }
@@ -103,15 +100,14 @@ async fn on_failure_restarts_only_failures() {
 async fn never_stops_after_any_exit() {
     let herd = Herd::start(fast_defaults()).await;
     let log = EventLog::start(&herd);
-    let clean = herd
-        .create(sh_with("exit 0", RestartPolicy::Never))
-        .await
-        .unwrap();
-    let failed = herd
-        .create(sh_with("exit 3", RestartPolicy::Never))
-        .await
-        .unwrap();
-    for (id, code) in [(clean.id, 0), (failed.id, 3)] {
+    let mut ids = Vec::new();
+    for code in [0, 3] {
+        let mut spec = sh_with(&format!("exit {code}"), RestartPolicy::Never);
+        // Long enough that the child never looks ready: the transitions are exact.
+        spec.limits.quiet_after = Some(Duration::from_secs(30));
+        ids.push((herd.create(spec).await.unwrap().id, code));
+    }
+    for (id, code) in ids {
         let info = wait_final(&herd, id).await;
         assert_eq!(info.state, SessionState::Stopped, "{info:?}");
         assert_eq!(info.exit_code, Some(code));
@@ -153,7 +149,7 @@ async fn backoff_doubles_caps_and_resets_after_a_stable_run() {
     defaults.restart.max_restarts = 20;
     defaults.restart.backoff_initial = Duration::from_millis(50);
     defaults.restart.backoff_max = Duration::from_millis(400);
-    defaults.restart.backoff_reset_after = Duration::from_millis(300);
+    defaults.restart.backoff_reset_after = Duration::from_secs(1);
     let herd = Herd::start(defaults).await;
     let log = EventLog::start(&herd);
     // Runs 1-5 and 7+ fail at once; run 6 is stable for longer than
@@ -161,7 +157,7 @@ async fn backoff_doubles_caps_and_resets_after_a_stable_run() {
     let counter = std::env::temp_dir().join(format!("herd-backoff-{}", uuid::Uuid::new_v4()));
     let mut spec = sh_with(
         r#"n=$(cat "$COUNTER" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$COUNTER";
-           if [ "$n" -eq 6 ]; then sleep 0.7; fi; exit 1"#,
+           if [ "$n" -eq 6 ]; then sleep 1.5; fi; exit 1"#,
         RestartPolicy::OnFailure,
     );
     spec.env
@@ -181,10 +177,13 @@ async fn backoff_doubles_caps_and_resets_after_a_stable_run() {
         assert!(d[i] >= ms(expected), "delay {i} is {}ms: {d:?}", d[i]);
     }
     assert!(d[4] < ms(800), "backoff_max not applied: {d:?}");
-    // Run 6 ran 700ms > backoff_reset_after: back to 50 (400 without the reset),
+    // Run 6 ran 1.5s > backoff_reset_after: back to 50 (400 without the reset),
     // then doubling again.
     assert!(d[5] >= ms(50) && d[5] < ms(400), "no reset: {d:?}");
-    assert!(d[6] >= ms(100) && d[6] < ms(400), "no doubling after reset: {d:?}");
+    assert!(
+        d[6] >= ms(100) && d[6] < ms(400),
+        "no doubling after reset: {d:?}"
+    );
     let _ = std::fs::remove_file(&counter);
     herd.finish().await;
 }
@@ -211,13 +210,17 @@ async fn restart_intensity_exceeded_fails_only_that_session() {
         "{}",
         info.reason
     );
-    assert!(info.reason.contains("more than 3 restarts"), "{}", info.reason);
+    assert!(
+        info.reason.contains("more than 3 restarts"),
+        "{}",
+        info.reason
+    );
     assert_eq!((info.generation, info.restarts), (3, 3));
     assert_eq!(info.exit_code, Some(1));
     assert_eq!(info.pid, None);
 
     for before in &bystanders {
-        let now = info_of(&herd, before.id);
+        let now = snapshot(&herd, before.id);
         assert_eq!(now.pid, before.pid, "a bystander was restarted");
         assert_eq!(now.generation, 0);
         assert!(is_up(now.state), "{now:?}");
@@ -241,18 +244,44 @@ async fn manual_restart_replaces_the_child() {
     assert_ne!(after.pid, before.pid);
     assert_eq!(after.restarts, 1);
     wait_until(WAIT, "the old child to be gone", || !old.alive()).await;
-    let events = log.of(s.id);
+    let events = log
+        .wait(s.id, "the restarting event", |ev| {
+            ev.iter().any(|e| e.to == SessionState::Restarting)
+        })
+        .await;
     let r = events
         .iter()
         .find(|e| e.to == SessionState::Restarting)
-        .expect("a restarting event");
+        .unwrap();
     assert_eq!(r.reason, "restart requested");
     assert!(r.at >= t0);
     // A requested restart is not a failure.
-    assert_eq!(info_of(&herd, s.id).metrics.errors, 0);
+    assert_eq!(snapshot(&herd, s.id).metrics.errors, 0);
     herd.finish().await;
 }
 
-fn info_of(reg: &herd_actors::Registry, id: uuid::Uuid) -> herd_actors::SessionInfo {
-    info(reg, id)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_cannot_execute_fails_after_its_restart_budget() {
+    use std::os::unix::fs::PermissionsExt;
+    let herd = Herd::start(fast_defaults()).await;
+    // Passes validation (an executable file) but exec fails: bad interpreter.
+    let script = std::env::temp_dir().join(format!("herd-bad-interp-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = script.display().to_string();
+
+    let mut spec = herd_actors::SessionSpec::new([program.as_str()]);
+    spec.restart.max_restarts = Some(2);
+    let s = herd.create(spec).await.unwrap();
+    let info = wait_final(&herd, s.id).await;
+    assert_eq!(info.state, SessionState::Failed, "{info:?}");
+    assert!(
+        info.reason.contains("restart intensity exceeded"),
+        "{}",
+        info.reason
+    );
+    assert_eq!((info.generation, info.restarts), (2, 2));
+    assert_eq!(info.metrics.errors, 3, "every failed run counts");
+    let _ = std::fs::remove_file(&script);
+    herd.finish().await;
 }

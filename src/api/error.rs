@@ -7,6 +7,23 @@ use axum::Json;
 use herd_actors::HerdError;
 use serde_json::json;
 
+/// The body of every error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an [`ErrorBody`].
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable code, e.g. `invalid_input`, `not_found`, `conflict`, `unauthorized`.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// Human message; names the field for invalid input.
+    pub message: String,
+}
+
 /// An error answered to an API client.
 #[derive(Debug)]
 pub struct ApiError {

@@ -1,6 +1,6 @@
 //! The prompt queue and session changes: `POST /messages`, `GET /queue`, `PATCH`.
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,6 +8,7 @@ use axum::Json;
 use herd_actors::{Message, MessageState, SessionInfo, SessionPatch};
 use serde::Deserialize;
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 /// Default for `?timeout=` with `?wait=true`.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
@@ -15,7 +16,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// Body of `POST /v1/sessions/{id}/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
     /// The prompt; Enter is pressed after it.
@@ -23,13 +24,15 @@ pub struct MessageBody {
 }
 
 /// Query of `POST /v1/sessions/{id}/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MessageQuery {
     /// Wait for the reply.
     #[serde(default)]
     wait: bool,
     /// How long to wait (humantime, default 60s, at most 1h).
+    #[param(value_type = Option<String>)]
     #[serde(default, with = "humantime_serde::option")]
     timeout: Option<Duration>,
 }
@@ -37,6 +40,24 @@ pub struct MessageQuery {
 /// `POST /v1/sessions/{id}/messages[?wait=true&timeout=60s]`: queue a prompt.
 /// 202 with the queued message; with `wait`, 200 once the session answered
 /// and is ready again (the message carries `reply`), 504 if it did not in time.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/messages",
+    tag = "sessions",
+    summary = "Queue a prompt; with wait=true, wait for the reply",
+    params(("id" = String, Path, description = "Session id or unique prefix"), MessageQuery),
+    request_body = MessageBody,
+    responses(
+        (status = 202, description = "Queued", body = Message),
+        (status = 200, description = "With wait: answered (the message carries reply)", body = Message),
+        (status = 400, description = "Invalid body, query or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+        (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
+        (status = 429, description = "The session's queue is full", body = ErrorBody),
+        (status = 504, description = "With wait: no reply in time", body = ErrorBody),
+    )
+)]
 pub async fn send(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -78,6 +99,18 @@ pub async fn send(
 }
 
 /// `GET /v1/sessions/{id}/queue`: recent finished messages, then pending ones.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/queue",
+    tag = "sessions",
+    summary = "Recent finished messages, then pending ones",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    responses(
+        (status = 200, description = "The messages", body = Vec<Message>),
+        (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    )
+)]
 pub async fn queue(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -86,6 +119,20 @@ pub async fn queue(
 }
 
 /// `PATCH /v1/sessions/{id}`: name, task, project, restart policy, limits.
+#[utoipa::path(
+    patch,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    summary = "Change a session's metadata, limits or restart policy",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    request_body = SessionPatch,
+    responses(
+        (status = 200, description = "The session after the change", body = SessionInfo),
+        (status = 400, description = "Invalid patch or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+    )
+)]
 pub async fn patch(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,

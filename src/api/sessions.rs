@@ -1,6 +1,6 @@
 //! Session routes.
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use herd_actors::{keys, ListFilter, SessionInfo, SessionSpec, SessionState};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 fn resolve(app: &AppState, id: &str) -> ApiResult<Uuid> {
@@ -17,6 +18,19 @@ fn resolve(app: &AppState, id: &str) -> ApiResult<Uuid> {
 }
 
 /// `POST /v1/sessions`
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "sessions",
+    summary = "Start a session",
+    request_body = SessionSpec,
+    responses(
+        (status = 201, description = "Created", body = SessionInfo),
+        (status = 400, description = "Invalid spec; the message names the field", body = ErrorBody),
+        (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
+        (status = 429, description = "max_sessions live sessions already", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(app): State<AppState>,
     ApiJson(spec): ApiJson<SessionSpec>,
@@ -26,6 +40,20 @@ pub async fn create(
 }
 
 /// `POST /v1/projects/{project}/sessions`
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{project}/sessions",
+    tag = "sessions",
+    summary = "Start a session within a project",
+    params(("project" = String, Path, description = "Project id")),
+    request_body = SessionSpec,
+    responses(
+        (status = 201, description = "Created", body = SessionInfo),
+        (status = 400, description = "Invalid spec, or project_id differs from the path", body = ErrorBody),
+        (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
+        (status = 429, description = "max_sessions live sessions already", body = ErrorBody),
+    )
+)]
 pub async fn create_in_project(
     State(app): State<AppState>,
     ApiPath(project): ApiPath<String>,
@@ -44,17 +72,34 @@ pub async fn create_in_project(
 }
 
 /// Query of `GET /v1/sessions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only sessions in this state.
+    #[param(value_type = Option<SessionState>)]
     state: Option<String>,
+    /// Only sessions of this task.
     task: Option<String>,
+    /// Only sessions of this project.
     project: Option<String>,
+    /// Include stopped and failed sessions.
     #[serde(default)]
     all: bool,
 }
 
 /// `GET /v1/sessions`
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "sessions",
+    summary = "List sessions, oldest first",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Matching sessions", body = Vec<SessionInfo>),
+        (status = 400, description = "Invalid filter", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -76,6 +121,18 @@ pub async fn list(
 }
 
 /// `GET /v1/sessions/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    summary = "One session",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    responses(
+        (status = 200, description = "The session", body = SessionInfo),
+        (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    )
+)]
 pub async fn show(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -84,6 +141,17 @@ pub async fn show(
 }
 
 /// `GET /v1/tasks/{task}`: the live session of a task (else its newest one).
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{task}",
+    tag = "sessions",
+    summary = "The session of a task: its live one, else its newest",
+    params(("task" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The session", body = SessionInfo),
+        (status = 404, description = "No session serves the task", body = ErrorBody),
+    )
+)]
 pub async fn task(
     State(app): State<AppState>,
     ApiPath(task): ApiPath<String>,
@@ -105,14 +173,29 @@ pub async fn task(
 }
 
 /// Query of `DELETE /v1/sessions/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StopQuery {
+    /// SIGKILL at once instead of SIGTERM, grace period, SIGKILL.
     #[serde(default)]
     force: bool,
 }
 
 /// `DELETE /v1/sessions/{id}?force=`: stop (SIGTERM, grace, SIGKILL).
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    summary = "Stop a session (SIGTERM, grace, SIGKILL to the process group)",
+    params(("id" = String, Path, description = "Session id or unique prefix"), StopQuery),
+    responses(
+        (status = 200, description = "The session, stopping or stopped", body = SessionInfo),
+        (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+    )
+)]
 pub async fn stop(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -123,7 +206,7 @@ pub async fn stop(
 }
 
 /// Body of `POST /v1/sessions/{id}/input`: exactly one of the fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputBody {
     /// Literal text.
@@ -133,6 +216,22 @@ pub struct InputBody {
 }
 
 /// `POST /v1/sessions/{id}/input`
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/input",
+    tag = "sessions",
+    summary = "Write raw input (text or key names) to the terminal",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    request_body = InputBody,
+    responses(
+        (status = 200, description = "The session after the change", body = SessionInfo),
+        (status = 400, description = "Invalid body or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+        (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
+        (status = 429, description = "The session's input queue is full", body = ErrorBody),
+    )
+)]
 pub async fn input(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -156,14 +255,30 @@ pub async fn input(
 }
 
 /// Body of `POST /v1/sessions/{id}/resize`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResizeBody {
+    /// Terminal columns (2 to 1000).
     cols: u16,
+    /// Terminal rows (1 to 1000).
     rows: u16,
 }
 
 /// `POST /v1/sessions/{id}/resize`
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/resize",
+    tag = "sessions",
+    summary = "Resize the terminal",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    request_body = ResizeBody,
+    responses(
+        (status = 200, description = "The session after the change", body = SessionInfo),
+        (status = 400, description = "Invalid size or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+    )
+)]
 pub async fn resize(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -174,6 +289,19 @@ pub async fn resize(
 }
 
 /// `POST /v1/sessions/{id}/interrupt`
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/interrupt",
+    tag = "sessions",
+    summary = "SIGINT to the foreground process group",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    responses(
+        (status = 200, description = "The session after the change", body = SessionInfo),
+        (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+    )
+)]
 pub async fn interrupt(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -183,6 +311,19 @@ pub async fn interrupt(
 }
 
 /// `POST /v1/sessions/{id}/suspend`
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/suspend",
+    tag = "sessions",
+    summary = "SIGSTOP the process tree",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    responses(
+        (status = 200, description = "The session after the change", body = SessionInfo),
+        (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+    )
+)]
 pub async fn suspend(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -192,6 +333,19 @@ pub async fn suspend(
 }
 
 /// `POST /v1/sessions/{id}/resume`
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/resume",
+    tag = "sessions",
+    summary = "SIGCONT the process tree",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    responses(
+        (status = 200, description = "The session after the change", body = SessionInfo),
+        (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+    )
+)]
 pub async fn resume(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -201,6 +355,19 @@ pub async fn resume(
 }
 
 /// `POST /v1/sessions/{id}/restart`
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/restart",
+    tag = "sessions",
+    summary = "Replace the child process now",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    responses(
+        (status = 200, description = "The session after the change", body = SessionInfo),
+        (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+    )
+)]
 pub async fn restart(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -210,13 +377,42 @@ pub async fn restart(
 }
 
 /// Query of `GET /v1/sessions/{id}/screen`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ScreenQuery {
+    /// `json` (the default) or `text`.
     format: Option<String>,
 }
 
+/// The JSON answer of `GET /v1/sessions/{id}/screen`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScreenJson {
+    /// The session id.
+    id: Uuid,
+    /// Its state.
+    state: SessionState,
+    /// Terminal columns.
+    cols: u16,
+    /// Terminal rows.
+    rows: u16,
+    /// The screen, one line per row.
+    text: String,
+}
+
 /// `GET /v1/sessions/{id}/screen`: JSON, or plain text with `?format=text`.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/screen",
+    tag = "sessions",
+    summary = "The current screen as text",
+    params(("id" = String, Path, description = "Session id or unique prefix"), ScreenQuery),
+    responses(
+        (status = 200, description = "The screen", content((ScreenJson = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "Invalid format or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    )
+)]
 pub async fn screen(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -230,13 +426,13 @@ pub async fn screen(
         }
         None | Some("json") => {
             let info = handle.info();
-            Ok(Json(serde_json::json!({
-                "id": info.id,
-                "state": info.state,
-                "cols": info.cols,
-                "rows": info.rows,
-                "text": text,
-            }))
+            Ok(Json(ScreenJson {
+                id: info.id,
+                state: info.state,
+                cols: info.cols,
+                rows: info.rows,
+                text,
+            })
             .into_response())
         }
         Some(other) => Err(ApiError::invalid(
@@ -247,8 +443,9 @@ pub async fn screen(
 }
 
 /// Query of `GET /v1/sessions/{id}/output`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OutputQuery {
     /// Absolute offset to read from (default: the oldest byte held).
     #[serde(default)]
@@ -256,6 +453,7 @@ pub struct OutputQuery {
     /// Most bytes to return.
     limit: Option<usize>,
     /// Long-poll: wait up to this long for output past `since` (e.g. "30s").
+    #[param(value_type = Option<String>)]
     #[serde(default, with = "humantime_serde::option")]
     wait: Option<Duration>,
 }
@@ -266,6 +464,29 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 /// `GET /v1/sessions/{id}/output?since=&limit=&wait=`: raw bytes; the headers
 /// `herd-output-start`, `herd-output-end` (pass as `since` next) and
 /// `herd-output-truncated` locate them, `herd-session-state` tells whether more can come.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/output",
+    tag = "sessions",
+    summary = "Buffered raw output from an offset, optionally long-polling",
+    params(("id" = String, Path, description = "Session id or unique prefix"), OutputQuery),
+    responses(
+        (
+            status = 200,
+            description = "Raw bytes",
+            content_type = "application/octet-stream",
+            body = String,
+            headers(
+                ("herd-output-start" = u64, description = "Offset of the first byte returned"),
+                ("herd-output-end" = u64, description = "Offset after the last byte: pass as `since` next"),
+                ("herd-output-truncated" = bool, description = "Whether bytes before the start were dropped"),
+                ("herd-session-state" = SessionState, description = "Whether more output can come"),
+            )
+        ),
+        (status = 400, description = "Invalid query or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    )
+)]
 pub async fn output(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,

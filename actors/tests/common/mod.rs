@@ -131,7 +131,7 @@ pub async fn wait_until(timeout: Duration, what: impl Display, mut cond: impl Fn
 }
 
 /// Current info of a session (panics if it is unknown).
-pub fn info(reg: &Registry, id: Uuid) -> SessionInfo {
+pub fn snapshot(reg: &Registry, id: Uuid) -> SessionInfo {
     reg.get(id).expect("session exists").info()
 }
 
@@ -144,7 +144,7 @@ pub async fn wait_info(
 ) -> SessionInfo {
     match reg.wait_for(id, WAIT, pred).await {
         Ok(i) => i,
-        Err(e) => panic!("waiting for {what}: {e}; session: {:?}", info(reg, id)),
+        Err(e) => panic!("waiting for {what}: {e}; session: {:?}", snapshot(reg, id)),
     }
 }
 
@@ -276,12 +276,7 @@ impl EventLog {
     }
 
     /// Waits until the events of `id` satisfy `cond`; returns them.
-    pub async fn wait(
-        &self,
-        id: Uuid,
-        what: &str,
-        cond: impl Fn(&[Event]) -> bool,
-    ) -> Vec<Event> {
+    pub async fn wait(&self, id: Uuid, what: &str, cond: impl Fn(&[Event]) -> bool) -> Vec<Event> {
         wait_until(WAIT, what, || cond(&self.of(id))).await;
         self.of(id)
     }

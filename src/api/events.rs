@@ -1,0 +1,377 @@
+//! State transitions: `GET /v1/events` (the recent ones as JSON, or every
+//! new one over a WebSocket) and `GET /v1/sessions/{id}/events`.
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::{ApiPath, ApiQuery, AppState};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use herd_actors::{Event, EventBus};
+use serde::Deserialize;
+use tokio::sync::broadcast::{self, error::RecvError};
+use utoipa::IntoParams;
+
+/// Filters of `/v1/events`; all given filters must match.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only the events of sessions whose id starts with this (a full id or a prefix).
+    session: Option<String>,
+    /// Only the events of sessions of this task.
+    task: Option<String>,
+    /// Only the events of sessions of this project.
+    project: Option<String>,
+    /// Only the newest this many recent events (the JSON list, or the WebSocket's replay).
+    limit: Option<usize>,
+    /// WebSocket only: first replay the recent events that match, then go live.
+    #[serde(default)]
+    since_recent: bool,
+}
+
+/// Which events a viewer wants.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Lowercase hex digits without dashes.
+    session: Option<String>,
+    task: Option<String>,
+    project: Option<String>,
+}
+
+impl EventFilter {
+    fn new(q: &EventQuery) -> ApiResult<Self> {
+        let session = match q.session.as_deref() {
+            None | Some("") => None,
+            Some(s) => {
+                let digits: String = s.chars().filter(|c| *c != '-').collect();
+                if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(ApiError::invalid(
+                        "session",
+                        format!("{s:?} is not a session id or id prefix"),
+                    ));
+                }
+                Some(digits.to_ascii_lowercase())
+            }
+        };
+        let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        Ok(Self {
+            session,
+            task: non_empty(&q.task),
+            project: non_empty(&q.project),
+        })
+    }
+
+    /// Whether the event passes every filter.
+    pub fn matches(&self, e: &Event) -> bool {
+        self.session.as_ref().is_none_or(|p| {
+            e.session_id
+                .simple()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .starts_with(p.as_str())
+        }) && self
+            .task
+            .as_ref()
+            .is_none_or(|t| e.task_id.as_ref() == Some(t))
+            && self
+                .project
+                .as_ref()
+                .is_none_or(|p| e.project_id.as_ref() == Some(p))
+    }
+}
+
+/// The newest `limit` recent events that match, oldest first.
+fn recent(bus: &EventBus, filter: &EventFilter, limit: Option<usize>) -> Vec<Event> {
+    let mut list: Vec<Event> = bus
+        .recent()
+        .into_iter()
+        .filter(|e| filter.matches(e))
+        .collect();
+    if let Some(n) = limit {
+        list.drain(..list.len().saturating_sub(n));
+    }
+    list
+}
+
+/// `GET /v1/events`: the recent events as JSON, or a WebSocket of new ones.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Recent transitions (JSON), or every new one over a WebSocket",
+    description = "A plain GET answers the recent transitions (the daemon keeps the last \
+        10,000) that match the filters, oldest first.\n\n\
+        With `Upgrade: websocket` the connection becomes a stream of every new transition \
+        that matches: one Event per text frame, in order per session. With \
+        `since_recent=true` the recent matching transitions are replayed first. A viewer \
+        that falls behind is sent `{\"type\":\"lagged\",\"missed\":N}` (N events were \
+        skipped, matching or not) and continues; it never slows the daemon down.",
+    params(EventQuery),
+    responses(
+        (status = 200, description = "Matching recent transitions, oldest first", body = Vec<Event>),
+        (status = 101, description = "WebSocket: one Event (or lagged notice) per text frame"),
+        (status = 400, description = "Invalid filter", body = ErrorBody),
+    )
+)]
+pub async fn events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let filter = EventFilter::new(&q)?;
+    let bus = app.registry.events();
+    if !headers.contains_key(header::UPGRADE) {
+        return Ok(Json(recent(bus, &filter, q.limit)).into_response());
+    }
+    let ws = ws.map_err(|r| ApiError::invalid("websocket handshake", r.body_text()))?;
+    // Subscribe before the handshake completes: whatever happens after the
+    // client sees 101 reaches it.
+    let live = bus.subscribe();
+    let replay = q
+        .since_recent
+        .then(|| (bus.recent(), recent(bus, &filter, q.limit)));
+    Ok(ws
+        .on_upgrade(move |socket| stream(socket, live, filter, replay))
+        .into_response())
+}
+
+/// Events of the snapshot that a live subscription may also deliver.
+const OVERLAP: usize = 256;
+
+/// Sends matching events until the viewer leaves or the bus closes.
+async fn stream(
+    socket: WebSocket,
+    live: broadcast::Receiver<Event>,
+    filter: EventFilter,
+    replay: Option<(Vec<Event>, Vec<Event>)>,
+) {
+    let (tx, rx) = socket.split();
+    pump(tx, rx, live, filter, replay).await;
+}
+
+/// The loop of [`stream`], over any sink and stream of WebSocket messages.
+/// `replay` is the bus's recent events (taken after subscribing `live`) and
+/// the matching ones to send first.
+async fn pump<Tx, Rx, E>(
+    mut tx: Tx,
+    mut rx: Rx,
+    mut live: broadcast::Receiver<Event>,
+    filter: EventFilter,
+    replay: Option<(Vec<Event>, Vec<Event>)>,
+) where
+    Tx: Sink<Message> + Unpin,
+    Rx: Stream<Item = Result<Message, E>> + Unpin,
+{
+    // Events published between subscribing and the snapshot are in both:
+    // skip live ones found in the snapshot's tail until past its newest.
+    let mut overlap: Vec<Event> = Vec::new();
+    if let Some((snapshot, matching)) = replay {
+        overlap = snapshot[snapshot.len().saturating_sub(OVERLAP)..].to_vec();
+        for e in &matching {
+            if send_json(&mut tx, e).await.is_err() {
+                return;
+            }
+        }
+    }
+    let newest = overlap.iter().map(|e| e.at).max();
+    loop {
+        tokio::select! {
+            r = live.recv() => match r {
+                Ok(e) => {
+                    if !overlap.is_empty() {
+                        if overlap.contains(&e) {
+                            continue;
+                        }
+                        if newest.is_some_and(|n| e.at > n) {
+                            overlap.clear();
+                        }
+                    }
+                    if filter.matches(&e) && send_json(&mut tx, &e).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    let notice = serde_json::json!({"type": "lagged", "missed": missed});
+                    if send_json(&mut tx, &notice).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => {
+                    let _ = tx.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            m = rx.next() => match m {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                // Pings are answered by the WebSocket layer; anything else is ignored.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn send_json<S, T>(tx: &mut S, value: &T) -> Result<(), ()>
+where
+    S: SinkExt<Message> + Unpin,
+    T: serde::Serialize,
+{
+    let text = serde_json::to_string(value).map_err(|_| ())?;
+    tx.send(Message::Text(text.into())).await.map_err(|_| ())
+}
+
+/// `GET /v1/sessions/{id}/events`
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/events",
+    tag = "events",
+    summary = "A session's transitions (the last 512), oldest first",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    responses(
+        (status = 200, description = "The session's transitions, oldest first", body = Vec<Event>),
+        (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    )
+)]
+pub async fn session_events(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Vec<Event>>> {
+    Ok(Json(app.registry.resolve(&id)?.events()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_actors::SessionState;
+    use std::time::SystemTime;
+
+    fn event(id: &str, task: Option<&str>) -> Event {
+        Event {
+            session_id: id.parse().unwrap(),
+            task_id: task.map(Into::into),
+            project_id: Some("p".into()),
+            from: SessionState::Pending,
+            to: SessionState::Starting,
+            reason: "spawn".into(),
+            at: SystemTime::now(),
+            generation: 0,
+        }
+    }
+
+    fn filter(session: Option<&str>, task: Option<&str>) -> ApiResult<EventFilter> {
+        EventFilter::new(&EventQuery {
+            session: session.map(Into::into),
+            task: task.map(Into::into),
+            ..Default::default()
+        })
+    }
+
+    fn text(m: &Message) -> serde_json::Value {
+        match m {
+            Message::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
+            other => panic!("not text: {other:?}"),
+        }
+    }
+
+    /// Runs [`pump`] until the bus closes; returns what it sent.
+    async fn run_pump(
+        live: broadcast::Receiver<Event>,
+        filter: EventFilter,
+        replay: Option<(Vec<Event>, Vec<Event>)>,
+    ) -> Vec<Message> {
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Message>::new()));
+        let sink = {
+            let sent = sent.clone();
+            futures_util::sink::unfold((), move |(), m: Message| {
+                let sent = sent.clone();
+                async move {
+                    sent.lock().unwrap().push(m);
+                    Ok::<(), ()>(())
+                }
+            })
+        };
+        let incoming = futures_util::stream::pending::<Result<Message, ()>>();
+        pump(Box::pin(sink), incoming, live, filter, replay).await;
+        let out = sent.lock().unwrap().clone();
+        out
+    }
+
+    fn generations(id: &str, n: u64) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                let mut e = event(id, Some("t1"));
+                e.generation = i;
+                e
+            })
+            .collect()
+    }
+
+    fn generation(m: &Message) -> u64 {
+        text(m)["generation"].as_u64().unwrap()
+    }
+
+    /// A viewer that fell behind is told how many events it missed and goes
+    /// on; the end of the bus closes the socket.
+    #[tokio::test]
+    async fn lagging_viewer_is_told_and_continues() {
+        let (bus, live) = broadcast::channel(4);
+        let mut events = generations("1a2b3c4d-5e6f-4a0b-8c0d-0123456789ab", 10);
+        events[9].task_id = Some("other".into());
+        for e in &events {
+            bus.send(e.clone()).unwrap();
+        }
+        drop(bus);
+        let sent = run_pump(live, filter(None, Some("t1")).unwrap(), None).await;
+        // 10 published into a capacity of 4: 6 missed, then 6, 7, 8 (9 is another task's).
+        assert_eq!(
+            text(&sent[0]),
+            serde_json::json!({"type": "lagged", "missed": 6})
+        );
+        let rest: Vec<u64> = sent[1..sent.len() - 1].iter().map(generation).collect();
+        assert_eq!(rest, [6, 7, 8]);
+        assert!(matches!(sent.last(), Some(Message::Close(None))));
+    }
+
+    /// With a replay, events both in the snapshot and on the live
+    /// subscription are sent once, in order.
+    #[tokio::test]
+    async fn replay_then_live_without_duplicates() {
+        let (bus, live) = broadcast::channel(16);
+        let events = generations("1a2b3c4d-5e6f-4a0b-8c0d-0123456789ab", 5);
+        // Published after subscribing: 2, 3, 4; the snapshot was taken after 2.
+        for e in &events[2..] {
+            bus.send(e.clone()).unwrap();
+        }
+        drop(bus);
+        let snapshot = events[..3].to_vec();
+        let sent = run_pump(
+            live,
+            EventFilter::default(),
+            Some((snapshot.clone(), snapshot)),
+        )
+        .await;
+        let got: Vec<u64> = sent[..sent.len() - 1].iter().map(generation).collect();
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn filters_match_prefixes_and_labels() {
+        let e = event("1a2b3c4d-5e6f-4a0b-8c0d-0123456789ab", Some("t1"));
+        assert!(filter(None, None).unwrap().matches(&e));
+        assert!(filter(Some("1A2B"), None).unwrap().matches(&e));
+        assert!(filter(Some("1a2b3c4d-5e"), None).unwrap().matches(&e));
+        assert!(filter(Some("1a2b3c4d5e6f"), Some("t1"))
+            .unwrap()
+            .matches(&e));
+        assert!(!filter(Some("1a2c"), None).unwrap().matches(&e));
+        assert!(!filter(None, Some("t2")).unwrap().matches(&e));
+        assert!(!filter(None, Some("t1"))
+            .unwrap()
+            .matches(&event("1a2b3c4d-5e6f-4a0b-8c0d-0123456789ab", None)));
+        let err = filter(Some("zz"), None).unwrap_err();
+        assert!(err.message.contains("session"), "{}", err.message);
+    }
+}

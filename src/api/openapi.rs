@@ -1,0 +1,247 @@
+//! The OpenAPI 3 document, generated from the code: each handler's
+//! `#[utoipa::path]` and the `ToSchema` derives of the types it takes and gives.
+//!
+//! The routes the router serves and the operations of the document come from
+//! one list, [`super::routes`] (plus [`super::public_routes`]), built with
+//! utoipa-axum's `routes!`: a route is registered from its annotation, so the
+//! two cannot drift. Served at `GET /v1/openapi.json`.
+
+use super::error::ErrorBody;
+use axum::Json;
+use std::sync::OnceLock;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+/// Document-wide parts: info, tags, the bearer scheme, the error body.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "herd",
+        description = "Supervisor for fleets of interactive sessions in pseudo-terminals. \
+            Every route but /healthz needs `Authorization: Bearer <token>` (the token is in \
+            `<data dir>/token`). Errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    tags(
+        (name = "sessions", description = "Create, list, drive and stop sessions"),
+        (name = "events", description = "State transitions of sessions"),
+        (name = "daemon", description = "Health, statistics, metrics and this document"),
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme that [`ApiDoc`] requires.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The token in `<data dir>/token`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document of every served route, built once.
+pub fn document() -> &'static Document {
+    static DOC: OnceLock<Document> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = super::routes().into_openapi();
+        add_unauthorized(&mut doc);
+        doc.merge(super::public_routes().into_openapi());
+        doc
+    })
+}
+
+/// Every operation of `doc` sits behind the token: each can answer 401.
+fn add_unauthorized(doc: &mut Document) {
+    let response = ResponseBuilder::new()
+        .description("Missing or wrong `Authorization: Bearer <token>`")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in ops.into_iter().flatten() {
+            op.responses
+                .responses
+                .entry("401".into())
+                .or_insert_with(|| response.clone().into());
+        }
+    }
+}
+
+/// `GET /v1/openapi.json`
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "daemon",
+    summary = "This API's OpenAPI 3 document",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = serde_json::Value))
+)]
+pub async fn openapi_json() -> Json<&'static Document> {
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{router, AppState};
+    use herd_actors::{Registry, SessionDefaults};
+    use reqwest::{Method, StatusCode};
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    /// (METHOD, path) of every operation in the document.
+    fn operations(doc: &Value) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for m in METHODS {
+                if item.get(m).is_some() {
+                    out.insert((m.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn document_is_openapi_3_and_self_contained() {
+        let doc = serde_json::to_value(document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for name in [
+            "SessionInfo",
+            "SessionSpec",
+            "SessionState",
+            "Metrics",
+            "Event",
+            "ErrorBody",
+            "RestartConfig",
+            "LimitsConfig",
+            "RestartOverrides",
+            "LimitOverrides",
+            "RestartPolicy",
+            "ByteSize",
+            "Stats",
+        ] {
+            assert!(schemas.contains_key(name), "no schema {name}");
+        }
+        // Every reference resolves.
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
+        // Humantime durations and RFC 3339 times are strings, byte sizes integers.
+        let info = &schemas["SessionInfo"]["properties"];
+        assert_eq!(info["created_at"]["type"], "string");
+        assert_eq!(info["created_at"]["format"], "date-time");
+        assert_eq!(
+            schemas["RestartConfig"]["properties"]["backoff_max"]["type"],
+            "string"
+        );
+        assert_eq!(schemas["ByteSize"]["type"], "integer");
+        // Every operation but /healthz requires the token and documents the 401.
+        for (method, path) in operations(&doc) {
+            let op = &doc["paths"][&path][method.to_lowercase()];
+            if path == "/healthz" {
+                assert_eq!(op["security"], serde_json::json!([{}]), "{path}");
+                continue;
+            }
+            assert!(
+                op["security"].is_null(),
+                "{method} {path} overrides security"
+            );
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{method} {path} lacks 401"
+            );
+        }
+        assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+    }
+
+    /// Probes the real router without a token: a documented operation is
+    /// served (401 behind the token, 200 for /healthz), any other method on
+    /// a documented path is 405, so the router serves exactly the document.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn served_routes_match_the_document() {
+        let registry = Registry::start(SessionDefaults::default()).await.unwrap();
+        let state = AppState {
+            registry: registry.clone(),
+            token: Arc::new("secret".into()),
+            started: Instant::now(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router(state, 1 << 20)).await.unwrap();
+        });
+        let doc = serde_json::to_value(document()).unwrap();
+        let documented = operations(&doc);
+        assert!(documented.len() >= 20, "{documented:?}");
+        let paths: BTreeSet<String> = documented.iter().map(|(_, p)| p.clone()).collect();
+        let http = reqwest::Client::new();
+        for path in &paths {
+            // Any value passes the router; the token check comes first.
+            let concrete: String = path
+                .split('/')
+                .map(|seg| if seg.starts_with('{') { "x1" } else { seg })
+                .collect::<Vec<_>>()
+                .join("/");
+            for m in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+                let method = Method::from_bytes(m.as_bytes()).unwrap();
+                let resp = http
+                    .request(method, format!("http://{addr}{concrete}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let is_documented = documented.contains(&(m.to_string(), path.clone()));
+                let expected = match (is_documented, path.as_str()) {
+                    (false, _) => StatusCode::METHOD_NOT_ALLOWED,
+                    (true, "/healthz") => StatusCode::OK,
+                    (true, _) => StatusCode::UNAUTHORIZED,
+                };
+                assert_eq!(status, expected, "{m} {path} (documented: {is_documented})");
+            }
+        }
+        // The probe tells unknown paths apart.
+        let resp = http
+            .get(format!("http://{addr}/v1/no-such-route"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        server.abort();
+        registry.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+}
