@@ -15,7 +15,9 @@
 //! It ends on its own after a few seconds, and `Registry::shutdown` leaves no
 //! process behind.
 
-use herd_actors::{Event, Registry, RestartPolicy, SessionDefaults, SessionSpec, SessionState};
+use herd_actors::{
+    Event, Registry, RestartPolicy, SessionDefaults, SessionHandle, SessionSpec, SessionState,
+};
 use std::error::Error;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -74,6 +76,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         restarted.generation, restarted.pid, restarted.exit_code
     );
 
+    // The new worker runs the same command again; the shell has answered.
+    let worker_handle = registry.get(worker.id).ok_or("worker vanished")?;
+    wait_for_text(&worker_handle, "working in", 2).await;
+    let shell_handle = registry.get(shell.id).ok_or("shell vanished")?;
+    let answer = wait_for_text(&shell_handle, "the answer is 42", 1).await;
+    println!("shell answered: {}", answer.trim());
+
     let ticker_now = registry.get(ticker.id).ok_or("ticker vanished")?.info();
     println!(
         "ticker untouched: generation {}, pid {:?}, {} bytes of output\n",
@@ -115,6 +124,23 @@ async fn main() -> Result<(), Box<dyn Error>> {
         );
     }
     Ok(())
+}
+
+/// Waits (up to [`PATIENCE`]) until the session's output holds `needle`
+/// `count` times; returns the last line that holds it.
+async fn wait_for_text(handle: &SessionHandle, needle: &str, count: usize) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let out = handle.output(0, usize::MAX);
+        let text = String::from_utf8_lossy(&out.data);
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if lines.len() >= count || left.is_zero() {
+            return lines.last().map(|l| l.to_string()).unwrap_or_default();
+        }
+        // Returns as soon as output past `out.end` arrives.
+        handle.wait_output(out.end, 0, left).await;
+    }
 }
 
 fn named<const N: usize>(name: &str, command: [&str; N]) -> SessionSpec {

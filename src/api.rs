@@ -30,6 +30,8 @@ pub struct AppState {
     pub token: Arc<String>,
     /// When the daemon started (for /healthz and stats).
     pub started: Instant,
+    /// Builds Claude sessions.
+    pub claude: Arc<crate::claude::ClaudeProfile>,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -60,6 +62,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::show, sessions::stop, messages::patch))
         .routes(routes!(messages::send))
         .routes(routes!(messages::queue))
+        .routes(routes!(messages::answer))
         .routes(routes!(sessions::input))
         .routes(routes!(sessions::resize))
         .routes(routes!(sessions::interrupt))

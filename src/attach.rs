@@ -66,12 +66,11 @@ pub async fn run(client: &Client, id: &str) -> Result<()> {
     let (ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .map_err(|e| connect_error(e, client.base()))?;
-    let mut alt_screen = false;
-    let outcome = {
+    let (outcome, alt_screen) = {
         let raw = RawMode::enable()?;
         let screen = AltScreen::enter();
-        alt_screen = screen.is_some();
-        attached(ws, raw.is_some()).await
+        let alt_screen = screen.is_some();
+        (attached(ws, raw.is_some()).await, alt_screen)
         // Drops in reverse order: the screen is left, then the modes are back.
     };
     // Back on the user's screen the cursor is where it was; else start a line.

@@ -109,6 +109,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Answer a session's permission dialog: yes, always or no.
+    Answer {
+        /// Session id or unique prefix.
+        id: String,
+        /// yes | always | no.
+        choice: String,
+    },
     /// Print the session's current screen as text.
     Screen {
         /// Session id or unique prefix.
@@ -195,8 +202,30 @@ pub struct NewArgs {
     /// Terminal size COLSxROWS (default 120x40).
     #[arg(long)]
     size: Option<String>,
-    /// The program and its arguments (after `--`).
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// Run Claude Code (the `[claude]` binary) with the Claude profile: state
+    /// from its screen, replies from its transcript, `--resume` on restarts.
+    #[arg(long)]
+    claude: bool,
+    /// Claude: model (`--model`).
+    #[arg(long, requires = "claude")]
+    model: Option<String>,
+    /// Claude: text appended to the system prompt.
+    #[arg(long, requires = "claude")]
+    system_prompt: Option<String>,
+    /// Claude: allowed tools, comma-separated (e.g. "Bash,Read").
+    #[arg(long, requires = "claude", value_delimiter = ',')]
+    allowed_tools: Vec<String>,
+    /// Claude: disallowed tools, comma-separated.
+    #[arg(long, requires = "claude", value_delimiter = ',')]
+    disallowed_tools: Vec<String>,
+    /// Claude: permission mode (default, acceptEdits, plan, bypassPermissions, dontAsk, auto).
+    #[arg(long, requires = "claude")]
+    permission_mode: Option<String>,
+    /// Claude: maximum agentic turns, where the CLI supports it.
+    #[arg(long, requires = "claude")]
+    max_turns: Option<u32>,
+    /// The program and its arguments (after `--`); not with --claude.
+    #[arg(last = true, required_unless_present = "claude", value_name = "CMD")]
     command: Vec<String>,
 }
 
@@ -304,6 +333,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Logs { id, follow } => logs(c, &id, follow).await,
+        Command::Answer { id, choice } => {
+            state_command(c, &id, "/answer", Some(json!({ "choice": choice }))).await
+        }
         Command::Send {
             id,
             text,
@@ -358,6 +390,35 @@ async fn new(c: &Client, a: NewArgs) -> Result<()> {
         "cwd": cwd,
         "env": env,
     });
+    if a.claude {
+        if !a.command.is_empty() {
+            bail!("with --claude, give no command: herd builds the claude command line");
+        }
+        let mut opts = serde_json::Map::new();
+        let mut put = |k: &str, v: Value| {
+            opts.insert(k.into(), v);
+        };
+        if let Some(m) = a.model {
+            put("model", json!(m));
+        }
+        if let Some(p) = a.system_prompt {
+            put("append_system_prompt", json!(p));
+        }
+        if !a.allowed_tools.is_empty() {
+            put("allowed_tools", json!(a.allowed_tools));
+        }
+        if !a.disallowed_tools.is_empty() {
+            put("disallowed_tools", json!(a.disallowed_tools));
+        }
+        if let Some(p) = a.permission_mode {
+            put("permission_mode", json!(p));
+        }
+        if let Some(n) = a.max_turns {
+            put("max_turns", json!(n));
+        }
+        body["profile"] = json!("claude");
+        body["claude"] = Value::Object(opts);
+    }
     if let Some(n) = a.name {
         body["name"] = json!(n);
     }

@@ -4,6 +4,8 @@
 //! - [`serve`]: the daemon: config, data dir, token, API, shutdown;
 //! - [`api`]: the HTTP API on axum;
 //! - [`client`]: the CLI's HTTP client;
+//! - [`claude`]: the Claude profile: argv, environment, seeded config;
+//! - [`claude`]: the Claude profile: argv, environment, seeded config;
 //! - [`store`]: the SQLite store and its migrations;
 //! - [`recovery`]: bringing sessions back after a daemon restart;
 //! - [`config`]: the TOML configuration;
@@ -12,6 +14,7 @@
 
 mod api;
 mod attach;
+mod claude;
 mod cli;
 mod client;
 mod config;

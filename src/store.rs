@@ -99,6 +99,20 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
         let exists = path.exists();
+        if !exists {
+            // Created private: SQLite gives the -wal and -shm files the
+            // database file's mode, so they are private too.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| StoreError::Unreadable {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
         if exists {
             // Fail on an unreadable file before SQLite opens it.
             std::fs::File::open(&path).map_err(|e| StoreError::Unreadable {
@@ -140,8 +154,13 @@ impl Store {
             .map_err(|e| classify(&path, e))?;
         let mut store = Self { path, conn };
         schema::migrate(&mut store.conn, version).map_err(|e| store.err(e))?;
+        // A store from before this rule, or copied in: make it private.
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&store.path, std::fs::Permissions::from_mode(0o600));
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = store.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
         Ok(store)
     }
 

@@ -164,7 +164,13 @@ mod tests {
             .env("HERD_TEST_TAG", &tag)
             .spawn()
             .unwrap();
-        let found = find_by_env("HERD_TEST_TAG");
+        // Poll: under load the child may not have finished exec at the first look.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut found = find_by_env("HERD_TEST_TAG");
+        while found.get(&tag).is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = find_by_env("HERD_TEST_TAG");
+        }
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found.get(&tag), Some(&vec![child.id() as Pid]));

@@ -154,14 +154,14 @@ async fn backoff_doubles_caps_and_resets_after_a_stable_run() {
     let log = EventLog::start(&herd);
     // Runs 1-5 and 7+ fail at once; run 6 is stable for longer than
     // backoff_reset_after before it fails.
-    let counter = std::env::temp_dir().join(format!("herd-backoff-{}", uuid::Uuid::new_v4()));
+    let counter = TempPath::new("herd-backoff");
     let mut spec = sh_with(
         r#"n=$(cat "$COUNTER" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$COUNTER";
            if [ "$n" -eq 6 ]; then sleep 1.5; fi; exit 1"#,
         RestartPolicy::OnFailure,
     );
     spec.env
-        .insert("COUNTER".into(), counter.display().to_string());
+        .insert("COUNTER".into(), counter.0.display().to_string());
     let s = herd.create(spec).await.unwrap();
     let events = log
         .wait(s.id, "seven restarts", |ev| restart_delays(ev).len() >= 7)
@@ -184,7 +184,6 @@ async fn backoff_doubles_caps_and_resets_after_a_stable_run() {
         d[6] >= ms(100) && d[6] < ms(400),
         "no doubling after reset: {d:?}"
     );
-    let _ = std::fs::remove_file(&counter);
     herd.finish().await;
 }
 
@@ -265,10 +264,10 @@ async fn a_program_that_cannot_execute_fails_after_its_restart_budget() {
     use std::os::unix::fs::PermissionsExt;
     let herd = Herd::start(fast_defaults()).await;
     // Passes validation (an executable file) but exec fails: bad interpreter.
-    let script = std::env::temp_dir().join(format!("herd-bad-interp-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let program = script.display().to_string();
+    let script = TempPath::new("herd-bad-interp");
+    std::fs::write(&script.0, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&script.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = script.0.display().to_string();
 
     let mut spec = herd_actors::SessionSpec::new([program.as_str()]);
     spec.restart.max_restarts = Some(2);
@@ -282,6 +281,5 @@ async fn a_program_that_cannot_execute_fails_after_its_restart_budget() {
     );
     assert_eq!((info.generation, info.restarts), (2, 2));
     assert_eq!(info.metrics.errors, 3, "every failed run counts");
-    let _ = std::fs::remove_file(&script);
     herd.finish().await;
 }

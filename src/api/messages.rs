@@ -118,6 +118,63 @@ pub async fn queue(
     Ok(Json(app.registry.resolve(&id)?.messages()))
 }
 
+/// Body of `POST /v1/sessions/{id}/answer`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerBody {
+    /// `yes`, `always` (yes, and do not ask again for this) or `no`.
+    choice: String,
+}
+
+/// `POST /v1/sessions/{id}/answer`: answer the dialog of a `waiting_input`
+/// session (a Claude permission dialog: 1. Yes, 2. Yes and always, 3. No).
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/answer",
+    tag = "sessions",
+    summary = "Answer the permission dialog of a waiting_input session",
+    params(("id" = String, Path, description = "Session id or unique prefix")),
+    request_body = AnswerBody,
+    responses(
+        (status = 200, description = "Answered", body = SessionInfo),
+        (status = 400, description = "Invalid choice or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The session is not waiting for input", body = ErrorBody),
+    )
+)]
+pub async fn answer(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<AnswerBody>,
+) -> ApiResult<Json<SessionInfo>> {
+    let handle = app.registry.resolve(&id)?;
+    let key: &'static [u8] = match body.choice.as_str() {
+        "yes" => b"1",
+        "always" => b"2",
+        "no" => b"3",
+        other => {
+            return Err(ApiError::invalid(
+                "choice",
+                format!("{other:?}: expected yes, always or no"),
+            ))
+        }
+    };
+    let info = handle.info();
+    if info.state != herd_actors::SessionState::WaitingInput {
+        return Err(herd_actors::HerdError::Conflict {
+            id: info.id.to_string(),
+            action: "answer".into(),
+            state: info.state,
+        }
+        .into());
+    }
+    Ok(Json(
+        app.registry
+            .input(info.id, bytes::Bytes::from_static(key))
+            .await?,
+    ))
+}
+
 /// `PATCH /v1/sessions/{id}`: name, task, project, restart policy, limits.
 #[utoipa::path(
     patch,

@@ -33,10 +33,17 @@ fn resolve(app: &AppState, id: &str) -> ApiResult<Uuid> {
 )]
 pub async fn create(
     State(app): State<AppState>,
-    ApiJson(spec): ApiJson<SessionSpec>,
+    ApiJson(mut spec): ApiJson<SessionSpec>,
 ) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
-    let info = app.registry.create(spec).await?;
-    Ok((StatusCode::CREATED, Json(info)))
+    let id = uuid::Uuid::new_v4();
+    app.claude.prepare(&mut spec, id)?;
+    match app.registry.create_with_id(spec, Some(id)).await {
+        Ok(info) => Ok((StatusCode::CREATED, Json(info))),
+        Err(e) => {
+            app.claude.discard(id);
+            Err(e.into())
+        }
+    }
 }
 
 /// `POST /v1/projects/{project}/sessions`

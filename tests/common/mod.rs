@@ -44,6 +44,12 @@ impl Daemon {
     /// Starts `herd serve` on an existing directory (a previous daemon's), so
     /// it finds that daemon's store.
     pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Daemon {
+        Self::start_logged(dir, config, "warn").await
+    }
+
+    /// Like [`Self::start_in`] with a `RUST_LOG` level; the daemon's log goes
+    /// to `<dir>/daemon.log` (see [`Self::log`]).
+    pub async fn start_logged(dir: tempfile::TempDir, config: &str, level: &str) -> Daemon {
         let _ = std::fs::remove_file(dir.path().join("data").join("url"));
         let cfg_path = dir.path().join("herd.toml");
         std::fs::write(&cfg_path, config).expect("write config");
@@ -53,10 +59,16 @@ impl Daemon {
             .arg(&cfg_path)
             .arg("--data-dir")
             .arg(&data)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.path().join("daemon.log"))
+                    .expect("daemon log"),
+            )
             .spawn()
             .expect("spawn herd serve");
         let url_file = data.join("url");
@@ -78,6 +90,11 @@ impl Daemon {
             .trim()
             .to_string();
         d
+    }
+
+    /// What the daemon(s) of this directory logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -216,6 +233,14 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- daemon log (last lines) ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         if let Ok(None) = self.child.try_wait() {
             self.stop();
         }

@@ -289,3 +289,18 @@ pub fn transitions(events: &[Event]) -> Vec<String> {
         .map(|e| format!("{}>{}", e.from, e.to))
         .collect()
 }
+
+/// A unique path in the temp dir, removed when dropped (even if the test fails).
+pub struct TempPath(pub std::path::PathBuf);
+
+impl TempPath {
+    pub fn new(prefix: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("{prefix}-{}", Uuid::new_v4())))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
