@@ -71,7 +71,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         registry: registry.clone(),
         token: Arc::new(token),
         started: Instant::now(),
-        claude: Arc::new(crate::claude::ClaudeProfile::new(cfg.claude.clone(), data_dir.clone())),
+        claude: Arc::new(crate::claude::ClaudeProfile::new(
+            cfg.claude.clone(),
+            data_dir.clone(),
+        )),
     };
     let app = api::router(state, cfg.server.body_limit.0 as usize);
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)

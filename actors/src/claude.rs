@@ -100,19 +100,28 @@ pub fn transcript_len(path: &Path) -> u64 {
 
 /// The assistant's text written to the transcript after byte `from`, blocks
 /// joined by blank lines; `None` if there is none (yet).
+///
+/// Only what follows the first user entry after `from` (the prompt) counts:
+/// on `--resume` the CLI first closes an interrupted turn with a synthetic
+/// assistant entry ("No response requested."), which is not the reply.
 pub fn reply_since(path: &Path, from: u64) -> Option<String> {
     let mut f = std::fs::File::open(path).ok()?;
     if f.seek(SeekFrom::Start(from)).is_err() {
         return None;
     }
     let mut texts = vec![];
+    let mut prompt_seen = false;
     for line in std::io::BufReader::new(f).lines() {
         let Ok(line) = line else { break };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
             // A line being written right now: stop at it.
             break;
         };
-        if v["type"] != "assistant" {
+        if v["type"] == "user" {
+            prompt_seen = true;
+            continue;
+        }
+        if v["type"] != "assistant" || !prompt_seen || v["message"]["model"] == "<synthetic>" {
             continue;
         }
         if let Some(blocks) = v["message"]["content"].as_array() {
@@ -129,11 +138,14 @@ pub fn reply_since(path: &Path, from: u64) -> Option<String> {
 }
 
 /// The transcript of a conversation, as the CLI lays it out under `home`.
+/// (The CLI shortens folder names over about 200 characters; for such a cwd
+/// the file is not found and replies fall back to the screen.)
 pub fn transcript_path(home: &Path, cwd: &Path, session: &uuid::Uuid) -> std::path::PathBuf {
     let mangled: String = cwd
         .to_string_lossy()
         .chars()
-        .map(|c| if c == '/' || c == '.' { '-' } else { c })
+        // As the CLI does: every character but ASCII letters and digits becomes '-'.
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     home.join(".claude/projects")
         .join(mangled)
@@ -208,7 +220,8 @@ mod tests {
         std::fs::write(&p, format!("{old}\n")).unwrap();
         let from = transcript_len(&p);
         assert_eq!(reply_since(&p, from), None);
-        let new = r#"{"type":"user","message":{"content":"hi"}}
+        let new = r#"{"type":"assistant","message":{"model":"<synthetic>","content":[{"type":"text","text":"No response requested."}]}}
+{"type":"user","message":{"content":"hi"}}
 {"type":"assistant","message":{"content":[{"type":"tool_use"},{"type":"text","text":"MOCK-REPLY: hi"}]}}
 {"type":"assistant","message":{"content":[{"type":"text","text":"second"}]}}
 {"type":"assis"#;

@@ -199,7 +199,10 @@ mod tests {
             registry: registry.clone(),
             token: Arc::new("secret".into()),
             started: Instant::now(),
-            claude: Arc::new(crate::claude::ClaudeProfile::new(Default::default(), std::env::temp_dir())),
+            claude: Arc::new(crate::claude::ClaudeProfile::new(
+                Default::default(),
+                std::env::temp_dir(),
+            )),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -2,24 +2,32 @@
 //! (`claude` 2.1.197), built as a test binary of the herd package.
 //!
 //! It draws the same screen markers as the real TUI (see
-//! `/work/shared/claude-harness/README.md` and the captured `*.txt` screens):
-//! the header, `❯` input line between two `─` rules, the `? for shortcuts` /
+//! `/work/shared/claude-harness/README.md` and the captured `*.txt` screens,
+//! which it reproduces line for line at 120x40 apart from the random spinner
+//! verb, the timings and the occasional `⎿  Tip:` line): the header, the `❯`
+//! input line between two `─` rules, the `? for shortcuts` /
 //! `esc to interrupt` footers, the `<glyph> <Verb>…` spinner, `● ` replies,
-//! `✻ Worked for Ns`, the Bash permission dialog and the `⎿  Interrupted`
-//! line, and it writes the session transcript to
-//! `$HOME/.claude/projects/<cwd slug>/<session-id>.jsonl` like the real CLI.
+//! `✻ Worked for Ns`, the Bash permission dialog and `⎿  Interrupted · …`.
+//! It writes the session transcript like the real CLI, to
+//! `$HOME/.claude/projects/<cwd, non-alphanumerics as '-'>/<session>.jsonl`.
 //! Replies follow the harness mock API: `MOCK-REPLY: <first 40 chars>`, with
-//! the prompt switches `MOCK-WAIT=<ms>`, `MOCK-SLOW=<ms>`, `MOCK-LINES=<n>`
-//! and `MOCK-TOOL-BASH`.
+//! the prompt switches `MOCK-WAIT=<ms>`, `MOCK-SLOW=<ms>` (per word),
+//! `MOCK-LINES=<n>` (paragraphs `line i of n`) and `MOCK-TOOL-BASH`.
 //!
-//! Integration tests start it in a PTY instead of the real CLI:
+//! Integration tests start it in a PTY in place of the real CLI, via
 //! `env!("CARGO_BIN_EXE_herd-fake-claude")`. Environment knobs:
-//! `FAKE_CLAUDE_STARTUP_MS` (default 300: header only, then idle),
-//! `FAKE_CLAUDE_BUSY_MS` (default 400: wait before a reply unless the prompt
-//! says `MOCK-WAIT=`), `FAKE_CLAUDE_DIALOGS` (contains `trust` and/or
-//! `apikey`: show those first-run dialogs) and `FAKE_CLAUDE_LOG` (append one
-//! JSON line per start: argv, cwd, pid, has_api_key, has_oauth_token, home;
-//! never the secrets themselves).
+//! - `FAKE_CLAUDE_STARTUP_MS` (default 300): header only, then idle;
+//! - `FAKE_CLAUDE_BUSY_MS` (default 400): wait before a reply unless the
+//!   prompt says `MOCK-WAIT=`;
+//! - `FAKE_CLAUDE_DIALOGS`: contains `trust` and/or `apikey` to show those
+//!   first-run dialogs after startup;
+//! - `FAKE_CLAUDE_LOG`: append one JSON line per start: `argv` (without the
+//!   program name), `cwd`, `pid`, `home`, `has_api_key`, `has_oauth_token`
+//!   (never the secrets themselves).
+//!
+//! Exit codes: 0 for `/exit` or a double Ctrl-C (within 1 s), 1 for bad
+//! arguments or a declined dialog, 128+signal for SIGTERM/SIGHUP, 129 when
+//! the terminal goes away.
 
 use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};

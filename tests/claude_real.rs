@@ -1,0 +1,292 @@
+//! End to end against the real Claude Code CLI, offline, through
+//! `../shared/claude-harness` (the real CLI talking to a mock Messages API).
+//! `.ci/run` installs the CLI; this test is skipped, saying so, only where
+//! the harness folder is absent.
+
+mod common;
+
+use common::{alive, wait_until, Daemon};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(90);
+const KEY: &str = "sk-test-herd-SECRET-9f8e7d6c5b4a";
+
+/// The mock API and its run dir, stopped and removed on drop (by its pid).
+struct Harness {
+    vars: HashMap<String, String>,
+}
+
+impl Harness {
+    fn start(dir: &Path) -> Harness {
+        let prefix = std::env::var("CLAUDE_HARNESS_PREFIX")
+            .unwrap_or_else(|_| format!("{}/target/claude-npm", env!("CARGO_MANIFEST_DIR")));
+        let script = format!(
+            "set -e; eval \"$(bash {}/prepare.sh --first-delay-ms 300 --delay-ms 40)\"; env -0",
+            dir.display()
+        );
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .env("CLAUDE_HARNESS_PREFIX", &prefix)
+            .env("MOCK_API_KEY", KEY)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run prepare.sh");
+        assert!(out.status.success(), "prepare.sh failed");
+        let vars = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        Harness { vars }
+    }
+
+    fn var(&self, k: &str) -> &str {
+        self.vars.get(k).map(String::as_str).unwrap_or_default()
+    }
+
+    /// Every POST /v1/messages the mock received.
+    fn requests(&self) -> Vec<Value> {
+        let log = PathBuf::from(self.var("CLAUDE_HARNESS_RUN_DIR")).join("requests.jsonl");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| {
+                r["method"] == "POST"
+                    && r["path"].as_str().unwrap_or("").starts_with("/v1/messages")
+            })
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Ok(pid) = self.var("CLAUDE_HARNESS_MOCK_PID").parse::<i32>() {
+            // SAFETY: the mock is the harness's child we were told the pid of.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let run = self.var("CLAUDE_HARNESS_RUN_DIR");
+        if run.contains("claude-harness.") {
+            let _ = std::fs::remove_dir_all(run);
+        }
+    }
+}
+
+fn user_texts(request: &Value) -> Vec<String> {
+    let mut out = vec![];
+    for m in request["body"]["messages"].as_array().into_iter().flatten() {
+        if m["role"] != "user" {
+            continue;
+        }
+        match &m["content"] {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(blocks) => out.extend(
+                blocks
+                    .iter()
+                    .filter_map(|b| b["text"].as_str().map(str::to_string)),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
+async fn send_wait(d: &Daemon, id: &str, text: &str) -> Value {
+    let (st, m) = d
+        .post(
+            &format!("/v1/sessions/{id}/messages?wait=true&timeout=90s"),
+            json!({ "text": text }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{m}");
+    assert_eq!(m["state"], "done", "{m}");
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_claude_cli_end_to_end() {
+    let harness_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/claude-harness");
+    if !harness_dir.join("prepare.sh").exists() {
+        eprintln!(
+            "SKIPPED the_real_claude_cli_end_to_end: {} is absent",
+            harness_dir.display()
+        );
+        return;
+    }
+    let h = Harness::start(&harness_dir);
+    let config = format!(
+        "[limits]\nmax_sessions = 10\n[restart]\nbackoff_initial = \"10ms\"\n[claude]\nbinary = {:?}\n[claude.env]\nANTHROPIC_BASE_URL = {:?}\n",
+        h.var("CLAUDE_BIN"),
+        h.var("ANTHROPIC_BASE_URL"),
+    );
+    let d = Daemon::start_logged(tempfile::tempdir().unwrap(), &config, "debug").await;
+    let work = h.var("CLAUDE_HARNESS_WORK_DIR").to_string();
+    let new = |task: String| json!({"profile": "claude", "cwd": work, "task_id": task, "claude": {"api_key": KEY}});
+
+    // Reaches ready; a prompt gets the mock's reply.
+    let id = d.create(new("real-0".into())).await;
+    d.wait_session(&id, T, |s| s["state"] == "ready").await;
+    let o = d.cli(&["send", &id[..8], "hello", "--wait", "--timeout", "90s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "MOCK-REPLY: hello");
+
+    // A tool call: waiting_input with the dialog, then approved.
+    let (_, m) = d
+        .post(
+            &format!("/v1/sessions/{id}/messages"),
+            json!({"text": "run a tool MOCK-TOOL-BASH"}),
+        )
+        .await;
+    let s = d
+        .wait_session(&id, T, |s| s["state"] == "waiting_input")
+        .await;
+    assert!(
+        s["dialog"]
+            .as_str()
+            .unwrap()
+            .contains("Do you want to proceed?"),
+        "{s}"
+    );
+    let (st, _) = d
+        .post(
+            &format!("/v1/sessions/{id}/answer"),
+            json!({"choice": "yes"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let mid = m["id"].as_str().unwrap().to_string();
+    let reply = loop {
+        let (_, q) = d.get(&format!("/v1/sessions/{id}/queue")).await;
+        let m = q
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == mid.as_str())
+            .cloned()
+            .unwrap();
+        if m["state"] == "done" {
+            break m["reply"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        reply.contains("MOCK-REPLY: tool_result: mock-tool-ran"),
+        "{reply}"
+    );
+    assert!(Path::new(&work).join("mock-tool-ran.txt").exists());
+
+    // Interrupt stops a long reply.
+    d.post(
+        &format!("/v1/sessions/{id}/messages"),
+        json!({"text": "please get interrupted MOCK-SLOW=800"}),
+    )
+    .await;
+    d.wait_screen(&id, "tokens", T).await;
+    let (st, _) = d
+        .post(&format!("/v1/sessions/{id}/interrupt"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    d.wait_screen(&id, "Interrupted", T).await;
+    d.wait_session(&id, T, |s| s["state"] == "ready").await;
+
+    // SIGKILL the CLI: restarted with --resume, and the conversation goes on.
+    let s = d.session(&id).await;
+    let pid = s["pid"].as_i64().unwrap();
+    // SAFETY: signalling the session's own child by pid.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let s = d
+        .wait_session(&id, T, |s| s["generation"] == 1 && s["state"] == "ready")
+        .await;
+    assert!(s["command"].as_array().is_some());
+    assert!(wait_until(T, || !alive(pid)).await);
+    let before = h.requests().len();
+    let m = send_wait(&d, &id, "and now after the crash").await;
+    assert_eq!(m["reply"], "MOCK-REPLY: and now after the crash");
+    let resumed = h.requests()[before..]
+        .iter()
+        .rev()
+        .find(|r| {
+            user_texts(r)
+                .iter()
+                .any(|t| t.contains("and now after the crash"))
+        })
+        .cloned()
+        .expect("the mock never saw the prompt after the restart");
+    let texts = user_texts(&resumed);
+    assert!(
+        texts.iter().any(|t| t.contains("hello")),
+        "the resumed conversation lost its earlier turns: {texts:?}"
+    );
+
+    // Five sessions at once, each with its own task and its own answer.
+    let d = std::sync::Arc::new(d);
+    let mut ids = vec![];
+    for i in 1..=5 {
+        ids.push(d.create(new(format!("real-{i}"))).await);
+    }
+    let mut waits = vec![];
+    for (i, sid) in ids.iter().enumerate() {
+        let (d, sid) = (d.clone(), sid.clone());
+        waits.push(tokio::spawn(async move {
+            d.wait_session(&sid, T, |s| s["state"] == "ready").await;
+            let m = send_wait(&d, &sid, &format!("parallel question {i}")).await;
+            (i, m["reply"].as_str().unwrap().to_string())
+        }));
+    }
+    for w in waits {
+        let (i, reply) = w.await.unwrap();
+        assert_eq!(reply, format!("MOCK-REPLY: parallel question {i}"));
+    }
+    for (i, sid) in ids.iter().enumerate() {
+        let (_, t) = d.get(&format!("/v1/tasks/real-{}", i + 1)).await;
+        assert_eq!(t["id"], sid.as_str());
+    }
+
+    // The key went to the CLI (the mock saw it) and nowhere else.
+    assert!(
+        h.requests()
+            .iter()
+            .any(|r| r["headers"].to_string().contains(KEY)),
+        "the CLI did not use the key"
+    );
+    let mut seen = String::new();
+    for path in [
+        "/v1/sessions?all=true".to_string(),
+        format!("/v1/sessions/{id}/events"),
+        "/v1/events".into(),
+        format!("/v1/sessions/{id}/queue"),
+    ] {
+        seen.push_str(&d.get(&path).await.1.to_string());
+    }
+    for path in [
+        format!("/v1/sessions/{id}/output"),
+        format!("/v1/sessions/{id}/screen"),
+        "/metrics".into(),
+    ] {
+        let r = d
+            .http
+            .get(format!("{}{path}", d.url))
+            .bearer_auth(&d.token)
+            .send()
+            .await
+            .unwrap();
+        seen.push_str(&r.text().await.unwrap());
+    }
+    seen.push_str(&String::from_utf8_lossy(
+        &d.cli(&["show", &id, "--json"]).stdout,
+    ));
+    seen.push_str(&d.log());
+    assert!(seen.contains("MOCK-REPLY"), "the checks read nothing");
+    assert!(!seen.contains(KEY), "the API key leaked");
+}
