@@ -73,6 +73,29 @@ pub fn classify(screen: &str) -> ScreenState {
     ScreenState::Starting
 }
 
+/// The text in the input box (the last line that starts with `❯`), if any.
+pub fn input_line(screen: &str) -> Option<String> {
+    screen
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('❯'))
+        .map(|l| l.trim_start_matches('❯').trim().to_string())
+}
+
+/// True if the input box still holds the start of `prompt`: it was typed
+/// but not submitted.
+pub fn prompt_pending(screen: &str, prompt: &str) -> bool {
+    let head: String = prompt
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(24)
+        .collect();
+    !head.is_empty() && input_line(screen).is_some_and(|l| l.starts_with(&head))
+}
+
 /// The dialog: from the last rule (`───`) above the question to its footer.
 fn dialog_text(lines: &[&str]) -> String {
     let end = lines
@@ -194,6 +217,14 @@ mod tests {
         if seen == 0 {
             eprintln!("claude-harness captures not found beside the project: screen tests skipped");
         }
+    }
+
+    #[test]
+    fn sees_an_unsubmitted_prompt() {
+        let screen = "❯ hello\n\n● MOCK-REPLY: hello\n───\n❯\u{a0}and now after the crash\n───\n";
+        assert!(prompt_pending(screen, "and now after the crash"));
+        assert!(!prompt_pending(screen, "hello"));
+        assert!(!prompt_pending("❯\u{a0}\n", "x"));
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub enum SessionMsg {
     ScreenCheck,
     /// Timer (Claude profile): look again for the reply in the transcript.
     ReplyRetry(u32),
+    /// Timer (Claude profile): was the prompt written last submitted?
+    SubmitCheck(u32),
     /// Timer: check idle timeout and max duration (stale sequence numbers are ignored).
     Tick(u64),
     /// Write to the child's terminal.
@@ -156,6 +158,10 @@ const TURN_START_GRACE: Duration = Duration::from_secs(10);
 const REPLY_RETRIES: u32 = 20;
 /// Claude profile: between two looks.
 const REPLY_RETRY_EVERY: Duration = Duration::from_millis(100);
+/// Claude profile: when to check that a written prompt was submitted.
+const SUBMIT_CHECK_AFTER: Duration = Duration::from_millis(1200);
+/// Claude profile: checks (and extra Enters) at most per prompt.
+const SUBMIT_CHECKS: u32 = 4;
 
 /// What the Claude profile tracks beyond the generic state.
 #[derive(Debug)]
@@ -167,6 +173,8 @@ struct ClaudeState {
     saw_busy: bool,
     delivered_at: Instant,
     dialogs_answered: u32,
+    /// The prompt written last, to recognise it still sitting in the input box.
+    prompt: String,
 }
 
 impl Default for ClaudeState {
@@ -178,6 +186,7 @@ impl Default for ClaudeState {
             saw_busy: false,
             delivered_at: Instant::now(),
             dialogs_answered: 0,
+            prompt: String::new(),
         }
     }
 }
@@ -299,6 +308,7 @@ impl Actor for SessionActor {
                 st.apply_screen(&myself, false);
             }
             SessionMsg::ReplyRetry(attempt) => st.finish_claude_reply(&myself, attempt),
+            SessionMsg::SubmitCheck(attempt) => st.check_submitted(&myself, attempt),
             SessionMsg::Tick(seq) => {
                 if seq == st.tick_seq {
                     st.on_tick(&myself);
@@ -687,6 +697,28 @@ impl SessionActorState {
         let _ = myself.send_message(SessionMsg::Deliver);
     }
 
+    /// Claude profile: a CLI still drawing (e.g. a resumed conversation) can
+    /// take the typed prompt but miss its Enter. If no turn started and the
+    /// input box still holds the prompt, press Enter again (a few times at most).
+    fn check_submitted(&mut self, myself: &ActorRef<SessionMsg>, attempt: u32) {
+        let Some(c) = self.claude.as_ref() else {
+            return;
+        };
+        let in_flight = lock(&self.handle.queue).in_flight().is_some();
+        if !in_flight || c.saw_busy || !matches!(self.state, Busy | Ready) {
+            return;
+        }
+        if claude::prompt_pending(&self.handle.screen_text(), &c.prompt) {
+            tracing::info!(session = %self.handle.id(), attempt, "prompt not submitted yet: pressing Enter again");
+            self.write_detached(Bytes::from_static(b"\r"));
+        }
+        if attempt < SUBMIT_CHECKS {
+            myself.send_after(SUBMIT_CHECK_AFTER, move || {
+                SessionMsg::SubmitCheck(attempt + 1)
+            });
+        }
+    }
+
     fn on_quiet_check(&mut self, myself: &ActorRef<SessionMsg>) {
         self.quiet_pending = false;
         if self.claude.is_some() {
@@ -928,6 +960,8 @@ impl SessionActorState {
                 .as_deref()
                 .map(claude::transcript_len)
                 .unwrap_or(0);
+            c.prompt = text.clone();
+            myself.send_after(SUBMIT_CHECK_AFTER, || SessionMsg::SubmitCheck(1));
         }
         let data = Bytes::from(queue::payload(&text, paste));
         // Busy from the moment the prompt is written: the answer may start silently.
