@@ -167,7 +167,7 @@ mod tests {
         // Poll: under load the child may not have finished exec at the first look.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut found = find_by_env("HERD_TEST_TAG");
-        while found.get(&tag).is_none() && std::time::Instant::now() < deadline {
+        while !found.contains_key(&tag) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
             found = find_by_env("HERD_TEST_TAG");
         }
