@@ -88,6 +88,9 @@ pub struct RecordingConfig {
     pub enabled: bool,
     /// zstd-compress recordings.
     pub compress: bool,
+    /// Recordings older than this are deleted (their session must have ended).
+    #[serde(with = "humantime_serde")]
+    pub retention: std::time::Duration,
 }
 
 impl Default for RecordingConfig {
@@ -95,6 +98,7 @@ impl Default for RecordingConfig {
         Self {
             enabled: true,
             compress: false,
+            retention: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

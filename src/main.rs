@@ -8,6 +8,7 @@
 //! - [`claude`]: the Claude profile: argv, environment, seeded config;
 //! - [`store`]: the SQLite store and its migrations;
 //! - [`recovery`]: bringing sessions back after a daemon restart;
+//! - [`recording`]: asciicast recordings: the recorder, replay, export, analysis;
 //! - [`config`]: the TOML configuration;
 //! - [`paths`]: data dir and private files;
 //! - [`output`]: tables and short forms for humans.
@@ -20,6 +21,7 @@ mod client;
 mod config;
 mod output;
 mod paths;
+mod recording;
 mod recovery;
 mod serve;
 mod store;

@@ -3,10 +3,11 @@
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::paths;
+use crate::recording::{self, writer::Recorder};
 use crate::recovery;
 use crate::store::{Store, STORE_FILE};
 use anyhow::{bail, Context, Result};
-use herd_actors::{Journal, ListFilter, Registry};
+use herd_actors::{Hooks, Journal, ListFilter, Registry};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,7 +54,24 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     store
         .spawn_writer(records)
         .context("starting the store writer")?;
-    let registry = Registry::start_with(cfg.session_defaults(), journal)
+    let recorder = if cfg.recording.enabled {
+        let dir = recording::recordings_dir(&data_dir);
+        let shards = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(4);
+        Some(Arc::new(
+            Recorder::start(dir, cfg.recording.compress, shards)
+                .context("starting the recorder")?,
+        ))
+    } else {
+        None
+    };
+    let hooks = Hooks {
+        journal,
+        tap: recorder.clone().map(|r| r as Arc<dyn herd_actors::Tap>),
+    };
+    let registry = Registry::start_with(cfg.session_defaults(), hooks)
         .await
         .context("starting the actor system")?;
     recovery::restore(&registry, settled).await?;
@@ -66,7 +84,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         pruned,
         "store loaded"
     );
-    tokio::spawn(prune_history(registry.clone(), cfg.store.retention));
+    tokio::spawn(prune_history(
+        registry.clone(),
+        cfg.store.retention,
+        recording::recordings_dir(&data_dir),
+        cfg.recording.retention,
+    ));
     let state = AppState {
         registry: registry.clone(),
         token: Arc::new(token),
@@ -96,7 +119,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         .context("serving the API")?;
     tracing::info!("shutting down: stopping sessions");
     registry.shutdown(Duration::from_secs(15)).await;
-    // shutdown() flushed the journal: everything is stored.
+    // shutdown() flushed the journal: everything is stored. Now the recordings.
+    if let Some(r) = &recorder {
+        r.flush(true);
+    }
     let _ = std::fs::remove_file(data_dir.join(paths::URL_FILE));
     tracing::info!("stopped");
     Ok(())
@@ -122,7 +148,12 @@ fn load_or_create_token(data_dir: &Path) -> Result<String> {
 
 /// Forgets stopped and failed sessions older than the retention, every hour
 /// (which also deletes them from the store).
-async fn prune_history(registry: Registry, retention: Duration) {
+async fn prune_history(
+    registry: Registry,
+    retention: Duration,
+    recordings: PathBuf,
+    keep_recordings: Duration,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
@@ -136,6 +167,36 @@ async fn prune_history(registry: Registry, retention: Duration) {
                 .unwrap_or_default();
             if s.state.is_final() && age > retention {
                 let _ = registry.remove(s.id).await;
+            }
+        }
+        prune_recordings(&registry, &recordings, keep_recordings);
+    }
+}
+
+/// Deletes the recordings of sessions that ended (or are gone) and whose
+/// newest file is older than `keep`.
+fn prune_recordings(registry: &Registry, dir: &Path, keep: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let live = e
+            .file_name()
+            .to_str()
+            .and_then(|n| uuid::Uuid::parse_str(n).ok())
+            .and_then(|id| registry.get(id))
+            .is_some_and(|h| !h.info().state.is_final());
+        // The newest file counts: writing a file does not touch its folder's mtime.
+        let newest = std::fs::read_dir(e.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|f| f.metadata().and_then(|m| m.modified()).ok())
+            .max();
+        let age = newest.and_then(|t| t.elapsed().ok()).unwrap_or_default();
+        if !live && age > keep {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!(path = %e.path().display(), "cannot prune recordings: {err}");
             }
         }
     }

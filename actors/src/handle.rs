@@ -60,6 +60,7 @@ pub struct SessionHandle {
     /// Bumped on every queue change, so waiters for a reply wake up.
     pub(crate) queue_changed: watch::Sender<u64>,
     pub(crate) journal: Journal,
+    pub(crate) tap: Option<std::sync::Arc<dyn crate::tap::Tap>>,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -82,6 +83,7 @@ impl SessionHandle {
         spec: SessionSpec,
         output_capacity: usize,
         journal: Journal,
+        tap: Option<std::sync::Arc<dyn crate::tap::Tap>>,
     ) -> Self {
         let (live, _) = broadcast::channel(LIVE_CHUNKS);
         Self {
@@ -97,6 +99,7 @@ impl SessionHandle {
             queue: Mutex::default(),
             queue_changed: watch::Sender::new(0),
             journal,
+            tap,
         }
     }
 

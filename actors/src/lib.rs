@@ -22,6 +22,7 @@
 //! - [`state`]: the states and the one table of allowed transitions;
 //! - [`events`]: the bus every transition is published on;
 //! - [`journal`]: ordered records of every change, for a store;
+//! - [`tap`]: every session's output, input and markers, for a recorder;
 //! - [`policy`]: restart decisions, intensity and backoff;
 //! - [`config`]: defaults and per-session overrides;
 //! - [`spec`]: what a session runs, with validation;
@@ -55,6 +56,7 @@ pub mod screen;
 pub mod session;
 pub mod spec;
 pub mod state;
+pub mod tap;
 
 pub use bytesize::ByteSize;
 pub use config::{
@@ -69,6 +71,7 @@ pub use journal::{Journal, Record, SHUTDOWN_REASON};
 pub use output::OutputSlice;
 pub use policy::ExitStatus;
 pub use queue::{Message, MessageState};
-pub use registry::{ListFilter, Registry, Restore};
+pub use registry::{Hooks, ListFilter, Registry, Restore};
 pub use spec::{ClaudeOptions, Profile, Secret, SessionPatch, SessionSpec};
 pub use state::{SessionState, TransitionError};
+pub use tap::{Tap, TapEvent};

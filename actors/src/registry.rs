@@ -12,6 +12,7 @@ use crate::queue::Message;
 use crate::session::{Reply, SessionActor, SessionArgs, SessionMsg};
 use crate::spec::{SessionPatch, SessionSpec};
 use crate::state::SessionState;
+use crate::tap::Tap;
 use bytes::Bytes;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -54,6 +55,7 @@ pub struct RegistryState {
     defaults: Arc<SessionDefaults>,
     bus: EventBus,
     journal: Journal,
+    tap: Option<Arc<dyn Tap>>,
     /// Per-session budget for actor (not child) restarts.
     actor_restarts: HashMap<Uuid, RestartTracker>,
 }
@@ -67,6 +69,7 @@ pub struct RegistryArgs {
     defaults: Arc<SessionDefaults>,
     bus: EventBus,
     journal: Journal,
+    tap: Option<Arc<dyn Tap>>,
 }
 
 impl Actor for RegistryActor {
@@ -85,6 +88,7 @@ impl Actor for RegistryActor {
             defaults: args.defaults,
             bus: args.bus,
             journal: args.journal,
+            tap: args.tap,
             actor_restarts: HashMap::new(),
         })
     }
@@ -232,6 +236,7 @@ impl RegistryState {
             spec,
             capacity,
             self.journal.clone(),
+            self.tap.clone(),
         ));
         self.start_actor(myself, &handle, None)
             .await
@@ -280,6 +285,7 @@ impl RegistryState {
             spec,
             capacity,
             self.journal.clone(),
+            self.tap.clone(),
         ));
         crate::handle::lock(&handle.queue).restore(r.messages);
         if r.live {
@@ -372,6 +378,15 @@ impl RegistryState {
     }
 }
 
+/// Where a registry sends what it must not keep to itself.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Every change, in order, for a store.
+    pub journal: Journal,
+    /// Every session's output, input and markers, for a recorder.
+    pub tap: Option<Arc<dyn Tap>>,
+}
+
 /// A session read back from a store.
 #[derive(Debug, Clone)]
 pub struct Restore {
@@ -409,14 +424,13 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry with these defaults and no persistence.
     pub async fn start(defaults: SessionDefaults) -> Result<Self, HerdError> {
-        Self::start_with(defaults, Journal::default()).await
+        Self::start_with(defaults, Hooks::default()).await
     }
 
-    /// Starts a registry whose every change is appended to `journal`.
-    pub async fn start_with(
-        defaults: SessionDefaults,
-        journal: Journal,
-    ) -> Result<Self, HerdError> {
+    /// Starts a registry whose changes go to `hooks.journal` and whose
+    /// sessions' output goes to `hooks.tap`.
+    pub async fn start_with(defaults: SessionDefaults, hooks: Hooks) -> Result<Self, HerdError> {
+        let Hooks { journal, tap } = hooks;
         let table: Table = Arc::default();
         let bus = EventBus::new();
         let defaults = Arc::new(defaults);
@@ -425,6 +439,7 @@ impl Registry {
             defaults: Arc::clone(&defaults),
             bus: bus.clone(),
             journal: journal.clone(),
+            tap,
         };
         let (actor, _) = Actor::spawn(None, RegistryActor, args)
             .await

@@ -18,6 +18,7 @@ use crate::pty::{CreditToken, PtyActor, PtyArgs, PtyMsg, SignalTarget};
 use crate::queue::{self, Message, MessageState};
 use crate::spec::{validate_size, SessionPatch};
 use crate::state::SessionState::{self, *};
+use crate::tap::TapEvent;
 use bytes::Bytes;
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -142,6 +143,10 @@ pub struct SessionActorState {
     exit_cause: Option<String>,
     restart_requested: bool,
     stop_reason: String,
+    /// The argv of the current child (for its recording's header).
+    argv: Vec<String>,
+    /// Why the previous child ended (marked at the start of the next recording).
+    last_exit: Option<String>,
     spawn_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<SessionMsg>>>>,
 }
 
@@ -232,6 +237,8 @@ impl Actor for SessionActor {
             exit_cause: None,
             restart_requested: false,
             stop_reason: String::new(),
+            argv: Vec::new(),
+            last_exit: None,
             spawn_timer: None,
         };
         *lock(&st.handle.actor) = Some(myself.clone());
@@ -291,8 +298,7 @@ impl Actor for SessionActor {
                 data,
                 credit,
             } => {
-                st.on_output(&myself, generation, data);
-                drop(credit);
+                st.on_output(&myself, generation, data, credit);
             }
             SessionMsg::ChildExited { generation, status } => {
                 if generation == st.generation && st.child_running() {
@@ -441,9 +447,20 @@ impl SessionActorState {
         // Journal first: whoever wakes on the new state and then flushes the
         // journal must find this transition in the store.
         self.handle.record_event(&event, &info);
+        self.tap(
+            self.generation,
+            TapEvent::Marker(format!("state {from} -> {to}: {}", event.reason)),
+        );
         self.handle.info.send_replace(info);
         self.bus.publish(event);
         true
+    }
+
+    /// Sends an event to the recorder, if there is one.
+    fn tap(&self, generation: u64, event: TapEvent) {
+        if let Some(t) = &self.handle.tap {
+            t.send(self.handle.id(), generation, Instant::now(), event);
+        }
     }
 
     fn child_running(&self) -> bool {
@@ -477,6 +494,7 @@ impl SessionActorState {
             (Some(resume), g) if g > 0 => resume.clone(),
             _ => spec.command.clone(),
         };
+        self.argv = argv.clone();
         let mut env: Vec<(String, String)> = spec.env.clone().into_iter().collect();
         env.push(("HERD_SESSION_ID".into(), self.handle.id().to_string()));
         let args = PtyArgs {
@@ -524,6 +542,20 @@ impl SessionActorState {
             pid,
             start_time: crate::process::start_time(pid),
         });
+        let spec = self.handle.spec();
+        self.tap(
+            self.generation,
+            TapEvent::Start {
+                cols: spec.cols,
+                rows: spec.rows,
+                command: self.argv.clone(),
+                title: spec.name.unwrap_or_else(|| self.handle.id().to_string()),
+                started,
+            },
+        );
+        if let Some(why) = self.last_exit.take() {
+            self.tap(self.generation, TapEvent::Marker(format!("restart: {why}")));
+        }
         self.watch_metrics(Some(pid));
         self.schedule_quiet(myself, self.limits.quiet_after);
         self.schedule_tick(myself);
@@ -535,8 +567,22 @@ impl SessionActorState {
         }
     }
 
-    fn on_output(&mut self, myself: &ActorRef<SessionMsg>, generation: u64, data: Bytes) {
+    fn on_output(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        generation: u64,
+        data: Bytes,
+        credit: CreditToken,
+    ) {
         let now = Instant::now();
+        // The recorder gets the chunk with its credit: the reader waits for it too.
+        self.tap(
+            generation,
+            TapEvent::Output {
+                data: data.clone(),
+                credit: Some(credit),
+            },
+        );
         self.handle
             .counters
             .bytes_out
@@ -819,6 +865,12 @@ impl SessionActorState {
     /// decide what follows.
     fn after_exit(&mut self, myself: &ActorRef<SessionMsg>, status: ExitStatus, spawned: bool) {
         self.watch_metrics(None);
+        let why = self
+            .exit_cause
+            .clone()
+            .unwrap_or_else(|| status.to_string());
+        self.tap(self.generation, TapEvent::End(format!("exit: {why}")));
+        self.last_exit = Some(why);
         let end = lock(&self.handle.output).end();
         let why = format!("the child ended while the message was being answered ({status})");
         self.handle
@@ -909,6 +961,7 @@ impl SessionActorState {
             return Err(self.conflict("send input to"));
         };
         let len = data.len() as u64;
+        let recorded = data.clone();
         let written = pty
             .call(
                 |reply| PtyMsg::Write(data, reply),
@@ -917,6 +970,7 @@ impl SessionActorState {
             .await;
         match written {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
+                self.tap(self.generation, TapEvent::Input(recorded));
                 let c = &self.handle.counters;
                 c.bytes_in.fetch_add(len, Ordering::Relaxed);
                 c.inputs.fetch_add(1, Ordering::Relaxed);
@@ -1024,6 +1078,7 @@ impl SessionActorState {
         if let Some(pty) = &self.pty {
             let _ = pty.send_message(PtyMsg::Resize(cols, rows));
         }
+        self.tap(self.generation, TapEvent::Resize { cols, rows });
         self.handle.record_update();
         Ok(self.handle.info())
     }
