@@ -34,8 +34,9 @@ pub struct OutputChunk {
 /// Transitions kept per session for `GET /v1/sessions/{id}/events`.
 const EVENTS_KEPT: usize = 512;
 
-/// Live chunks buffered per subscriber before it is told it lagged.
-const LIVE_CHUNKS: usize = 1024;
+/// Live chunks buffered per subscriber before it is told it lagged (at most
+/// 256 x 64 KiB held for a stalled viewer).
+const LIVE_CHUNKS: usize = 256;
 
 /// Byte counters updated on the hot path without notifying watchers.
 #[derive(Debug, Default)]

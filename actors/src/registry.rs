@@ -226,11 +226,24 @@ impl RegistryState {
             limits: spec.limits.apply(&self.defaults.limits),
             metrics: Metrics::default(),
         };
-        let capacity = self.defaults.limits.output_buffer.0 as usize;
         self.journal.record(Record::Created {
             info: Box::new(info.clone()),
             spec: Box::new(spec.clone()),
         });
+        self.admit(myself, info, spec, vec![], true).await
+    }
+
+    /// Builds the session's handle, starts its actor (if `live`) and puts it in the table.
+    async fn admit(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        info: SessionInfo,
+        spec: SessionSpec,
+        messages: Vec<Message>,
+        live: bool,
+    ) -> Result<Arc<SessionHandle>, HerdError> {
+        let id = info.id;
+        let capacity = self.defaults.limits.output_buffer.0 as usize;
         let handle = Arc::new(SessionHandle::new(
             info,
             spec,
@@ -238,9 +251,12 @@ impl RegistryState {
             self.journal.clone(),
             self.tap.clone(),
         ));
-        self.start_actor(myself, &handle, None)
-            .await
-            .map_err(|e| HerdError::Internal(format!("cannot start session actor: {e}")))?;
+        crate::handle::lock(&handle.queue).restore(messages);
+        if live {
+            self.start_actor(myself, &handle, None)
+                .await
+                .map_err(|e| HerdError::Internal(format!("cannot start session actor: {e}")))?;
+        }
         self.table
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -279,25 +295,7 @@ impl RegistryState {
             info.restarts += 1;
             info.metrics.restarts = info.restarts;
         }
-        let capacity = self.defaults.limits.output_buffer.0 as usize;
-        let handle = Arc::new(SessionHandle::new(
-            info,
-            spec,
-            capacity,
-            self.journal.clone(),
-            self.tap.clone(),
-        ));
-        crate::handle::lock(&handle.queue).restore(r.messages);
-        if r.live {
-            self.start_actor(myself, &handle, None)
-                .await
-                .map_err(|e| HerdError::Internal(format!("cannot start session actor: {e}")))?;
-        }
-        self.table
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Arc::clone(&handle));
-        Ok(handle)
+        self.admit(myself, info, spec, r.messages, r.live).await
     }
 
     async fn start_actor(
