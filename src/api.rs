@@ -7,11 +7,11 @@ mod events;
 mod messages;
 mod metrics;
 pub mod openapi;
+mod recording;
 mod sessions;
 pub mod stats;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
-use axum::routing::get;
 use axum::{middleware, Json, Router};
 use error::ApiError;
 use herd_actors::Registry;
@@ -32,6 +32,8 @@ pub struct AppState {
     pub started: Instant,
     /// Builds Claude sessions.
     pub claude: Arc<crate::claude::ClaudeProfile>,
+    /// The daemon's data dir (recordings live under it).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -71,9 +73,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::restart))
         .routes(routes!(sessions::screen))
         .routes(routes!(sessions::output))
+        .routes(routes!(recording::recording))
+        .routes(routes!(recording::list))
         .routes(routes!(events::session_events))
         .routes(routes!(sessions::task))
         .routes(routes!(events::events))
+        .routes(routes!(attach::attach))
         .routes(routes!(stats::stats))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
@@ -84,17 +89,10 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(healthz))
 }
 
-/// Served but not yet in the OpenAPI document: annotate each handler and move
-/// it into [`routes`].
-#[allow(clippy::disallowed_methods)]
-fn undocumented(r: Router<AppState>) -> Router<AppState> {
-    r.route("/v1/sessions/{id}/attach", get(attach::attach))
-}
-
 /// The whole router.
 pub fn router(state: AppState, body_limit: usize) -> Router {
     let (v1, _) = routes().split_for_parts();
-    let v1 = undocumented(v1).route_layer(middleware::from_fn_with_state(
+    let v1 = v1.route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_token,
     ));

@@ -8,7 +8,7 @@
 
 use crate::client::{enc, Client};
 use crate::output::short_id;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use herd_actors::spec::{MAX_COLS, MAX_ROWS};
 use herd_actors::SessionInfo;
@@ -20,9 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -50,22 +47,13 @@ pub async fn run(client: &Client, id: &str) -> Result<()> {
         .await?;
     let id8 = short_id(&info.id);
     let size = window_size();
-    let mut url = ws_url(client.base(), &info.id.to_string())?;
-    if let Some((cols, rows)) = size {
-        url.push_str(&format!("?cols={cols}&rows={rows}"));
-    }
-    let mut req = url
-        .as_str()
-        .into_client_request()
-        .with_context(|| format!("invalid daemon URL {url:?}"))?;
-    if let Some(t) = client.token() {
-        let v = HeaderValue::from_str(&format!("Bearer {t}"))
-            .context("the token contains characters not allowed in a header")?;
-        req.headers_mut().insert(AUTHORIZATION, v);
-    }
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .map_err(|e| connect_error(e, client.base()))?;
+    let query = match size {
+        Some((cols, rows)) => format!("?cols={cols}&rows={rows}"),
+        None => String::new(),
+    };
+    let ws = client
+        .ws_connect(&format!("/v1/sessions/{}/attach{query}", info.id))
+        .await?;
     let (outcome, alt_screen) = {
         let raw = RawMode::enable()?;
         let screen = AltScreen::enter();
@@ -80,42 +68,6 @@ pub async fn run(client: &Client, id: &str) -> Result<()> {
         Outcome::Ended(state) => println!("{lead}[session {id8} ended: {state}]"),
     }
     Ok(())
-}
-
-/// `http://host:port` → `ws://host:port/v1/sessions/{id}/attach`.
-fn ws_url(base: &str, id: &str) -> Result<String> {
-    let rest = if let Some(r) = base.strip_prefix("http://") {
-        format!("ws://{r}")
-    } else if let Some(r) = base.strip_prefix("https://") {
-        format!("wss://{r}")
-    } else {
-        bail!("invalid daemon URL {base:?}: expected http://HOST:PORT");
-    };
-    Ok(format!("{rest}/v1/sessions/{}/attach", enc(id)))
-}
-
-/// One clear line for a failed WebSocket connection.
-fn connect_error(e: WsError, base: &str) -> anyhow::Error {
-    match e {
-        WsError::Http(resp) => {
-            let status = resp.status();
-            let message = resp
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("the daemon answered {status}"));
-            if status == 401 {
-                anyhow!("{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)")
-            } else {
-                anyhow!("cannot attach: {message}")
-            }
-        }
-        WsError::Io(io) => anyhow!(
-            "cannot reach the herd daemon at {base}: {io} (is `herd serve` running? set --url or HERD_URL)"
-        ),
-        other => anyhow!("cannot attach through {base}: {other}"),
-    }
 }
 
 /// The attached loop: output to stdout, stdin to the session, window size.
@@ -360,23 +312,5 @@ impl Drop for RawMode {
     fn drop(&mut self) {
         // SAFETY: restores the modes read from the same descriptor.
         unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, &self.saved) };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ws_url;
-
-    #[test]
-    fn ws_url_follows_the_http_url() {
-        assert_eq!(
-            ws_url("http://127.0.0.1:7777", "ab-1").unwrap(),
-            "ws://127.0.0.1:7777/v1/sessions/ab-1/attach"
-        );
-        assert_eq!(
-            ws_url("https://h:1", "x").unwrap(),
-            "wss://h:1/v1/sessions/x/attach"
-        );
-        assert!(ws_url("ftp://h", "x").is_err());
     }
 }

@@ -48,11 +48,6 @@ impl Client {
         &self.base
     }
 
-    /// The API token, if one was found.
-    pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
-    }
-
     /// A WebSocket handshake request for `path` (e.g. `/v1/events?task=t`),
     /// carrying the token: `http://` becomes `ws://`, `https://` `wss://`.
     pub fn ws_request(
@@ -81,6 +76,43 @@ impl Client {
             req.headers_mut().insert(AUTHORIZATION, v);
         }
         Ok(req)
+    }
+
+    /// Opens a WebSocket to `path`, with the token; a failure is one clear line.
+    pub async fn ws_connect(
+        &self,
+        path: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    > {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let req = self.ws_request(path)?;
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(WsError::Http(resp)) => {
+                let status = resp.status();
+                let message = resp
+                    .body()
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("the daemon answered {status}"));
+                if status == StatusCode::UNAUTHORIZED {
+                    Err(anyhow!(
+                        "{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)"
+                    ))
+                } else {
+                    Err(anyhow!(message))
+                }
+            }
+            Err(WsError::Io(io)) => Err(anyhow!(
+                "cannot reach the herd daemon at {}: {io} (is `herd serve` running? set --url or HERD_URL)",
+                self.base
+            )),
+            Err(other) => Err(anyhow!("WebSocket to {} failed: {other}", self.base)),
+        }
     }
 
     /// Sends a request; a non-2xx answer becomes an error with the API's message.

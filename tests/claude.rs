@@ -314,6 +314,19 @@ async fn secrets_reach_the_child_only() {
         seen.push_str(&String::from_utf8_lossy(&d.cli(&args).stdout));
     }
     seen.push_str(&d.log());
+    // Recordings hold the session's output and input: no secret either.
+    let recordings = d.data_dir().join("recordings").join(&c.id);
+    assert!(
+        common::wait_until(T, || recordings.join("0.cast").exists()).await,
+        "no recording"
+    );
+    for f in std::fs::read_dir(&recordings).unwrap().flatten() {
+        seen.push_str(&String::from_utf8_lossy(&std::fs::read(f.path()).unwrap()));
+    }
+    assert!(
+        seen.contains("MOCK-REPLY: hello"),
+        "the recording holds nothing"
+    );
     assert!(seen.contains(&c.id), "the checks read nothing");
     for secret in [KEY, TOKEN, OTHER] {
         assert!(!seen.contains(secret), "secret {secret} leaked");

@@ -287,6 +287,12 @@ async fn the_real_claude_cli_end_to_end() {
         &d.cli(&["show", &id, "--json"]).stdout,
     ));
     seen.push_str(&d.log());
+    for f in std::fs::read_dir(d.data_dir().join("recordings").join(&id))
+        .unwrap()
+        .flatten()
+    {
+        seen.push_str(&String::from_utf8_lossy(&std::fs::read(f.path()).unwrap()));
+    }
     assert!(seen.contains("MOCK-REPLY"), "the checks read nothing");
     assert!(!seen.contains(KEY), "the API key leaked");
 }

@@ -65,8 +65,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 const SNAPSHOT_TRIES: usize = 4;
 
 /// Query of `WS /v1/sessions/{id}/attach`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AttachQuery {
     /// Resize the session to this many columns first (with `rows`).
     cols: Option<u16>,
@@ -75,6 +76,24 @@ pub struct AttachQuery {
 }
 
 /// `WS /v1/sessions/{id}/attach`: see the module docs for the protocol.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/attach",
+    tag = "sessions",
+    summary = "Attach over a WebSocket: the screen, then live output; input and resize",
+    description = "Upgrade to a WebSocket. The server sends `{\"type\":\"hello\",\"session\":...}`, \
+        a binary frame that redraws the current screen, then binary frames of live output, \
+        `state` messages on every transition, `resync` (with a fresh redraw) when the viewer \
+        lagged, and `end` when the session is over. The client sends binary frames as input \
+        and `{\"type\":\"resize\",\"cols\":N,\"rows\":M}` text frames. A viewer that stalls \
+        is dropped; it never slows the session or other viewers.",
+    params(("id" = String, Path, description = "Session id or unique prefix"), AttachQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket request, bad id or bad size", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such session", body = crate::api::error::ErrorBody),
+    )
+)]
 pub async fn attach(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,

@@ -2,7 +2,7 @@
 
 use crate::client::{enc, Client};
 use crate::output::short_id;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use futures_util::StreamExt;
 use herd_actors::Event;
@@ -70,10 +70,7 @@ pub async fn run(c: &Client, a: EventsArgs) -> Result<()> {
 /// Prints every frame of the `/v1/events` WebSocket. The stream has no end
 /// of its own: it fails when the daemon goes away (e.g. shuts down).
 async fn follow(c: &Client, path: &str, json: bool) -> Result<()> {
-    let req = c.ws_request(path)?;
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .map_err(|e| connect_error(e, c.base()))?;
+    let mut ws = c.ws_connect(path).await?;
     while let Some(frame) = ws.next().await {
         match frame {
             Ok(Message::Text(text)) => print_frame(text.as_str(), json)?,
@@ -117,30 +114,6 @@ pub fn line(e: &Event) -> String {
         e.reason
     );
     text.trim_end().to_string()
-}
-
-/// One clear line for a failed WebSocket connection.
-fn connect_error(e: WsError, base: &str) -> anyhow::Error {
-    match e {
-        WsError::Http(resp) => {
-            let status = resp.status();
-            let message = resp
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("the daemon answered {status}"));
-            if status == 401 {
-                anyhow!("{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)")
-            } else {
-                anyhow!(message)
-            }
-        }
-        WsError::Io(io) => anyhow!(
-            "cannot reach the herd daemon at {base}: {io} (is `herd serve` running? set --url or HERD_URL)"
-        ),
-        other => anyhow!("cannot follow events through {base}: {other}"),
-    }
 }
 
 #[cfg(test)]
