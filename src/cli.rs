@@ -170,6 +170,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Play a recording (FILE or a session's newest) in this terminal: space
+    /// pauses, Right/Left seek 5 s, q quits.
+    Replay(crate::recording::replay::ReplayArgs),
+    /// Convert a recording (FILE or a session's newest) to asciicast, ttyrec or JSON.
+    Export(crate::recording::export::ExportArgs),
+    /// Figures of a recording (FILE, or every generation of a session):
+    /// duration, bytes, inputs, idle and busy time, restarts, error lines, commands.
+    Analyze(crate::recording::analyze::AnalyzeArgs),
     /// Show the session of a task: its live one, else its newest.
     Task {
         /// The job runner's task id.
@@ -301,6 +309,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Attach { id } => crate::attach::run(c, &id).await,
         Command::Events(args) => events::run(c, args).await,
         Command::Stats { json } => stats::run(c, json).await,
+        Command::Replay(args) => crate::recording::replay::run(c, args).await,
+        Command::Export(args) => crate::recording::export::run(c, args).await,
+        Command::Analyze(args) => crate::recording::analyze::run(c, args).await,
         Command::Task { task, json } => {
             let path = format!("/v1/tasks/{}", enc(&task));
             let v: Value = c.json(Method::GET, &path, None).await?;

@@ -98,6 +98,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             cfg.claude.clone(),
             data_dir.clone(),
         )),
+        data_dir: data_dir.clone(),
     };
     let app = api::router(state, cfg.server.body_limit.0 as usize);
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)

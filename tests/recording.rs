@@ -153,6 +153,24 @@ async fn every_generation_is_recorded_with_input_resizes_and_markers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_prints_at_once_has_its_first_output_in_every_generation() {
+    let d = Daemon::start("[restart]\nbackoff_initial = \"5ms\"\nmax_restarts = 7\n").await;
+    let id = d
+        .create(json!({"command": ["sh", "-c", "echo first-words-$$; exit 1"]}))
+        .await;
+    d.wait_session(&id, T, |s| s["state"] == "failed").await;
+    let mut d = d;
+    d.stop();
+    for generation in 0..=7 {
+        let (_, events) = read_cast(&cast_path(&d, &id, generation, false));
+        assert!(
+            output_of(&events).contains("first-words-"),
+            "generation {generation} lost its first output: {events:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stock_asciinema_player_reads_our_recordings() {
     let Ok(which) = std::process::Command::new("sh")
         .args(["-c", "command -v asciinema"])

@@ -228,6 +228,14 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
         reaped: Arc::clone(&reaped),
         credits: Arc::clone(&credits),
     };
+    // Reported before the reader thread exists: the session (and its
+    // recorder) must hear of the generation before any of its output.
+    if let Err(e) = args.session.send_message(SessionMsg::ChildSpawned {
+        generation: args.generation,
+        pid,
+    }) {
+        tracing::debug!("session gone before child start was reported: {e}");
+    }
     let reader = pair
         .master
         .try_clone_reader()
@@ -248,12 +256,6 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     thread("herd-pty-wait", move || {
         wait_loop(pid, reaped, drained_rx, session, generation)
     })?;
-    if let Err(e) = args
-        .session
-        .send_message(SessionMsg::ChildSpawned { generation, pid })
-    {
-        tracing::debug!("session gone before child start was reported: {e}");
-    }
     Ok(PtyState {
         master: pair.master,
         writes,

@@ -52,7 +52,10 @@ pub fn herd_binary(given: Option<PathBuf>) -> Result<PathBuf> {
                     bin.display()
                 );
             } else {
-                bail!("building herd failed ({other:?}) and no {} exists", bin.display());
+                bail!(
+                    "building herd failed ({other:?}) and no {} exists",
+                    bin.display()
+                );
             }
         }
     }
@@ -139,6 +142,11 @@ impl Daemon {
         self.child.id() as i32
     }
 
+    /// The API token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// The data dir.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -168,7 +176,10 @@ impl Daemon {
         let resp = r.send().await.with_context(|| format!("request {path}"))?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     /// GET that must succeed.
@@ -227,10 +238,8 @@ impl Daemon {
     pub async fn ws(&self, path: &str) -> Result<Ws> {
         let url = format!("{}{path}", self.url.replacen("http://", "ws://", 1));
         let mut req = url.into_client_request()?;
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.token).parse()?,
-        );
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {}", self.token).parse()?);
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .with_context(|| format!("websocket {path}"))?;
@@ -238,8 +247,9 @@ impl Daemon {
     }
 
     /// Stops the daemon gracefully (SIGTERM: it stops every session), then
-    /// makes sure nothing it started is left.
-    pub async fn shutdown(mut self) {
+    /// makes sure nothing it started is left; returns how many of its
+    /// processes outlived it (and were killed here).
+    pub async fn shutdown(&mut self) -> usize {
         let procs = util::descendants(self.pid());
         // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
@@ -250,18 +260,25 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.kill_rest(&procs);
+        self.kill_rest(&procs)
     }
 
-    fn kill_rest(&mut self, procs: &[(i32, u64)]) {
+    fn kill_rest(&mut self, procs: &[(i32, u64)]) -> usize {
         if let Ok(None) = self.child.try_wait() {
+            eprintln!("bench: the daemon did not exit on SIGTERM; killing it");
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let mut left = 0;
         for &(pid, start) in procs {
+            if util::outlived(pid, start) {
+                left += 1;
+            }
             util::kill_group_if_same(pid, start);
         }
         util::forget(self.ticket);
+        util::LEFTOVERS.fetch_add(left, std::sync::atomic::Ordering::Relaxed);
+        left
     }
 }
 
@@ -329,7 +346,10 @@ pub fn cast_output_bytes(path: &Path) -> Result<u64> {
     use std::io::BufRead;
     let f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     if path.to_string_lossy().ends_with(".zst") {
-        bail!("{} is compressed; the bench sets compress = false", path.display());
+        bail!(
+            "{} is compressed; the bench sets compress = false",
+            path.display()
+        );
     }
     let mut total = 0u64;
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -340,7 +360,10 @@ pub fn cast_output_bytes(path: &Path) -> Result<u64> {
         let v: Value = serde_json::from_str(&line)
             .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
         if v.get(1).and_then(Value::as_str) == Some("o") {
-            total += v.get(2).and_then(Value::as_str).map_or(0, |s| s.len() as u64);
+            total += v
+                .get(2)
+                .and_then(Value::as_str)
+                .map_or(0, |s| s.len() as u64);
         }
     }
     Ok(total)

@@ -204,6 +204,61 @@ pub fn kill_group_if_same(pid: i32, start: u64) {
     }
 }
 
+/// Processes of herd found alive after their daemon's graceful shutdown.
+pub static LEFTOVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether `pid` is still the process that started at `start` and is not a
+/// zombie. A zombie the bench inherited (as subreaper) is reaped here.
+pub fn outlived(pid: i32, start: u64) -> bool {
+    let Some(f) = stat_fields(pid) else {
+        return false;
+    };
+    if f.get(19).and_then(|s| s.parse::<u64>().ok()) != Some(start) {
+        return false;
+    }
+    if f.first().map(String::as_str) == Some("Z") {
+        // SAFETY: getpid has no preconditions; waitpid on a specific pid
+        // only reaps it if it is our (inherited) child.
+        unsafe {
+            if f.get(1).and_then(|s| s.parse::<i32>().ok()) == Some(libc::getpid()) {
+                libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+            }
+        }
+        return false;
+    }
+    true
+}
+
+/// Makes the bench the subreaper of everything it starts: a process whose
+/// parent (a daemon) died is re-parented to the bench, not to init, so the
+/// final sweep finds it.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    }
+}
+
+/// Kills every descendant the bench still has; returns how many there were.
+pub fn final_sweep() -> usize {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let mut n = 0;
+    for (pid, start) in descendants(me) {
+        if outlived(pid, start) {
+            n += 1;
+            kill_group_if_same(pid, start);
+        }
+    }
+    if n > 0 {
+        std::thread::sleep(Duration::from_millis(100));
+        for (pid, start) in descendants(me) {
+            outlived(pid, start);
+        }
+    }
+    n
+}
+
 /// What the reaper does to a registered process on an emergency exit.
 #[derive(Debug, Clone, Copy)]
 pub enum Reap {
@@ -267,6 +322,7 @@ pub fn install_signal_reaper() {
         }
         eprintln!("bench: interrupted; killing every process it started");
         reap_all();
+        final_sweep();
         std::process::exit(130);
     });
 }

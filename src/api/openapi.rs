@@ -203,6 +203,7 @@ mod tests {
                 Default::default(),
                 std::env::temp_dir(),
             )),
+            data_dir: std::env::temp_dir(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

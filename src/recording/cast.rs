@@ -157,9 +157,8 @@ impl<R: BufRead> Reader<R> {
         input
             .read_until(b'\n', &mut buf)
             .context("reading the asciicast header")?;
-        let header: Header = serde_json::from_slice(&buf).map_err(|e| {
-            anyhow::anyhow!("not an asciicast v2 file: invalid header line: {e}")
-        })?;
+        let header: Header = serde_json::from_slice(&buf)
+            .map_err(|e| anyhow::anyhow!("not an asciicast v2 file: invalid header line: {e}"))?;
         if header.version != VERSION {
             bail!(
                 "unsupported asciicast version {} (only version 2 is read)",
@@ -262,7 +261,7 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = concat!(
-        r#"{"version":2,"width":80,"height":24,"timestamp":1700000000,"command":"bash","title":"t","env":{"TERM":"xterm-256color"},"theme":{"fg":"#fff"}}"#,
+        r##"{"version":2,"width":80,"height":24,"timestamp":1700000000,"command":"bash","title":"t","env":{"TERM":"xterm-256color"},"theme":{"fg":"#fff"}}"##,
         "\n",
         r#"[0.5, "o", "héllo\r\n"]"#,
         "\n\n",
@@ -323,7 +322,8 @@ mod tests {
         };
         assert!(err("{nope\n").contains("not an asciicast v2 file"));
         assert!(err("{\"version\":1,\"width\":1,\"height\":1}\n").contains("version 1"));
-        let bad_middle = "{\"version\":2,\"width\":1,\"height\":1}\n[1, \"o\"]\n[2, \"o\", \"x\"]\n";
+        let bad_middle =
+            "{\"version\":2,\"width\":1,\"height\":1}\n[1, \"o\"]\n[2, \"o\", \"x\"]\n";
         assert!(err(bad_middle).contains("line 2"), "{}", err(bad_middle));
         let negative = "{\"version\":2,\"width\":1,\"height\":1}\n[-1, \"o\", \"x\"]\n";
         assert!(err(negative).contains("invalid event time"));

@@ -48,6 +48,19 @@ impl Iterator for Recording {
 }
 
 impl Recording {
+    /// The format in words: `asciicast`, `ttyrec`, with ` (zstd)` when compressed.
+    pub fn describe(&self) -> String {
+        let f = match self.format {
+            Format::Cast => "asciicast v2",
+            Format::Ttyrec => "ttyrec",
+        };
+        if self.compressed {
+            format!("{f} (zstd)")
+        } else {
+            f.to_string()
+        }
+    }
+
     /// Opens a file, telling the format by content: `{` starts asciicast,
     /// the zstd magic a compressed file (either format inside), anything else
     /// is read as ttyrec on a `size` terminal.
@@ -143,15 +156,17 @@ impl Target {
 pub struct Listed {
     /// The generation (restart count).
     pub generation: u64,
+    /// Whether it is stored zstd-compressed.
+    #[serde(default)]
+    pub compressed: bool,
 }
 
 /// The generations a session has recordings of, oldest first.
-pub async fn generations(client: &Client, id: &str) -> Result<Vec<u64>> {
+pub async fn generations(client: &Client, id: &str) -> Result<Vec<Listed>> {
     let path = format!("/v1/sessions/{}/recordings", enc(id));
-    let list: Vec<Listed> = client.json(Method::GET, &path, None).await?;
-    let mut gens: Vec<u64> = list.into_iter().map(|l| l.generation).collect();
-    gens.sort_unstable();
-    Ok(gens)
+    let mut list: Vec<Listed> = client.json(Method::GET, &path, None).await?;
+    list.sort_by_key(|l| l.generation);
+    Ok(list)
 }
 
 /// Fetches a session's recording (the newest generation unless one is
@@ -192,13 +207,6 @@ pub struct Opened {
     /// The path it was read from (a temporary file for a session).
     pub path: PathBuf,
     _temp: Option<tempfile::NamedTempFile>,
-}
-
-impl Opened {
-    /// Reads the recording again from its start.
-    pub fn reopen(&self, size: (u32, u32)) -> Result<Recording> {
-        Recording::open(&self.path, size)
-    }
 }
 
 /// Opens FILE or fetches ID's recording.
@@ -263,9 +271,12 @@ mod tests {
         let mut tty = vec![];
         let mut w = ttyrec::Writer::new(&mut tty, Some(5)).unwrap();
         w.frame(1.5, b"yo").unwrap();
-        drop(w);
+        w.finish().unwrap();
         let r = Recording::from_reader(std::io::Cursor::new(tty.clone()), (90, 20)).unwrap();
-        assert_eq!((r.format, r.header.width, r.header.height), (Format::Ttyrec, 90, 20));
+        assert_eq!(
+            (r.format, r.header.width, r.header.height),
+            (Format::Ttyrec, 90, 20)
+        );
         assert_eq!(events(r), vec![Event::output(1.5, "yo")]);
 
         let r = Recording::from_reader(std::io::Cursor::new(zstd(&tty)), DEFAULT_SIZE).unwrap();

@@ -39,8 +39,8 @@ impl<R: Read> Reader<R> {
     /// Reads the first frame; `width`x`height` is the terminal size to report.
     pub fn new(mut input: R, width: u32, height: u32) -> Result<Self> {
         let mut offset = 0;
-        let first = read_frame(&mut input, &mut offset)?
-            .context("not a ttyrec file: no complete frame")?;
+        let first =
+            read_frame(&mut input, &mut offset)?.context("not a ttyrec file: no complete frame")?;
         let mut header = Header::new(width, height);
         let secs = first.micros / 1_000_000;
         header.timestamp = (secs > 0).then_some(secs as i64);
@@ -114,9 +114,7 @@ fn read_frame<R: Read>(input: &mut R, offset: &mut u64) -> Result<Option<Frame>>
     let mut data = vec![0u8; len as usize];
     let got = read_full(input, &mut data).context("reading a ttyrec frame")?;
     if got < data.len() {
-        bail!(
-            "truncated ttyrec frame at byte {offset}: {got} of {len} bytes",
-        );
+        bail!("truncated ttyrec frame at byte {offset}: {got} of {len} bytes",);
     }
     *offset += (FRAME_HEADER + data.len()) as u64;
     Ok(Some(Frame {

@@ -1,0 +1,305 @@
+//! herd's benchmark suite: every figure of issue 7 beside its baseline, in one run.
+//!
+//! 1. `throughput`: one session draining a child that writes 200 MB of text,
+//!    through the daemon (PtyActor, ring buffer, screen, recording, one
+//!    attached WebSocket viewer), against a bare portable-pty read loop of the
+//!    same child; recording on against off; the library alone for context.
+//! 2. `spawn`: 500 sessions through `POST /v1/sessions` against 500 bare
+//!    portable-pty spawns.
+//! 3. `restart`: SIGKILL a child with `backoff_initial = 0`, time until the
+//!    next child runs (in-process with herd-actors, and through the daemon).
+//! 4. `scale`: 1,000 live shells: daemon RSS per session, daemon CPU while
+//!    idle, `GET /v1/sessions` latency, event delivery on `/v1/events`.
+//! 5. `fanin`: 100 sessions each writing 1 MB/s for 30 s: nothing lost,
+//!    no session below 0.9 MB/s.
+//!
+//! Run it with:
+//!
+//! ```text
+//! cargo run --release --example bench                 # everything (~5 min)
+//! cargo run --release --example bench -- --quick      # shorter (< 2 min)
+//! cargo run --release --example bench -- --only restart,scale --json
+//! ```
+//!
+//! Progress goes to stderr; the table (or the JSON document) to stdout. The
+//! daemon is the `herd` binary of this tree, built first with
+//! `cargo build --release --bin herd` (or `--herd PATH`). Every process the
+//! bench starts is killed by pid or process group when its part ends, also
+//! on errors and on Ctrl-C.
+
+mod bare;
+mod daemon;
+mod fanin;
+mod report;
+mod restart;
+mod scale;
+mod spawn;
+mod throughput;
+mod util;
+
+use anyhow::{bail, Result};
+use report::{Row, Verdict};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// The parts, in the order they run.
+const BENCHES: [&str; 5] = ["throughput", "spawn", "restart", "scale", "fanin"];
+
+/// What to run and how big.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// `--quick`: shorter runs.
+    pub quick: bool,
+    /// `--json`: JSON on stdout instead of the table.
+    pub json: bool,
+    /// `--markdown`: a Markdown table on stdout instead of the text table.
+    pub markdown: bool,
+    /// `--only a,b`: these parts only.
+    pub only: Vec<String>,
+    /// `--herd PATH`: the daemon binary.
+    pub herd: Option<PathBuf>,
+    /// Megabytes of text per throughput run.
+    pub throughput_mb: u64,
+    /// Throughput runs per side (median reported).
+    pub runs: usize,
+    /// Sessions of the spawn benchmark.
+    pub spawn_n: usize,
+    /// Kills of the in-process restart benchmark.
+    pub restart_n: usize,
+    /// Kills of the restart benchmark through the daemon.
+    pub restart_daemon_n: usize,
+    /// Live sessions of the scale benchmark.
+    pub scale_n: usize,
+    /// Seconds of idle CPU measurement (also the span of the event triggers).
+    pub idle_secs: u64,
+    /// `GET /v1/sessions` requests.
+    pub list_n: usize,
+    /// Inputs that trigger transitions for the event latency.
+    pub events_n: usize,
+    /// Sessions of the fan-in benchmark.
+    pub fanin_n: usize,
+    /// Seconds each fan-in session writes.
+    pub fanin_secs: u64,
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut o = Opts {
+            quick: false,
+            json: false,
+            markdown: false,
+            only: Vec::new(),
+            herd: None,
+            throughput_mb: 200,
+            runs: 3,
+            spawn_n: 500,
+            restart_n: 100,
+            restart_daemon_n: 50,
+            scale_n: 1000,
+            idle_secs: 10,
+            list_n: 200,
+            events_n: 200,
+            fanin_n: 100,
+            fanin_secs: 30,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let (key, inline) = match a.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_string())),
+                None => (a.as_str(), None),
+            };
+            let mut value = |name: &str| -> Result<String> {
+                match inline.clone().or_else(|| it.next().cloned()) {
+                    Some(v) => Ok(v),
+                    None => bail!("{name} needs a value"),
+                }
+            };
+            match key {
+                "--quick" => o.quick = true,
+                "--json" => o.json = true,
+                "--markdown" => o.markdown = true,
+                "--only" => {
+                    for name in value("--only")?.split(',').map(str::trim) {
+                        if !BENCHES.contains(&name) {
+                            bail!(
+                                "--only: unknown benchmark {name:?} (expected one of {BENCHES:?})"
+                            );
+                        }
+                        o.only.push(name.to_string());
+                    }
+                }
+                "--herd" => o.herd = Some(PathBuf::from(value("--herd")?)),
+                "--fanin-secs" => o.fanin_secs = value("--fanin-secs")?.parse()?,
+                "--scale" => o.scale_n = value("--scale")?.parse()?,
+                "-h" | "--help" => {
+                    println!(
+                        "usage: cargo run --release --example bench -- [--quick] [--json|--markdown] \
+                         [--only {}] [--herd PATH] [--scale N] [--fanin-secs S]",
+                        BENCHES.join(",")
+                    );
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?} (try --help)"),
+            }
+        }
+        if o.quick {
+            o.throughput_mb = o.throughput_mb.min(100);
+            o.runs = 2;
+            o.restart_n = 50;
+            o.restart_daemon_n = 20;
+            o.idle_secs = 5;
+            o.list_n = 100;
+            o.events_n = 100;
+            o.fanin_secs = o.fanin_secs.min(5);
+        }
+        Ok(o)
+    }
+
+    fn wants(&self, bench: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|b| b == bench)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Internal: the steady writer of the fan-in benchmark.
+    if args.first().map(String::as_str) == Some("--generate") {
+        let r = (|| -> Result<()> {
+            let [_, rate, secs, report] = &args[..] else {
+                bail!("--generate RATE SECS REPORT");
+            };
+            fanin::generate(rate.parse()?, secs.parse()?, report.as_ref())
+        })();
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("generator: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let opts = match Opts::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    util::become_subreaper();
+    let (before, after) = util::raise_nofile();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ok = rt.block_on(run(opts, (before, after)));
+    drop(rt);
+    let left = util::final_sweep();
+    if left > 0 {
+        eprintln!("bench: killed {left} processes left at the end");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs the selected parts and prints the results; false if a part failed.
+async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
+    util::install_signal_reaper();
+    let machine = util::Machine::read();
+    let started = std::time::SystemTime::now();
+    eprintln!(
+        "bench: {} x {}, {:.1} GiB, kernel {}; load {}; RLIMIT_NOFILE raised {} -> {}{}",
+        machine.nproc,
+        machine.cpu_model,
+        machine.mem_gib,
+        machine.kernel,
+        util::loadavg(),
+        nofile.0,
+        nofile.1,
+        if opts.quick { "; --quick" } else { "" }
+    );
+    let herd = match daemon::herd_binary(opts.herd.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            return false;
+        }
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut ok = true;
+    let t_all = Instant::now();
+    for bench in BENCHES {
+        if !opts.wants(bench) {
+            continue;
+        }
+        eprintln!("== {bench} (load {})", util::loadavg());
+        let t = Instant::now();
+        let r = match bench {
+            "throughput" => throughput::run(&herd, &opts, &mut rows).await,
+            "spawn" => spawn::run(&herd, &opts, &mut rows).await,
+            "restart" => restart::run(&herd, &opts, &mut rows).await,
+            "scale" => scale::run(&herd, &opts, &mut rows).await,
+            "fanin" => fanin::run(&herd, &opts, &mut rows).await,
+            _ => unreachable!("BENCHES lists every part"),
+        };
+        if let Err(e) = r {
+            ok = false;
+            eprintln!("== {bench}: FAILED: {e:#}");
+            let mut row = Row::new(bench, "error").note(format!("{e:#}"));
+            row.verdict = Verdict::Miss;
+            rows.push(row);
+        }
+        // Whatever the part left (it should be nothing) goes now.
+        let stray = util::final_sweep();
+        if stray > 0 {
+            eprintln!("== {bench}: killed {stray} stray processes");
+            util::LEFTOVERS.fetch_add(stray, std::sync::atomic::Ordering::Relaxed);
+        }
+        eprintln!("== {bench} done in {:.0}s", t.elapsed().as_secs_f64());
+    }
+    let left = util::LEFTOVERS.load(std::sync::atomic::Ordering::Relaxed);
+    rows.push(
+        Row::new("cleanup", "processes outliving a daemon's graceful stop")
+            .herd(left.to_string())
+            .value(left as f64, "")
+            .target("0", left == 0)
+            .note("descendants of each daemon still alive after it exited on SIGTERM (the bench kills them)"),
+    );
+    let elapsed = t_all.elapsed().as_secs_f64();
+    if opts.json {
+        let doc = serde_json::json!({
+            "machine": machine,
+            "started_at": humantime::format_rfc3339_seconds(started).to_string(),
+            "seconds": elapsed,
+            "quick": opts.quick,
+            "load_at_end": util::loadavg(),
+            "rlimit_nofile": {"before": nofile.0, "after": nofile.1},
+            "rows": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else if opts.markdown {
+        print!("{}", report::markdown(&rows));
+    } else {
+        println!(
+            "herd bench: {} x {}, {:.1} GiB, kernel {}; {:.0}s; load at end {}{}\n",
+            machine.nproc,
+            machine.cpu_model,
+            machine.mem_gib,
+            machine.kernel,
+            elapsed,
+            util::loadavg(),
+            if opts.quick { " (--quick)" } else { "" }
+        );
+        print!("{}", report::table(&rows));
+    }
+    ok
+}

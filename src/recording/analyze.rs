@@ -1,0 +1,828 @@
+//! `herd analyze FILE|ID`: what happened in a recording: duration, bytes,
+//! inputs, idle and busy time, restarts, the output lines that look like
+//! errors and the commands typed.
+//!
+//! Definitions:
+//! - duration: the time of the last event (summed over generations);
+//! - bytes out / in: UTF-8 bytes of the `o` / `i` events; inputs: `i` events;
+//! - idle time: the stretches without output longer than the threshold,
+//!   counted whole (between the start, each output and the end);
+//! - busy time: time spent in state `busy` per the `state A -> B` markers;
+//!   a generation without state markers counts its duration less idle time;
+//! - restarts: `restart:` markers; for a session, also every generation
+//!   after the first (the larger of the two, so none is counted twice);
+//! - error lines: output lines (escape sequences stripped) containing
+//!   `error`, `fatal`, `panic`, `traceback`, `exception` or `failed` in any
+//!   case: the first [`MAX_ERROR_LINES`] are listed;
+//! - commands: input split at Enter (`\r`, `\n`), escape sequences and
+//!   control keys stripped (Backspace deletes, C-u and C-c clear the line),
+//!   non-empty ones; the first [`MAX_COMMANDS`] are listed.
+
+use super::args;
+use super::cast::{round_time, Code, Event};
+use super::source::{self, DEFAULT_SIZE};
+use crate::client::Client;
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// Error lines listed at most.
+pub const MAX_ERROR_LINES: usize = 50;
+/// Commands listed at most.
+pub const MAX_COMMANDS: usize = 1000;
+/// Characters kept of one line.
+const MAX_LINE_CHARS: usize = 400;
+/// What makes a line an error line (matched in lower case).
+const ERROR_WORDS: [&str; 6] = [
+    "error",
+    "fatal",
+    "panic",
+    "traceback",
+    "exception",
+    "failed",
+];
+
+/// Options of `herd analyze`.
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    /// A recording file (.cast, .cast.zst, ttyrec) or a session id (all its generations).
+    #[arg(value_name = "FILE|ID")]
+    pub target: String,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// A stretch without output longer than this is idle (seconds or e.g. 500ms).
+    #[arg(
+        long,
+        default_value = "1",
+        value_name = "S",
+        allow_hyphen_values = true
+    )]
+    pub idle_threshold: String,
+}
+
+/// A line of output or input, with when it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Line {
+    /// Seconds since the start of its generation's recording.
+    pub time: f64,
+    /// The generation it belongs to (0 for a file).
+    pub generation: u64,
+    /// The text, escape sequences stripped.
+    pub text: String,
+}
+
+/// The figures of a recording (or of all generations of a session).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// What was analyzed.
+    pub source: String,
+    /// Its format, e.g. `asciicast v2 (zstd)`.
+    pub format: String,
+    /// Generations analyzed.
+    pub generations: u64,
+    /// Seconds.
+    pub duration: f64,
+    /// UTF-8 bytes of output.
+    pub bytes_out: u64,
+    /// UTF-8 bytes of input.
+    pub bytes_in: u64,
+    /// Input events.
+    pub inputs: u64,
+    /// The idle threshold used, seconds.
+    pub idle_threshold: f64,
+    /// Seconds without output in stretches longer than the threshold.
+    pub idle_time: f64,
+    /// Seconds busy.
+    pub busy_time: f64,
+    /// `markers`, `estimate` (duration less idle time) or `mixed`.
+    pub busy_time_from: String,
+    /// Restarts.
+    pub restarts: u64,
+    /// Markers of any kind.
+    pub markers: u64,
+    /// Error lines found.
+    pub error_lines_total: u64,
+    /// The first of them.
+    pub error_lines: Vec<Line>,
+    /// Commands found.
+    pub commands_total: u64,
+    /// The first of them.
+    pub commands: Vec<Line>,
+}
+
+/// The figures of one generation.
+#[derive(Debug, Clone, Default)]
+pub struct Generation {
+    generation: u64,
+    duration: f64,
+    bytes_out: u64,
+    bytes_in: u64,
+    inputs: u64,
+    idle_time: f64,
+    busy_time: f64,
+    busy_from_markers: bool,
+    restart_markers: u64,
+    markers: u64,
+    error_lines_total: u64,
+    error_lines: Vec<Line>,
+    commands_total: u64,
+    commands: Vec<Line>,
+}
+
+/// Reads one generation's events in order.
+pub struct Analyzer {
+    g: Generation,
+    threshold: f64,
+    last_output: f64,
+    /// The current state and since when, per the markers.
+    state: Option<(String, f64)>,
+    out_strip: Stripper,
+    out_line: OutputLine,
+    in_strip: Stripper,
+    command: String,
+}
+
+impl Analyzer {
+    /// An analyzer of generation `generation`, idle past `threshold` seconds.
+    pub fn new(generation: u64, threshold: f64) -> Self {
+        Self {
+            g: Generation {
+                generation,
+                ..Default::default()
+            },
+            threshold,
+            last_output: 0.0,
+            state: None,
+            out_strip: Stripper::default(),
+            out_line: OutputLine::default(),
+            in_strip: Stripper::default(),
+            command: String::new(),
+        }
+    }
+
+    /// Takes the next event.
+    pub fn event(&mut self, e: &Event) {
+        let t = e.time;
+        self.g.duration = self.g.duration.max(t);
+        match &e.code {
+            Code::Output => {
+                self.g.bytes_out += e.data.len() as u64;
+                self.gap(t);
+                self.last_output = self.last_output.max(t);
+                for c in e.data.chars() {
+                    if let Some(tok) = self.out_strip.feed(c) {
+                        if let Some((start, text)) = self.out_line.token(tok, t) {
+                            self.output_line(start, text);
+                        }
+                    }
+                }
+            }
+            Code::Input => {
+                self.g.bytes_in += e.data.len() as u64;
+                self.g.inputs += 1;
+                for c in e.data.chars() {
+                    if let Some(tok) = self.in_strip.feed(c) {
+                        self.input_token(tok, t);
+                    }
+                }
+            }
+            Code::Marker => {
+                self.g.markers += 1;
+                self.marker(&e.data, t);
+            }
+            Code::Resize | Code::Other(_) => {}
+        }
+    }
+
+    fn gap(&mut self, t: f64) {
+        let gap = t - self.last_output;
+        if gap > self.threshold {
+            self.g.idle_time += gap;
+        }
+    }
+
+    fn marker(&mut self, label: &str, t: f64) {
+        if label == "restart" || label.starts_with("restart:") {
+            self.g.restart_markers += 1;
+        }
+        let Some((from, to)) = parse_state_marker(label) else {
+            return;
+        };
+        self.g.busy_from_markers = true;
+        let (current, since) = self.state.take().unwrap_or_else(|| (from.to_string(), 0.0));
+        if current == "busy" {
+            self.g.busy_time += (t - since).max(0.0);
+        }
+        self.state = Some((to.to_string(), t));
+    }
+
+    fn output_line(&mut self, time: f64, text: String) {
+        let lower = text.to_lowercase();
+        if !ERROR_WORDS.iter().any(|w| lower.contains(w)) {
+            return;
+        }
+        self.g.error_lines_total += 1;
+        if self.g.error_lines.len() < MAX_ERROR_LINES {
+            self.g.error_lines.push(Line {
+                time: round_time(time),
+                generation: self.g.generation,
+                text,
+            });
+        }
+    }
+
+    fn input_token(&mut self, tok: Token, t: f64) {
+        match tok {
+            Token::Char(c) if self.command.chars().count() < MAX_LINE_CHARS => {
+                self.command.push(c);
+            }
+            Token::Control('\r' | '\n') => {
+                let text = self.command.trim().to_string();
+                self.command.clear();
+                if text.is_empty() {
+                    return;
+                }
+                self.g.commands_total += 1;
+                if self.g.commands.len() < MAX_COMMANDS {
+                    self.g.commands.push(Line {
+                        time: round_time(t),
+                        generation: self.g.generation,
+                        text,
+                    });
+                }
+            }
+            Token::Control('\x7f' | '\x08') => {
+                self.command.pop();
+            }
+            Token::Control('\x15' | '\x03') => self.command.clear(),
+            _ => {}
+        }
+    }
+
+    /// The figures, once every event was taken.
+    pub fn finish(mut self) -> Generation {
+        let end = self.g.duration;
+        self.gap(end);
+        if let Some((text, start)) = self.out_line.finish() {
+            self.output_line(start, text);
+        }
+        if let Some((state, since)) = self.state.take() {
+            if state == "busy" {
+                self.g.busy_time += (end - since).max(0.0);
+            }
+        }
+        if !self.g.busy_from_markers {
+            self.g.busy_time = (self.g.duration - self.g.idle_time).max(0.0);
+        }
+        self.g
+    }
+}
+
+/// `state A -> B` or `state A -> B: reason` → (A, B).
+fn parse_state_marker(label: &str) -> Option<(&str, &str)> {
+    let rest = label.strip_prefix("state ")?;
+    let (from, to) = rest.split_once(" -> ")?;
+    let to = to.split_once(':').map_or(to, |(s, _)| s);
+    Some((from.trim(), to.trim()))
+}
+
+impl Report {
+    /// Adds up generations. `session` counts a generation after the first as
+    /// a restart even without a marker.
+    pub fn combine(
+        source: String,
+        format: String,
+        threshold: f64,
+        gens: Vec<Generation>,
+        session: bool,
+    ) -> Self {
+        let n = gens.len() as u64;
+        let sum = |f: fn(&Generation) -> f64| round_time(gens.iter().map(f).sum());
+        let count = |f: fn(&Generation) -> u64| gens.iter().map(f).sum::<u64>();
+        let with_markers = gens.iter().filter(|g| g.busy_from_markers).count();
+        let busy_time_from = match with_markers {
+            0 => "estimate",
+            m if m == gens.len() => "markers",
+            _ => "mixed",
+        };
+        let restart_markers = count(|g| g.restart_markers);
+        let restarts = if session {
+            restart_markers.max(n.saturating_sub(1))
+        } else {
+            restart_markers
+        };
+        let mut error_lines: Vec<Line> = gens.iter().flat_map(|g| g.error_lines.clone()).collect();
+        error_lines.truncate(MAX_ERROR_LINES);
+        let mut commands: Vec<Line> = gens.iter().flat_map(|g| g.commands.clone()).collect();
+        commands.truncate(MAX_COMMANDS);
+        Report {
+            source,
+            format,
+            generations: n,
+            duration: sum(|g| g.duration),
+            bytes_out: count(|g| g.bytes_out),
+            bytes_in: count(|g| g.bytes_in),
+            inputs: count(|g| g.inputs),
+            idle_threshold: threshold,
+            idle_time: sum(|g| g.idle_time),
+            busy_time: sum(|g| g.busy_time),
+            busy_time_from: busy_time_from.to_string(),
+            restarts,
+            markers: count(|g| g.markers),
+            error_lines_total: count(|g| g.error_lines_total),
+            error_lines,
+            commands_total: count(|g| g.commands_total),
+            commands,
+        }
+    }
+
+    /// Aligned key/value lines and short lists, for people.
+    pub fn render(&self) -> String {
+        let secs = |s: f64| format!("{s:.3}s");
+        let busy_note = match self.busy_time_from.as_str() {
+            "markers" => "from state markers",
+            "estimate" => "duration less idle time: no state markers",
+            _ => "state markers where recorded, else duration less idle time",
+        };
+        let rows = [
+            ("source", self.source.clone()),
+            ("format", self.format.clone()),
+            ("generations", self.generations.to_string()),
+            ("duration", secs(self.duration)),
+            ("bytes out", self.bytes_out.to_string()),
+            ("bytes in", self.bytes_in.to_string()),
+            ("inputs", self.inputs.to_string()),
+            (
+                "idle time",
+                format!(
+                    "{} (no output for over {})",
+                    secs(self.idle_time),
+                    secs(self.idle_threshold)
+                ),
+            ),
+            (
+                "busy time",
+                format!("{} ({busy_note})", secs(self.busy_time)),
+            ),
+            ("restarts", self.restarts.to_string()),
+            ("error lines", self.error_lines_total.to_string()),
+            ("commands", self.commands_total.to_string()),
+        ];
+        let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows {
+            out.push_str(&format!("{k:<w$}  {v}\n"));
+        }
+        let multi = self.generations > 1;
+        let list = |out: &mut String, title: &str, lines: &[Line], total: u64| {
+            if lines.is_empty() {
+                return;
+            }
+            out.push_str(&format!("\n{title}:\n"));
+            const SHOWN: usize = 10;
+            for l in lines.iter().take(SHOWN) {
+                let gen = if multi {
+                    format!("gen {} ", l.generation)
+                } else {
+                    String::new()
+                };
+                out.push_str(&format!("  {gen}{:>10}  {}\n", secs(l.time), l.text));
+            }
+            if total as usize > SHOWN {
+                out.push_str(&format!(
+                    "  ... {} more (--json lists up to {})\n",
+                    total as usize - SHOWN,
+                    lines.len()
+                ));
+            }
+        };
+        list(
+            &mut out,
+            "error lines",
+            &self.error_lines,
+            self.error_lines_total,
+        );
+        list(&mut out, "commands", &self.commands, self.commands_total);
+        out
+    }
+}
+
+/// Analyzes every event of `events` as generation `generation`.
+pub fn analyze_events<I>(events: I, generation: u64, threshold: f64) -> Result<Generation>
+where
+    I: IntoIterator<Item = Result<Event>>,
+{
+    let mut a = Analyzer::new(generation, threshold);
+    for e in events {
+        a.event(&e?);
+    }
+    Ok(a.finish())
+}
+
+/// Runs `herd analyze`.
+pub async fn run(client: &Client, a: AnalyzeArgs) -> Result<()> {
+    let threshold = args::seconds("--idle-threshold", &a.idle_threshold, false)?;
+    let report = match source::Target::parse(&a.target) {
+        source::Target::File(path) => {
+            let rec = source::Recording::open(&path, DEFAULT_SIZE)?;
+            let name = path.display().to_string();
+            let format = rec.describe();
+            let g = tokio::task::spawn_blocking(move || analyze_events(rec, 0, threshold))
+                .await
+                .context("the analysis stopped")?
+                .with_context(|| format!("cannot read {name}"))?;
+            Report::combine(name, format, threshold, vec![g], false)
+        }
+        source::Target::Session(id) => {
+            let gens = source::generations(client, &id).await?;
+            if gens.is_empty() {
+                anyhow::bail!("session {id} has no recording");
+            }
+            let format = if gens.iter().any(|g| g.compressed) {
+                "asciicast v2 (zstd)"
+            } else {
+                "asciicast v2"
+            };
+            let mut out = vec![];
+            for gen in gens.iter().map(|g| g.generation) {
+                let opened = source::open(client, &id, Some(gen), DEFAULT_SIZE).await?;
+                let recording = opened.recording;
+                let g =
+                    tokio::task::spawn_blocking(move || analyze_events(recording, gen, threshold))
+                        .await
+                        .context("the analysis stopped")?
+                        .with_context(|| format!("reading generation {gen} of session {id}"))?;
+                out.push(g);
+            }
+            Report::combine(format!("session {id}"), format.into(), threshold, out, true)
+        }
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the report")?
+        );
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+/// A piece of terminal text with escape sequences taken out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    /// A printable character.
+    Char(char),
+    /// A C0 or C1 control character (`\r`, `\n`, Backspace, ...).
+    Control(char),
+    /// A CSI sequence, by its final byte (`H` cursor position, `J` erase, ...).
+    Csi(char),
+    /// Any other escape sequence, by its final character (`c`: reset).
+    Esc(char),
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum StripState {
+    #[default]
+    Ground,
+    Esc,
+    EscIntermediate,
+    Csi,
+    /// OSC: ends with BEL or ESC \.
+    Osc,
+    /// DCS, SOS, PM, APC: end with ESC \.
+    Str,
+    /// ESC inside an OSC or string: `\` ends it.
+    StrEsc,
+}
+
+/// Takes escape sequences out of terminal text, one character at a time (a
+/// sequence may be split between two events).
+#[derive(Debug, Default)]
+pub struct Stripper {
+    state: StripState,
+    len: usize,
+}
+
+/// Longest escape sequence followed; longer is taken as garbage.
+const MAX_SEQUENCE: usize = 4096;
+
+impl Stripper {
+    /// Takes the next character; what it amounts to, if anything.
+    pub fn feed(&mut self, c: char) -> Option<Token> {
+        use StripState::*;
+        if self.state != Ground {
+            self.len += 1;
+            if self.len > MAX_SEQUENCE {
+                self.state = Ground;
+            }
+        }
+        match self.state {
+            Ground => {
+                if c == '\x1b' {
+                    self.state = Esc;
+                    self.len = 0;
+                    None
+                } else if c.is_control() {
+                    Some(Token::Control(c))
+                } else {
+                    Some(Token::Char(c))
+                }
+            }
+            Esc => {
+                self.state = match c {
+                    '[' => Csi,
+                    ']' => Osc,
+                    'P' | 'X' | '^' | '_' => Str,
+                    '\x1b' => Esc,
+                    ' '..='/' | 'O' => EscIntermediate,
+                    _ => {
+                        self.state = Ground;
+                        return Some(Token::Esc(c));
+                    }
+                };
+                None
+            }
+            EscIntermediate => {
+                if !(' '..='/').contains(&c) {
+                    self.state = Ground;
+                    return Some(Token::Esc(c));
+                }
+                None
+            }
+            Csi => match c {
+                '\x40'..='\x7e' => {
+                    self.state = Ground;
+                    Some(Token::Csi(c))
+                }
+                '\x1b' => {
+                    self.state = Esc;
+                    None
+                }
+                _ => None,
+            },
+            Osc => {
+                match c {
+                    '\x07' => self.state = Ground,
+                    '\x1b' => self.state = StrEsc,
+                    _ => {}
+                }
+                None
+            }
+            Str => {
+                if c == '\x1b' {
+                    self.state = StrEsc;
+                }
+                None
+            }
+            StrEsc => {
+                if c == '\\' {
+                    self.state = Ground;
+                    None
+                } else {
+                    // Not a terminator: a new escape sequence starts.
+                    self.state = Esc;
+                    self.feed(c)
+                }
+            }
+        }
+    }
+}
+
+/// Builds output lines from tokens: `\n` ends a line; `\r` then text
+/// overwrites it; moving the cursor to another line or clearing the screen
+/// also ends it.
+#[derive(Debug, Default)]
+struct OutputLine {
+    buf: String,
+    chars: usize,
+    start: f64,
+    cr: bool,
+}
+
+impl OutputLine {
+    /// Takes a token at `time`; a finished line (its start and text), if any.
+    fn token(&mut self, tok: Token, time: f64) -> Option<(f64, String)> {
+        match tok {
+            Token::Char(c) => self.push(c, time),
+            Token::Control('\t') => self.push(' ', time),
+            Token::Control('\r') => self.cr = true,
+            Token::Control('\x08') if self.buf.pop().is_some() => self.chars -= 1,
+            Token::Control('\n' | '\x0b' | '\x0c')
+            | Token::Csi('H' | 'f' | 'd' | 'E' | 'F' | 'J')
+            | Token::Esc('c') => {
+                return self.finish().map(|(text, start)| (start, text));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn push(&mut self, c: char, time: f64) {
+        if self.cr {
+            self.buf.clear();
+            self.chars = 0;
+            self.cr = false;
+        }
+        if self.buf.is_empty() {
+            self.start = time;
+        }
+        if self.chars < MAX_LINE_CHARS {
+            self.buf.push(c);
+            self.chars += 1;
+        }
+    }
+
+    /// The pending line (text, start), if it has any text.
+    fn finish(&mut self) -> Option<(String, f64)> {
+        let text = self.buf.trim().to_string();
+        self.buf.clear();
+        self.chars = 0;
+        self.cr = false;
+        (!text.is_empty()).then_some((text, self.start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::cast::Reader;
+
+    fn strip(s: &str) -> String {
+        let mut st = Stripper::default();
+        s.chars()
+            .filter_map(|c| match st.feed(c) {
+                Some(Token::Char(c)) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strips_escape_sequences_even_split_between_events() {
+        assert_eq!(
+            strip("\x1b[1;31mred\x1b[0m \x1b]0;title\x07ok \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ \x1b(Bz \x1bOA\x1b[?2004h."),
+            "red ok link z ."
+        );
+        let mut st = Stripper::default();
+        let a: Vec<_> = "ab\x1b[3".chars().filter_map(|c| st.feed(c)).collect();
+        let b: Vec<_> = "1mc".chars().filter_map(|c| st.feed(c)).collect();
+        assert_eq!(a, [Token::Char('a'), Token::Char('b')]);
+        assert_eq!(b, [Token::Csi('m'), Token::Char('c')]);
+    }
+
+    /// A hand-made 10-second session; every figure worked out by hand.
+    const CAST: &str = concat!(
+        r#"{"version":2,"width":80,"height":24}"#,
+        "\n",
+        r#"[0.5, "o", "$ "]"#,
+        "\n",
+        r#"[1.0, "m", "state ready -> busy: output"]"#,
+        "\n",
+        r#"[1.0, "i", "mak"]"#,
+        "\n",
+        r#"[1.2, "i", "ee\u007f\r"]"#,
+        "\n",
+        r#"[1.5, "o", "make\r\n\u001b[31mError\u001b[0m: build fail"]"#,
+        "\n",
+        r#"[1.6, "o", "ed\r\nok line\r\n"]"#,
+        "\n",
+        r#"[4.0, "o", "Traceback (most recent call last):\r\n"]"#,
+        "\n",
+        r#"[4.5, "m", "state busy -> ready: output quiet"]"#,
+        "\n",
+        r#"[5.0, "i", "\u001b[200~echo hi\u001b[201~\r"]"#,
+        "\n",
+        r#"[5.1, "i", "\u001b[A\u0003"]"#,
+        "\n",
+        r#"[6.0, "m", "restart: exited with code 1"]"#,
+        "\n",
+        r#"[7.0, "m", "state ready -> busy: output"]"#,
+        "\n",
+        r#"[7.5, "o", "progress 10%\rprogress 100%\r\n"]"#,
+        "\n",
+        r#"[10.0, "o", "PANIC at the disco"]"#,
+        "\n",
+    );
+
+    #[test]
+    fn figures_of_a_hand_made_session() {
+        let events = Reader::new(CAST.as_bytes()).unwrap();
+        let g = analyze_events(events, 0, 1.0).unwrap();
+        let r = Report::combine("x".into(), "t".into(), 1.0, vec![g], false);
+        assert_eq!(r.duration, 10.0);
+        let out_bytes = "$ ".len()
+            + "make\r\n\x1b[31mError\x1b[0m: build fail".len()
+            + "ed\r\nok line\r\n".len()
+            + "Traceback (most recent call last):\r\n".len()
+            + "progress 10%\rprogress 100%\r\n".len()
+            + "PANIC at the disco".len();
+        assert_eq!(r.bytes_out, out_bytes as u64);
+        let in_bytes = "mak".len()
+            + "ee\x7f\r".len()
+            + "\x1b[200~echo hi\x1b[201~\r".len()
+            + "\x1b[A\x03".len();
+        assert_eq!(r.bytes_in, in_bytes as u64);
+        assert_eq!(r.inputs, 4);
+        // Gaps without output: 0.5 (start), 1.0, 0.1, 2.4, 3.5, 2.5, 0 (end).
+        assert!((r.idle_time - (2.4 + 3.5 + 2.5)).abs() < 1e-9, "{r:?}");
+        // Busy 1.0-4.5 and 7.0-10.0.
+        assert!((r.busy_time - 6.5).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.busy_time_from, "markers");
+        assert_eq!(r.restarts, 1);
+        assert_eq!(r.markers, 4);
+        let errors: Vec<(f64, &str)> = r
+            .error_lines
+            .iter()
+            .map(|l| (l.time, l.text.as_str()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (1.5, "Error: build failed"),
+                (4.0, "Traceback (most recent call last):"),
+                (10.0, "PANIC at the disco"),
+            ]
+        );
+        assert_eq!(r.error_lines_total, 3);
+        let commands: Vec<(f64, &str)> = r
+            .commands
+            .iter()
+            .map(|l| (l.time, l.text.as_str()))
+            .collect();
+        assert_eq!(commands, [(1.2, "make"), (5.0, "echo hi")]);
+        let text = r.render();
+        assert!(
+            text.contains("busy time    6.500s (from state markers)"),
+            "{text}"
+        );
+        assert!(text.contains("     1.500s  Error: build failed"), "{text}");
+    }
+
+    #[test]
+    fn without_state_markers_busy_is_duration_less_idle() {
+        let cast = "{\"version\":2,\"width\":80,\"height\":24}\n[0.2, \"o\", \"a\"]\n[3.2, \"o\", \"b\"]\n[3.7, \"o\", \"c\"]\n";
+        let g = analyze_events(Reader::new(cast.as_bytes()).unwrap(), 0, 1.0).unwrap();
+        let r = Report::combine("x".into(), "t".into(), 1.0, vec![g], false);
+        assert!((r.idle_time - 3.0).abs() < 1e-9);
+        assert!((r.busy_time - 0.7).abs() < 1e-9);
+        assert_eq!(r.busy_time_from, "estimate");
+        // The threshold decides what is idle.
+        let g = analyze_events(Reader::new(cast.as_bytes()).unwrap(), 0, 5.0).unwrap();
+        assert_eq!(g.idle_time, 0.0);
+    }
+
+    #[test]
+    fn generations_add_up_and_count_as_restarts() {
+        let gen = |n: u64, restart: bool| {
+            let mut a = Analyzer::new(n, 1.0);
+            a.event(&Event::output(2.0, "fatal: x\n"));
+            if restart {
+                a.event(&Event {
+                    time: 3.0,
+                    code: Code::Marker,
+                    data: "restart: exited with code 1".into(),
+                });
+            }
+            a.finish()
+        };
+        let r = Report::combine(
+            "s".into(),
+            "t".into(),
+            1.0,
+            vec![gen(0, true), gen(1, true), gen(2, false)],
+            true,
+        );
+        assert_eq!((r.generations, r.restarts, r.duration), (3, 2, 8.0));
+        assert_eq!(
+            r.error_lines
+                .iter()
+                .map(|l| l.generation)
+                .collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        // A restart without a marker (e.g. asked for) still counts.
+        let r = Report::combine(
+            "s".into(),
+            "t".into(),
+            1.0,
+            vec![gen(0, false), gen(1, false)],
+            true,
+        );
+        assert_eq!(r.restarts, 1);
+        let r = Report::combine("f".into(), "t".into(), 1.0, vec![gen(0, false)], false);
+        assert_eq!(r.restarts, 0);
+    }
+
+    #[test]
+    fn error_lines_are_capped() {
+        let mut a = Analyzer::new(0, 1.0);
+        for i in 0..80 {
+            a.event(&Event::output(i as f64 * 0.01, format!("error {i}\r\n")));
+        }
+        let r = Report::combine("x".into(), "t".into(), 1.0, vec![a.finish()], false);
+        assert_eq!(r.error_lines_total, 80);
+        assert_eq!(r.error_lines.len(), MAX_ERROR_LINES);
+        assert!(r.render().contains("... 70 more"));
+    }
+}
