@@ -11,6 +11,8 @@ use std::sync::{Arc, Condvar, Mutex};
 struct Inner {
     in_flight: usize,
     closed: bool,
+    /// Readers blocked in `acquire`: only then is a release worth a wake-up.
+    waiting: usize,
 }
 
 /// A byte budget shared by one reader and its consumer.
@@ -46,7 +48,9 @@ impl Credits {
                     n,
                 });
             }
+            g.waiting += 1;
             g = self.freed.wait(g).unwrap_or_else(|e| e.into_inner());
+            g.waiting -= 1;
         }
     }
 
@@ -60,7 +64,9 @@ impl Credits {
     fn release(&self, n: usize) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.in_flight = g.in_flight.saturating_sub(n);
-        self.freed.notify_all();
+        if g.waiting > 0 {
+            self.freed.notify_all();
+        }
     }
 }
 

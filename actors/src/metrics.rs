@@ -30,20 +30,34 @@ pub enum MetricsMsg {
     Tick,
 }
 
+/// An idle session (no input, no output, under [`IDLE_CPU`] % CPU) is
+/// sampled only every this many intervals: at a thousand sessions, sampling
+/// all of them every interval would cost more CPU than everything else.
+const IDLE_EVERY: u32 = 10;
+/// CPU percent under which a silent session counts as idle.
+const IDLE_CPU: f32 = 1.0;
+
 /// Arguments of the MetricsActor.
 pub struct MetricsArgs {
     /// Where samples go.
     pub session: ActorRef<SessionMsg>,
     /// Time between samples.
     pub interval: Duration,
+    /// The session's counters, to tell an idle session from a working one.
+    pub handle: std::sync::Arc<crate::handle::SessionHandle>,
 }
 
 /// State of the MetricsActor.
 pub struct MetricsState {
     session: ActorRef<SessionMsg>,
+    handle: std::sync::Arc<crate::handle::SessionHandle>,
     system: System,
     pid: Option<Pid>,
     timer: ractor::concurrency::JoinHandle<()>,
+    /// Input and output bytes at the last sample.
+    activity: u64,
+    last_cpu: f32,
+    skipped: u32,
 }
 
 /// Samples one session's process tree on an interval.
@@ -62,7 +76,11 @@ impl Actor for MetricsActor {
         let interval = args.interval.max(Duration::from_millis(50));
         Ok(MetricsState {
             session: args.session,
+            handle: args.handle,
             system: System::new(),
+            activity: 0,
+            last_cpu: 0.0,
+            skipped: 0,
             pid: None,
             timer: myself.send_interval(interval, || MetricsMsg::Tick),
         })
@@ -83,10 +101,20 @@ impl Actor for MetricsActor {
                 }
             }
             MetricsMsg::Tick => {
-                if let Some(pid) = state.pid {
-                    let s = sample(&mut state.system, pid);
-                    let _ = state.session.send_message(SessionMsg::Metrics(s));
+                let Some(pid) = state.pid else { return Ok(()) };
+                let c = &state.handle.counters;
+                let activity = c.bytes_in.load(std::sync::atomic::Ordering::Relaxed)
+                    + c.bytes_out.load(std::sync::atomic::Ordering::Relaxed);
+                let idle = activity == state.activity && state.last_cpu < IDLE_CPU;
+                if idle && state.skipped + 1 < IDLE_EVERY {
+                    state.skipped += 1;
+                    return Ok(());
                 }
+                state.skipped = 0;
+                state.activity = activity;
+                let s = sample(&mut state.system, pid);
+                state.last_cpu = s.cpu_percent;
+                let _ = state.session.send_message(SessionMsg::Metrics(s));
             }
         }
         Ok(())

@@ -23,6 +23,7 @@ use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,8 +34,11 @@ const OUTPUT_BUDGET: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// Pending writes before input is refused as backed up.
 const WRITE_QUEUE: usize = 256;
-/// How long the waiter lets the reader drain after the child exited.
+/// The waiter stops waiting for the reader once it has been stuck in
+/// `read` this long with no bytes (e.g. an escaped process holds the terminal).
 const DRAIN_BOUND: Duration = Duration::from_millis(500);
+/// ...and in any case after this long.
+const DRAIN_MAX: Duration = Duration::from_secs(60);
 /// Stack of each helper thread: they hold little on the stack.
 const THREAD_STACK: usize = 128 * 1024;
 
@@ -236,10 +240,8 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     }) {
         tracing::debug!("session gone before child start was reported: {e}");
     }
-    let reader = pair
-        .master
-        .try_clone_reader()
-        .map_err(|e| io_err("pty reader", e))?;
+    let reader = reader_of(pair.master.as_ref())?;
+    let progress = Arc::new(Progress::default());
     let writer = pair
         .master
         .take_writer()
@@ -248,13 +250,21 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     let (drained_tx, drained_rx) = sync_channel::<()>(1);
     let session = args.session.clone();
     let generation = args.generation;
+    let read_progress = Arc::clone(&progress);
     thread("herd-pty-read", move || {
-        read_loop(reader, session, generation, credits, drained_tx)
+        read_loop(
+            reader,
+            session,
+            generation,
+            credits,
+            drained_tx,
+            read_progress,
+        )
     })?;
     thread("herd-pty-write", move || write_loop(writer, write_rx))?;
     let session = args.session.clone();
     thread("herd-pty-wait", move || {
-        wait_loop(pid, reaped, drained_rx, session, generation)
+        wait_loop(pid, reaped, drained_rx, session, generation, progress)
     })?;
     Ok(PtyState {
         master: pair.master,
@@ -278,24 +288,76 @@ fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), std::io::
         .map(|_| ())
 }
 
+/// What the waiter needs to know of the reader to tell draining from stuck.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Bytes read so far.
+    bytes: AtomicU64,
+    /// The reader waits for the session to take earlier chunks.
+    waiting: AtomicBool,
+}
+
+/// Our own descriptor of the master, so the reader can poll it.
+fn reader_of(master: &(dyn MasterPty + Send)) -> Result<std::fs::File, std::io::Error> {
+    use std::os::fd::FromRawFd;
+    let fd = master
+        .as_raw_fd()
+        .ok_or_else(|| std::io::Error::other("pty master has no descriptor"))?;
+    // SAFETY: duplicating a descriptor we own; the copy is close-on-exec.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(io_err("pty reader", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `dup` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(dup) })
+}
+
+/// True if more output is ready to read at once.
+fn more_ready(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no timeout.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
+}
+
 fn read_loop(
-    mut reader: Box<dyn Read + Send>,
+    mut reader: std::fs::File,
     session: ActorRef<SessionMsg>,
     generation: u64,
     credits: Arc<Credits>,
     drained: SyncSender<()>,
+    progress: Arc<Progress>,
 ) {
+    use std::os::fd::AsRawFd;
+    let fd = reader.as_raw_fd();
     let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        let n = match reader.read(&mut buf) {
+    'outer: loop {
+        let mut n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             // EIO: every process holding the terminal has gone.
             Err(_) => break,
         };
-        let Some(credit) = credits.acquire(n) else {
-            break;
+        // The tty hands out a few KiB per read: take what is already there,
+        // so a fast child costs one message per 64 KiB, not per 4 KiB.
+        while n < buf.len() && more_ready(fd) {
+            match reader.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(m) => n += m,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        progress.waiting.store(true, Ordering::Relaxed);
+        let credit = credits.acquire(n);
+        progress.waiting.store(false, Ordering::Relaxed);
+        let Some(credit) = credit else {
+            break 'outer;
         };
         let msg = SessionMsg::Output {
             generation,
@@ -324,6 +386,7 @@ fn wait_loop(
     drained: Receiver<()>,
     session: ActorRef<SessionMsg>,
     generation: u64,
+    progress: Arc<Progress>,
 ) {
     // Wait for the exit without reaping: the zombie keeps the pid (and group
     // id) reserved, so cleaning up the group cannot hit a reused pid.
@@ -346,7 +409,25 @@ fn wait_loop(
     // The generation is over: nothing of it may linger (background jobs,
     // daemonized helpers). Their exit also lets the reader reach EOF.
     process::signal_tree(pid, libc::SIGKILL);
-    let _ = drained.recv_timeout(DRAIN_BOUND);
+    // Let the reader drain what the tree wrote. It makes progress while bytes
+    // come or while it waits for the session to take them; it is stuck only
+    // when it sits in `read` with nothing for DRAIN_BOUND.
+    let started = std::time::Instant::now();
+    let mut seen = progress.bytes.load(Ordering::Relaxed);
+    let mut still_since = std::time::Instant::now();
+    loop {
+        match drained.recv_timeout(Duration::from_millis(20)) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let now = progress.bytes.load(Ordering::Relaxed);
+        if now != seen || progress.waiting.load(Ordering::Relaxed) {
+            seen = now;
+            still_since = std::time::Instant::now();
+        } else if still_since.elapsed() >= DRAIN_BOUND || started.elapsed() >= DRAIN_MAX {
+            break;
+        }
+    }
     let mut status = 0;
     let exit = {
         let mut reaped = lock(&reaped);

@@ -248,6 +248,7 @@ impl Actor for SessionActor {
             MetricsArgs {
                 session: myself.clone(),
                 interval: st.sample_interval,
+                handle: Arc::clone(&st.handle),
             },
             myself.get_cell(),
         )
@@ -389,6 +390,7 @@ impl Actor for SessionActor {
                 let args = MetricsArgs {
                     session: myself.clone(),
                     interval: st.sample_interval,
+                    handle: Arc::clone(&st.handle),
                 };
                 st.metrics = Actor::spawn_linked(None, MetricsActor, args, myself.get_cell())
                     .await

@@ -82,6 +82,7 @@ impl Daemon {
             .prefix("herd-bench-")
             .tempdir()
             .context("temp dir")?;
+        util::register_dir(dir.path());
         let cfg = dir.path().join("herd.toml");
         std::fs::write(&cfg, config).context("writing the daemon config")?;
         let data = dir.path().join("data");

@@ -1,11 +1,13 @@
-//! Fan-in (part 5): N sessions each writing at a steady rate (1 MB/s) for a while:
-//! nothing lost (herd's byte count and every recording against what each
-//! child wrote), and no session slower than 0.9 MB/s.
+//! Fan-in (part 5): N sessions each writing at a steady 1 MB/s for a while,
+//! against the same writers in bare PTYs: nothing lost (herd's byte count and
+//! every recording against what each child wrote), and no session slower
+//! than 0.9 MB/s.
 //!
 //! The writer is the bench binary itself (`--generate`): it writes fixed
 //! 50 ms chunks of text on an absolute schedule, so its rate is steady, and
 //! a terminal that is not drained in time blocks it and shows as a lower rate.
 
+use crate::bare;
 use crate::daemon::{self, Daemon};
 use crate::report::Row;
 use crate::spawn::CONCURRENCY;
@@ -95,16 +97,99 @@ pub fn generate(rate: u64, secs: f64, report: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The baseline: the same generators in bare PTYs, each drained by its own
+/// thread with a 64 KiB buffer. Returns the slowest child's own rate (MB/s)
+/// and the children whose output was not read in full.
+fn bare_fanin(exe: &Path, n: usize, rate: u64, secs: u64) -> Result<(f64, Vec<String>)> {
+    let reports = tempfile::Builder::new()
+        .prefix("herd-bench-fanin-bare-")
+        .tempdir()?;
+    crate::util::register_dir(reports.path());
+    let mut children = Vec::with_capacity(n);
+    let mut readers = Vec::with_capacity(n);
+    for i in 0..n {
+        let argv = vec![
+            exe.display().to_string(),
+            "--generate".into(),
+            rate.to_string(),
+            secs.to_string(),
+            reports
+                .path()
+                .join(format!("{i}.json"))
+                .display()
+                .to_string(),
+        ];
+        let c = bare::BareChild::spawn(&argv)?;
+        let mut r = c
+            .master
+            .try_clone_reader()
+            .map_err(|e| anyhow::anyhow!("reader: {e}"))?;
+        // Kept open until the end: dropping it sends EOF to the child.
+        let w = c
+            .master
+            .take_writer()
+            .map_err(|e| anyhow::anyhow!("writer: {e}"))?;
+        readers.push(
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut total = 0u64;
+                    loop {
+                        match std::io::Read::read(&mut r, &mut buf) {
+                            Ok(0) => break,
+                            Ok(k) => total += k as u64,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(_) => break,
+                        }
+                    }
+                    total
+                })?,
+        );
+        children.push((c, w));
+    }
+    let mut min_rate = f64::MAX;
+    let mut short = Vec::new();
+    for (i, t) in readers.into_iter().enumerate() {
+        let got = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+        let g: GenReport = serde_json::from_slice(
+            &std::fs::read(reports.path().join(format!("{i}.json")))
+                .with_context(|| format!("bare generator {i} left no report"))?,
+        )?;
+        min_rate = min_rate.min(g.bytes as f64 / g.secs / 1e6);
+        if got != g.bytes + g.newlines {
+            short.push(format!("#{i}: {got}/{}", g.bytes + g.newlines));
+        }
+    }
+    drop(children);
+    Ok((min_rate, short))
+}
+
 /// Runs the fan-in benchmark and appends its rows.
 pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let n = opts.fanin_n;
     let secs = opts.fanin_secs;
     let rate: u64 = 1_000_000;
     let exe = std::env::current_exe()?;
+    eprintln!(
+        "fanin: baseline: {n} bare PTYs x {} MB/s for {secs}s",
+        rate / 1_000_000
+    );
+    let bare_load = crate::util::loadavg();
+    let e = exe.clone();
+    let (bare_min, bare_short) =
+        tokio::task::spawn_blocking(move || bare_fanin(&e, n, rate, secs)).await??;
+    eprintln!(
+        "fanin: baseline: slowest child {bare_min:.3} MB/s, {} short",
+        bare_short.len()
+    );
     let reports = tempfile::Builder::new()
         .prefix("herd-bench-fanin-")
         .tempdir()?;
-    let mut d = Daemon::start(herd, &daemon::config(n + 10, true, "")).await?;
+    crate::util::register_dir(reports.path());
+    let mut d = Daemon::start(herd, &daemon::config(n + 10, opts.recording, "")).await?;
     eprintln!(
         "fanin: {n} sessions x {} MB/s for {secs}s",
         rate / 1_000_000
@@ -179,6 +264,9 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let mut min_child_rate = f64::MAX;
     let mut total = 0u64;
     let mut expected_of: Vec<(usize, String, u64)> = Vec::new();
+    // What herd read of each child: the recorder has caught up when every
+    // recording holds that much.
+    let mut read_of: Vec<(usize, String, u64)> = Vec::new();
     for (i, id) in &ids {
         let s = by_id(id).with_context(|| format!("session {id} not listed"))?;
         if s["state"] != "stopped" || s["exit_code"] != 0 {
@@ -189,8 +277,9 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
             &std::fs::read(&report).with_context(|| format!("generator {i} left no report"))?,
         )?;
         let expected = g.bytes + g.newlines;
-        expected_of.push((*i, id.clone(), expected));
         let got = s["metrics"]["bytes_out"].as_u64().unwrap_or(0);
+        expected_of.push((*i, id.clone(), expected));
+        read_of.push((*i, id.clone(), got));
         total += got;
         if got != expected {
             herd_lost.push(format!("#{i}: {got}/{expected}"));
@@ -214,7 +303,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let mut settled = None;
     if has_rec {
         while all_stopped.elapsed() < RECORDING_SETTLE {
-            if check_recordings(&d.data_dir(), &expected_of)?.is_empty() {
+            if check_recordings(&d.data_dir(), &read_of)?.is_empty() {
                 settled = Some(all_stopped.elapsed());
                 break;
             }
@@ -237,14 +326,17 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
         format!("{n} x 1 MB/s for {secs}s: slowest session"),
     )
     .herd(format!("{min_rate:.3} MB/s"))
-    .baseline(format!("child wrote at >= {min_child_rate:.3} MB/s"))
+    .baseline(format!("{bare_min:.3} MB/s"))
     .value(min_rate, "MB/s")
     .target(">= 0.9 MB/s", min_rate >= 0.9)
     .note(format!(
-        "bytes the child wrote / (session stopped_at - child started_at); the baseline is the \
-         child's own rate (a terminal not drained in time blocks its writes); {:.0} MB read in all; \
-         daemon CPU {daemon_cpu:.0} % of one core meanwhile",
-        total as f64 / 1e6
+        "herd: bytes the child wrote / (session stopped_at - child started_at) (the child's own \
+         rate: {min_child_rate:.3} MB/s; a terminal not drained in time blocks its writes); \
+         {:.0} MB read in all; daemon CPU {daemon_cpu:.0} % of one core meanwhile. Baseline: the \
+         same {n} writers in bare PTYs, one reader thread each, slowest child's own rate \
+         ({} short reads), load before it {bare_load}",
+        total as f64 / 1e6,
+        bare_short.len()
     ));
     row.load = load.clone();
     rows.push(row);
@@ -272,13 +364,13 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
             .target("\"o\" bytes = written", ok)
             .note(match settled {
                 Some(t) => format!(
-                    "checked after the daemon's graceful stop; all were already complete {:.1}s \
-                     after the last session stopped",
+                    "compared with what each child wrote, after the daemon's graceful stop; every \
+                     recording held what herd had read {:.1}s after the last session stopped",
                     t.as_secs_f64()
                 ),
                 None => format!(
-                    "checked after the daemon's graceful stop; some were still incomplete {}s \
-                     after the last session stopped (the recorder lags)",
+                    "compared with what each child wrote, after the daemon's graceful stop; {}s after \
+                     the last session stopped some recordings still held less than herd had read",
                     RECORDING_SETTLE.as_secs()
                 ),
             }),
@@ -286,7 +378,11 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     } else {
         rows.push(
             row.target("\"o\" bytes = written", false)
-                .not_available("n/a (no recorder): no file appeared under <data>/recordings"),
+                .not_available(if opts.recording {
+                    "n/a (no recorder): no file appeared under <data>/recordings"
+                } else {
+                    "n/a: recording disabled (--no-recording)"
+                }),
         );
     }
     Ok(())

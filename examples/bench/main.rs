@@ -10,13 +10,14 @@
 //!    next child runs (in-process with herd-actors, and through the daemon).
 //! 4. `scale`: 1,000 live shells: daemon RSS per session, daemon CPU while
 //!    idle, `GET /v1/sessions` latency, event delivery on `/v1/events`.
-//! 5. `fanin`: 100 sessions each writing 1 MB/s for 30 s: nothing lost,
+//! 5. `fanin`: 100 sessions each writing 1 MB/s for 30 s, against the same
+//!    writers in bare PTYs: nothing lost,
 //!    no session below 0.9 MB/s.
 //!
 //! Run it with:
 //!
 //! ```text
-//! cargo run --release --example bench                 # everything (~5 min)
+//! cargo run --release --example bench                 # everything (~3-4 min)
 //! cargo run --release --example bench -- --quick      # shorter (< 2 min)
 //! cargo run --release --example bench -- --only restart,scale --json
 //! ```
@@ -57,6 +58,9 @@ pub struct Opts {
     pub markdown: bool,
     /// `--only a,b`: these parts only.
     pub only: Vec<String>,
+    /// Recording on in the daemons of spawn, restart, scale and fan-in
+    /// (`--no-recording` turns it off, to see what it costs there).
+    pub recording: bool,
     /// `--herd PATH`: the daemon binary.
     pub herd: Option<PathBuf>,
     /// Megabytes of text per throughput run.
@@ -90,6 +94,7 @@ impl Opts {
             json: false,
             markdown: false,
             only: Vec::new(),
+            recording: true,
             herd: None,
             throughput_mb: 200,
             runs: 3,
@@ -119,6 +124,7 @@ impl Opts {
                 "--quick" => o.quick = true,
                 "--json" => o.json = true,
                 "--markdown" => o.markdown = true,
+                "--no-recording" => o.recording = false,
                 "--only" => {
                     for name in value("--only")?.split(',').map(str::trim) {
                         if !BENCHES.contains(&name) {
@@ -135,7 +141,7 @@ impl Opts {
                 "-h" | "--help" => {
                     println!(
                         "usage: cargo run --release --example bench -- [--quick] [--json|--markdown] \
-                         [--only {}] [--herd PATH] [--scale N] [--fanin-secs S]",
+                         [--only {}] [--herd PATH] [--scale N] [--fanin-secs S] [--no-recording]",
                         BENCHES.join(",")
                     );
                     std::process::exit(0);
@@ -235,13 +241,18 @@ async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
         }
     };
     let mut rows: Vec<Row> = Vec::new();
+    let mut parts: Vec<serde_json::Value> = Vec::new();
     let mut ok = true;
     let t_all = Instant::now();
     for bench in BENCHES {
         if !opts.wants(bench) {
             continue;
         }
-        eprintln!("== {bench} (load {})", util::loadavg());
+        let load_before = util::loadavg();
+        let busy = util::machine_busy(std::time::Duration::from_secs(1)).await;
+        eprintln!(
+            "== {bench} (load {load_before}; machine {busy:.0} % busy with other work over 1s)"
+        );
         let t = Instant::now();
         let r = match bench {
             "throughput" => throughput::run(&herd, &opts, &mut rows).await,
@@ -265,6 +276,13 @@ async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
             util::LEFTOVERS.fetch_add(stray, std::sync::atomic::Ordering::Relaxed);
         }
         eprintln!("== {bench} done in {:.0}s", t.elapsed().as_secs_f64());
+        parts.push(serde_json::json!({
+            "name": bench,
+            "load_before": load_before,
+            "busy_before_percent": busy,
+            "load_after": util::loadavg(),
+            "seconds": t.elapsed().as_secs_f64(),
+        }));
     }
     let left = util::LEFTOVERS.load(std::sync::atomic::Ordering::Relaxed);
     rows.push(
@@ -283,6 +301,7 @@ async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
             "quick": opts.quick,
             "load_at_end": util::loadavg(),
             "rlimit_nofile": {"before": nofile.0, "after": nofile.1},
+            "parts": parts,
             "rows": rows,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -300,6 +319,20 @@ async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
             if opts.quick { " (--quick)" } else { "" }
         );
         print!("{}", report::table(&rows));
+        println!(
+            "\nper part: CPU busy with other work just before it (1s, % of all cores), \
+             load (1/5/15 min) before and after (the bench's own processes count in the load):"
+        );
+        for p in &parts {
+            println!(
+                "  {:<10} {:>4.0}s  busy {:>3.0} %  load before {}  after {}",
+                p["name"].as_str().unwrap_or(""),
+                p["seconds"].as_f64().unwrap_or(0.0),
+                p["busy_before_percent"].as_f64().unwrap_or(0.0),
+                p["load_before"].as_str().unwrap_or(""),
+                p["load_after"].as_str().unwrap_or("")
+            );
+        }
     }
     ok
 }

@@ -1,5 +1,5 @@
-//! Restart (part 3): SIGKILL a session's child with `backoff_initial = 0` and time
-//! until the next child runs.
+//! Restart (part 3): SIGKILL a session's child with `backoff_initial = 0`
+//! and time until the next child runs.
 //!
 //! Measured in-process with the herd-actors library (the session's watch
 //! channel wakes the bench the moment the new pid is recorded; the event bus
@@ -100,10 +100,10 @@ async fn library(n: usize) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
 }
 
 /// Through the daemon: kill → `starting` on /v1/events → new pid over HTTP.
-async fn through_daemon(herd: &Path, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+async fn through_daemon(herd: &Path, opts: &Opts, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     let extra = "[restart]\npolicy = \"always\"\nmax_restarts = 1000000\nrestart_window = \"1m\"\n\
                  backoff_initial = \"0s\"\nbackoff_max = \"0s\"\n";
-    let mut d = Daemon::start(herd, &daemon::config(10, true, extra)).await?;
+    let mut d = Daemon::start(herd, &daemon::config(10, opts.recording, extra)).await?;
     let v = d
         .create(&serde_json::json!({"name": "bench-restart", "command": ["cat"]}))
         .await?;
@@ -195,7 +195,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     );
     let dn = opts.restart_daemon_n;
     eprintln!("restart: {dn} SIGKILLs through the daemon");
-    let (to_pid, to_event) = through_daemon(herd, dn).await?;
+    let (to_pid, to_event) = through_daemon(herd, opts, dn).await?;
     rows.push(
         Row::new("restart", format!("kill -9 -> new pid via HTTP, median / p99 ({dn}x, daemon)"))
             .herd(format!(

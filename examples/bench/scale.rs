@@ -1,6 +1,6 @@
-//! Scale (part 4): N live shells under one daemon: its memory per session, its CPU
-//! while they idle, `GET /v1/sessions` latency, and how fast an event reaches
-//! a `/v1/events` WebSocket.
+//! Scale (part 4): N live shells under one daemon: its memory per session,
+//! its CPU while they idle, `GET /v1/sessions` latency, and how fast an event
+//! reaches a `/v1/events` WebSocket.
 
 use crate::daemon::{self, Daemon};
 use crate::report::Row;
@@ -20,7 +20,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Runs the scale benchmark and appends its rows.
 pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let n = opts.scale_n;
-    let mut d = Daemon::start(herd, &daemon::config(n + 100, true, "")).await?;
+    let mut d = Daemon::start(herd, &daemon::config(n + 100, opts.recording, "")).await?;
     let pid = d.pid();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss0 = util::rss_bytes(pid).context("daemon VmRSS")?;

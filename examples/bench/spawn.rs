@@ -1,5 +1,5 @@
-//! Spawn (part 2): N sessions created through the API against N bare portable-pty
-//! spawns of the same program.
+//! Spawn (part 2): N sessions created through the API against N bare
+//! portable-pty spawns of the same program.
 
 use crate::bare;
 use crate::daemon::{self, Daemon};
@@ -26,7 +26,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     tokio::task::spawn_blocking(move || drop(children)).await?;
     eprintln!("spawn: bare: {:.0} ms", bare_t.as_secs_f64() * 1e3);
 
-    let mut d = Daemon::start(herd, &daemon::config(n + 50, true, "")).await?;
+    let mut d = Daemon::start(herd, &daemon::config(n + 50, opts.recording, "")).await?;
     eprintln!("spawn: {n} sessions through POST /v1/sessions ({CONCURRENCY} in flight)");
     let t0 = Instant::now();
     let ids: Vec<String> = futures_util::stream::iter(0..n)

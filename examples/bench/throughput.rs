@@ -1,6 +1,6 @@
-//! Throughput (issue 7, part 1): one session draining a child that writes a large text file,
-//! through the whole path, against a bare portable-pty read loop of the same
-//! child; recording on and off; and the library alone for context.
+//! Throughput (part 1): one session draining a child that writes a large
+//! text file, through the whole path, against a bare portable-pty read loop
+//! of the same child; recording on and off; the library alone for context.
 
 use crate::bare;
 use crate::daemon::{self, Daemon};
@@ -29,12 +29,12 @@ fn write_text_file(path: &Path, size: u64) -> Result<()> {
     let mut line = [b'\n'; 77];
     let mut written = 0u64;
     while written < size {
-        for pair in line[..76].chunks_mut(8) {
+        for group in line[..76].chunks_mut(8) {
             // xorshift64: plenty random for text nobody reads.
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            for (i, c) in pair.iter_mut().enumerate() {
+            for (i, c) in group.iter_mut().enumerate() {
                 *c = ALPHABET[((x >> (i * 6)) & 63) as usize];
             }
         }
@@ -198,6 +198,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("herd-bench-text-")
         .tempdir()?;
+    crate::util::register_dir(dir.path());
     let file = dir.path().join("text.b64");
     eprintln!("throughput: writing a {} MB text file", opts.throughput_mb);
     write_text_file(&file, size)?;

@@ -44,6 +44,31 @@ pub fn loadavg() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// (busy, total) jiffies of all CPUs from /proc/stat.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// How busy the machine is (percent of all its CPUs) over `window`, while
+/// the bench itself idles: other engineers' builds and tests show here.
+pub async fn machine_busy(window: Duration) -> f64 {
+    let a = cpu_jiffies();
+    tokio::time::sleep(window).await;
+    match (a, cpu_jiffies()) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64 * 100.0,
+        _ => 0.0,
+    }
+}
+
 /// The machine the figures come from.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Machine {
@@ -271,6 +296,16 @@ pub enum Reap {
 static NEXT: AtomicU64 = AtomicU64::new(1);
 static LIVE: Mutex<BTreeMap<u64, (i32, Reap)>> = Mutex::new(BTreeMap::new());
 
+static DIRS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+/// Registers a temp dir to delete on an emergency exit (normal runs delete
+/// their temp dirs when the guards drop).
+pub fn register_dir(p: &std::path::Path) {
+    DIRS.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(p.to_path_buf());
+}
+
 /// Registers a process for the emergency exit; returns the ticket to
 /// [`forget`] it by once its guard has cleaned it up.
 pub fn register(pid: i32, how: Reap) -> u64 {
@@ -323,6 +358,9 @@ pub fn install_signal_reaper() {
         eprintln!("bench: interrupted; killing every process it started");
         reap_all();
         final_sweep();
+        for d in DIRS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = std::fs::remove_dir_all(d);
+        }
         std::process::exit(130);
     });
 }
