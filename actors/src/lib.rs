@@ -31,6 +31,7 @@
 //! - [`queue`]: the prompt queue (send, and wait for the reply);
 //! - [`claude`]: the Claude Code profile: state from the screen, replies from the transcript;
 //! - [`keys`]: key names to terminal bytes;
+//! - [`spawn`]: starting a child on a PTY with posix_spawn;
 //! - [`process`]: process groups, trees and liveness on Linux;
 //! - [`credits`]: backpressure from a reader thread into a mailbox.
 #![warn(missing_docs, unreachable_pub)]
@@ -54,6 +55,7 @@ pub mod queue;
 pub mod registry;
 pub mod screen;
 pub mod session;
+pub mod spawn;
 pub mod spec;
 pub mod state;
 pub mod tap;

@@ -32,7 +32,9 @@ pub enum MetricsMsg {
 
 /// An idle session (no input, no output, under [`IDLE_CPU`] % CPU) is
 /// sampled only every this many intervals: at a thousand sessions, sampling
-/// all of them every interval would cost more CPU than everything else.
+/// (and waking) all of them every interval would cost more CPU than
+/// everything else. Its CPU and memory figures, and a `max_memory` kill, may
+/// then lag by that many intervals.
 const IDLE_EVERY: u32 = 10;
 /// CPU percent under which a silent session counts as idle.
 const IDLE_CPU: f32 = 1.0;
@@ -53,11 +55,10 @@ pub struct MetricsState {
     handle: std::sync::Arc<crate::handle::SessionHandle>,
     system: System,
     pid: Option<Pid>,
-    timer: ractor::concurrency::JoinHandle<()>,
+    interval: Duration,
     /// Input and output bytes at the last sample.
     activity: u64,
     last_cpu: f32,
-    skipped: u32,
 }
 
 /// Samples one session's process tree on an interval.
@@ -80,15 +81,17 @@ impl Actor for MetricsActor {
             system: System::new(),
             activity: 0,
             last_cpu: 0.0,
-            skipped: 0,
             pid: None,
-            timer: myself.send_interval(interval, || MetricsMsg::Tick),
+            interval: {
+                myself.send_after(interval, || MetricsMsg::Tick);
+                interval
+            },
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: MetricsMsg,
         state: &mut MetricsState,
     ) -> Result<(), ActorProcessingErr> {
@@ -101,31 +104,24 @@ impl Actor for MetricsActor {
                 }
             }
             MetricsMsg::Tick => {
-                let Some(pid) = state.pid else { return Ok(()) };
-                let c = &state.handle.counters;
-                let activity = c.bytes_in.load(std::sync::atomic::Ordering::Relaxed)
-                    + c.bytes_out.load(std::sync::atomic::Ordering::Relaxed);
-                let idle = activity == state.activity && state.last_cpu < IDLE_CPU;
-                if idle && state.skipped + 1 < IDLE_EVERY {
-                    state.skipped += 1;
-                    return Ok(());
+                let mut next = state.interval;
+                if let Some(pid) = state.pid {
+                    let c = &state.handle.counters;
+                    let activity = c.bytes_in.load(std::sync::atomic::Ordering::Relaxed)
+                        + c.bytes_out.load(std::sync::atomic::Ordering::Relaxed);
+                    let s = sample(&mut state.system, pid);
+                    if activity == state.activity && s.cpu_percent < IDLE_CPU {
+                        next = state.interval * IDLE_EVERY;
+                    }
+                    state.activity = activity;
+                    state.last_cpu = s.cpu_percent;
+                    let _ = state.session.send_message(SessionMsg::Metrics(s));
                 }
-                state.skipped = 0;
-                state.activity = activity;
-                let s = sample(&mut state.system, pid);
-                state.last_cpu = s.cpu_percent;
-                let _ = state.session.send_message(SessionMsg::Metrics(s));
+                // One timer per actor, rescheduled each time: an idle session
+                // wakes ten times less often.
+                myself.send_after(next, || MetricsMsg::Tick);
             }
         }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut MetricsState,
-    ) -> Result<(), ActorProcessingErr> {
-        state.timer.abort();
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use crate::policy::ExitStatus;
 use crate::process::{self, Pid};
 use crate::session::SessionMsg;
 use bytes::Bytes;
-use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
+use portable_pty::{native_pty_system, MasterPty, PtySize};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -200,31 +200,27 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
             pixel_height: 0,
         })
         .map_err(|e| io_err("openpty", e))?;
-    let mut cmd = CommandBuilder::from_argv(args.argv.iter().map(Into::into).collect());
-    if let Some(cwd) = &args.cwd {
-        cmd.cwd(cwd);
-    }
-    cmd.env("TERM", "xterm-256color");
-    for (k, v) in &args.env {
-        cmd.env(k, v);
-    }
-    for (k, v) in &args.secret_env {
-        cmd.env(k, v.expose());
-    }
-    let child = pair.slave.spawn_command(cmd).map_err(|e| {
-        io_err(
-            &format!("spawn {:?}", args.argv.first().cloned().unwrap_or_default()),
-            e,
-        )
-    })?;
-    // The slave must be closed here, or the reader never sees EOF.
+    let argv0 = args.argv.first().cloned().unwrap_or_default();
+    let env = child_env(&args);
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.to_string_lossy().into_owned());
+    let program = crate::spec::find_program(&argv0, args.cwd.as_deref(), path.as_deref())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("spawn {argv0:?}: program not found or not executable"),
+            )
+        })?;
+    let tty = pair
+        .master
+        .tty_name()
+        .ok_or_else(|| std::io::Error::other("the pty has no slave device name"))?;
+    let pid = crate::spawn::spawn_on_tty(&program, &args.argv, &env, args.cwd.as_deref(), &tty)
+        .map_err(|e| io_err(&format!("spawn {argv0:?}"), e))?;
+    // Our copy of the slave must be closed, or the reader never sees EOF.
     drop(pair.slave);
-    let pid = child
-        .process_id()
-        .map(|p| p as Pid)
-        .ok_or_else(|| std::io::Error::other("spawned child has no pid"))?;
-    // The waiter reaps the child with waitpid; the Child handle is not needed.
-    drop(child);
     let credits = Credits::new(OUTPUT_BUDGET);
     let reaped = Arc::new(Mutex::new(false));
     let guard = ChildGuard {
@@ -278,6 +274,21 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
 /// portable-pty returns `anyhow::Error`; the session only needs its text.
 fn io_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(format!("{what}: {e}"))
+}
+
+/// The child's environment: the daemon's, then `TERM`, the session's
+/// variables and its secrets.
+fn child_env(args: &PtyArgs) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+        std::env::vars_os().collect();
+    env.insert("TERM".into(), "xterm-256color".into());
+    for (k, v) in &args.env {
+        env.insert(k.into(), v.into());
+    }
+    for (k, v) in &args.secret_env {
+        env.insert(k.into(), v.expose().into());
+    }
+    env.into_iter().collect()
 }
 
 fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), std::io::Error> {
