@@ -533,3 +533,32 @@ async fn daemon_shutdown_stops_sessions_and_their_children() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_is_right_after_an_output_flood() {
+    let d = Daemon::start("").await;
+    // About 2 MB, more than the 1 MiB output log: the flood is not parsed as
+    // it passes; the screen is rebuilt when read.
+    let id = d
+        .create(json!({"command": ["bash", "--norc", "--noprofile"], "cols": 80, "rows": 24}))
+        .await;
+    d.wait_session(&id, T, |s| s["state"] == "ready").await;
+    d.post(
+        &format!("/v1/sessions/{id}/input"),
+        json!({"text": "seq 1 300000; echo flood-$((1+1))\r"}),
+    )
+    .await;
+    let screen = d.wait_screen(&id, "flood-2\n", T).await;
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines.iter().position(|l| *l == "flood-2").unwrap();
+    assert_eq!(lines[at - 1], "300000", "{screen}");
+    assert_eq!(lines[at - 2], "299999", "{screen}");
+    // Afterwards it is fed as usual again.
+    d.post(
+        &format!("/v1/sessions/{id}/input"),
+        json!({"text": "echo after-$((2*21))\r"}),
+    )
+    .await;
+    let screen = d.wait_screen(&id, "after-42", T).await;
+    assert!(screen.contains("flood-2"), "{screen}");
+}

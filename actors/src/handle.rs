@@ -52,6 +52,9 @@ pub struct SessionHandle {
     pub(crate) info: watch::Sender<SessionInfo>,
     pub(crate) output: Mutex<OutputLog>,
     pub(crate) screen: Mutex<Screen>,
+    /// The screen was not fed during an output flood: rebuild it from the
+    /// output log before anyone reads it.
+    pub(crate) screen_stale: std::sync::atomic::AtomicBool,
     pub(crate) live: broadcast::Sender<OutputChunk>,
     pub(crate) actor: Mutex<Option<ActorRef<SessionMsg>>>,
     pub(crate) spec: Mutex<SessionSpec>,
@@ -90,6 +93,7 @@ impl SessionHandle {
         Self {
             id: info.id,
             screen: Mutex::new(Screen::new(spec.cols, spec.rows)),
+            screen_stale: std::sync::atomic::AtomicBool::new(false),
             info: watch::Sender::new(info),
             output: Mutex::new(OutputLog::new(output_capacity)),
             live,
@@ -201,12 +205,29 @@ impl SessionHandle {
 
     /// The screen as text.
     pub fn screen_text(&self) -> String {
-        lock(&self.screen).text()
+        self.screen().text()
     }
 
     /// Escape sequences that redraw the current screen.
     pub fn screen_redraw(&self) -> Vec<u8> {
-        lock(&self.screen).redraw()
+        self.screen().redraw()
+    }
+
+    /// The screen, brought up to date first if a flood left it stale: it is
+    /// then what the output log holds draws (exact while the whole output
+    /// still fits in the log, else what its newest bytes draw).
+    pub(crate) fn screen(&self) -> MutexGuard<'_, Screen> {
+        let mut screen = lock(&self.screen);
+        if self.screen_stale.swap(false, Ordering::AcqRel) {
+            let (cols, rows) = screen.size();
+            let mut fresh = Screen::new(cols, rows);
+            let log = lock(&self.output);
+            let tail = log.read(log.start(), usize::MAX);
+            drop(log);
+            fresh.feed(&tail.data);
+            *screen = fresh;
+        }
+        screen
     }
 
     /// Buffered output from `since`, at most `limit` bytes.

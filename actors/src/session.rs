@@ -153,6 +153,9 @@ pub struct SessionActorState {
 /// The actor of one session.
 pub struct SessionActor;
 
+/// A chunk this large means the child writes faster than the terminal reads.
+const FLOOD_CHUNK: usize = 48 * 1024;
+
 /// Claude profile: how long output must settle before the screen is read.
 const SCREEN_DEBOUNCE: Duration = Duration::from_millis(40);
 /// Claude profile: first-run dialog answers at most (a dialog that stays is not ours).
@@ -458,6 +461,22 @@ impl SessionActorState {
         true
     }
 
+    /// Feeds output to the screen. A generic session in an output flood (a
+    /// full 64 KiB read) skips it and marks the screen stale: parsing is
+    /// most of herd's cost per byte, and nobody watches a flood scroll by;
+    /// the screen is rebuilt from the output log when it is next read.
+    /// The Claude profile reads its state from the screen: always fed.
+    fn feed_screen(&self, data: &[u8]) {
+        let h = &self.handle;
+        if self.claude.is_none()
+            && (data.len() >= FLOOD_CHUNK || h.screen_stale.load(Ordering::Acquire))
+        {
+            h.screen_stale.store(true, Ordering::Release);
+            return;
+        }
+        lock(&h.screen).feed(data);
+    }
+
     /// Sends an event to the recorder, if there is one.
     fn tap(&self, generation: u64, event: TapEvent) {
         if let Some(t) = &self.handle.tap {
@@ -589,7 +608,7 @@ impl SessionActorState {
             .counters
             .bytes_out
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        lock(&self.handle.screen).feed(&data);
+        self.feed_screen(&data);
         self.handle.push_output(data);
         self.last_output = now;
         self.last_activity = now;
@@ -1007,7 +1026,7 @@ impl SessionActorState {
         else {
             return;
         };
-        let paste = lock(&self.handle.screen).bracketed_paste();
+        let paste = self.handle.screen().bracketed_paste();
         if let Some(c) = self.claude.as_mut() {
             c.saw_busy = false;
             c.delivered_at = Instant::now();
@@ -1072,7 +1091,7 @@ impl SessionActorState {
             spec.cols = cols;
             spec.rows = rows;
         }
-        lock(&self.handle.screen).resize(cols, rows);
+        self.handle.screen().resize(cols, rows);
         self.handle.info.send_modify(|i| {
             i.cols = cols;
             i.rows = rows;
