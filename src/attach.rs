@@ -8,6 +8,7 @@
 
 use crate::client::{enc, Client};
 use crate::output::short_id;
+use crate::terminal::{Output, RawMode};
 use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use herd_actors::spec::{MAX_COLS, MAX_ROWS};
@@ -55,7 +56,7 @@ pub async fn run(client: &Client, id: &str) -> Result<()> {
         .ws_connect(&format!("/v1/sessions/{}/attach{query}", info.id))
         .await?;
     let (outcome, alt_screen) = {
-        let raw = RawMode::enable()?;
+        let raw = RawMode::enable(Output::Raw)?;
         let screen = AltScreen::enter();
         let alt_screen = screen.is_some();
         (attached(ws, raw.is_some()).await, alt_screen)
@@ -274,43 +275,5 @@ impl AltScreen {
 impl Drop for AltScreen {
     fn drop(&mut self) {
         write_terminal(LEAVE_SCREEN);
-    }
-}
-
-/// Raw mode on stdin, restoring the saved modes when dropped (also on panic).
-struct RawMode {
-    saved: libc::termios,
-}
-
-impl RawMode {
-    /// Raw mode if stdin is a terminal, else `None`.
-    fn enable() -> Result<Option<Self>> {
-        let fd = libc::STDIN_FILENO;
-        // SAFETY: isatty only inspects the descriptor.
-        if unsafe { libc::isatty(fd) } != 1 {
-            return Ok(None);
-        }
-        // SAFETY: termios is plain data; tcgetattr fills it or fails.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd is open; saved is a valid termios.
-        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("reading the terminal's modes");
-        }
-        let mut raw = saved;
-        // SAFETY: raw is a valid termios.
-        unsafe { libc::cfmakeraw(&mut raw) };
-        // SAFETY: fd is open; raw is a valid termios.
-        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("switching the terminal to raw mode");
-        }
-        Ok(Some(Self { saved }))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        // SAFETY: restores the modes read from the same descriptor.
-        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, &self.saved) };
     }
 }

@@ -11,6 +11,7 @@
 //! - [`recording`]: asciicast recordings: the recorder, replay, export, analysis;
 //! - [`config`]: the TOML configuration;
 //! - [`paths`]: data dir and private files;
+//! - [`terminal`]: raw mode of the local terminal, always undone;
 //! - [`output`]: tables and short forms for humans.
 
 mod api;
@@ -25,6 +26,7 @@ mod recording;
 mod recovery;
 mod serve;
 mod store;
+mod terminal;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

@@ -12,6 +12,7 @@ use super::args;
 use super::cast::{Code, Event};
 use super::source::{self, DEFAULT_SIZE};
 use crate::client::Client;
+use crate::terminal::{Output, RawMode};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -221,51 +222,6 @@ impl<W: Write> Player<'_, W> {
     }
 }
 
-/// Raw mode on standard input for as long as it lives.
-struct RawMode {
-    saved: libc::termios,
-}
-
-impl RawMode {
-    /// Raw mode if standard input is a terminal, else `None`.
-    fn enable() -> Result<Option<Self>> {
-        let fd = libc::STDIN_FILENO;
-        if !stdin_is_tty() {
-            return Ok(None);
-        }
-        // SAFETY: termios is plain data; tcgetattr fills it or fails.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd is open; saved is a valid termios.
-        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("reading the terminal's modes");
-        }
-        let mut raw = saved;
-        // SAFETY: raw is a valid termios.
-        unsafe { libc::cfmakeraw(&mut raw) };
-        // Keep output processing: recordings carry their own \r\n, and a
-        // stray \n still starts a line at the left.
-        raw.c_oflag = saved.c_oflag;
-        // SAFETY: fd is open; raw is a valid termios.
-        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("switching the terminal to raw mode");
-        }
-        Ok(Some(Self { saved }))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        // SAFETY: restores the modes read from the same descriptor.
-        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, &self.saved) };
-    }
-}
-
-fn stdin_is_tty() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
-}
-
 /// Turns the bytes of key presses into [`Key`]s (a sequence may be split
 /// between two reads).
 #[derive(Debug, Default)]
@@ -356,7 +312,7 @@ fn play_on_terminal(
     keys: Sender<Key>,
     rx: Receiver<Key>,
 ) -> Result<()> {
-    let raw = RawMode::enable()?;
+    let raw = RawMode::enable(Output::Processed)?;
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(Arc::clone(&stop));
     if raw.is_some() {
