@@ -93,31 +93,7 @@ async fn session_lifecycle_over_http() {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    for field in [
-        "id",
-        "name",
-        "state",
-        "pid",
-        "generation",
-        "restarts",
-        "exit_code",
-        "task_id",
-        "project_id",
-        "command",
-        "cwd",
-        "created_at",
-    ] {
-        assert!(v.get(field).is_some(), "missing {field} in {v}");
-    }
-    for field in [
-        "cpu_percent",
-        "rss_bytes",
-        "bytes_in",
-        "bytes_out",
-        "inputs",
-    ] {
-        assert!(v["metrics"].get(field).is_some(), "missing metrics.{field}");
-    }
+    common::assert_session_fields(&v);
     assert_eq!(v["project_id"], "proj-a");
     let ready = d.wait_session(&id, T, |s| s["state"] == "ready").await;
     let pid = ready["pid"].as_i64().unwrap();

@@ -279,50 +279,8 @@ async fn secrets_reach_the_child_only() {
         ),
         (Some(true), Some(true))
     );
-    let mut seen = String::new();
-    for path in [
-        format!("/v1/sessions/{}", c.id),
-        "/v1/sessions?all=true".to_string(),
-        format!("/v1/sessions/{}/events", c.id),
-        format!("/v1/sessions/{}/screen", c.id),
-        format!("/v1/sessions/{}/queue", c.id),
-        "/v1/events".to_string(),
-        "/v1/tasks/secret-task".to_string(),
-        "/v1/stats".to_string(),
-    ] {
-        let (_, v) = d.get(&path).await;
-        seen.push_str(&v.to_string());
-    }
-    for path in [
-        format!("/v1/sessions/{}/output", c.id),
-        "/metrics".to_string(),
-    ] {
-        let r = d
-            .http
-            .get(format!("{}{path}", d.url))
-            .bearer_auth(&d.token)
-            .send()
-            .await
-            .unwrap();
-        seen.push_str(&r.text().await.unwrap());
-    }
-    for args in [
-        vec!["show", &c.id, "--json"],
-        vec!["ls", "--json"],
-        vec!["events"],
-    ] {
-        seen.push_str(&String::from_utf8_lossy(&d.cli(&args).stdout));
-    }
-    seen.push_str(&d.log());
-    // Recordings hold the session's output and input: no secret either.
-    let recordings = d.data_dir().join("recordings").join(&c.id);
-    assert!(
-        common::wait_until(T, || recordings.join("0.cast").exists()).await,
-        "no recording"
-    );
-    for f in std::fs::read_dir(&recordings).unwrap().flatten() {
-        seen.push_str(&String::from_utf8_lossy(&std::fs::read(f.path()).unwrap()));
-    }
+    let mut seen = d.everything_visible(&c.id).await;
+    seen.push_str(&d.get("/v1/tasks/secret-task").await.1.to_string());
     assert!(
         seen.contains("MOCK-REPLY: hello"),
         "the recording holds nothing"

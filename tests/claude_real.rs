@@ -260,39 +260,7 @@ async fn the_real_claude_cli_end_to_end() {
             .any(|r| r["headers"].to_string().contains(KEY)),
         "the CLI did not use the key"
     );
-    let mut seen = String::new();
-    for path in [
-        "/v1/sessions?all=true".to_string(),
-        format!("/v1/sessions/{id}/events"),
-        "/v1/events".into(),
-        format!("/v1/sessions/{id}/queue"),
-    ] {
-        seen.push_str(&d.get(&path).await.1.to_string());
-    }
-    for path in [
-        format!("/v1/sessions/{id}/output"),
-        format!("/v1/sessions/{id}/screen"),
-        "/metrics".into(),
-    ] {
-        let r = d
-            .http
-            .get(format!("{}{path}", d.url))
-            .bearer_auth(&d.token)
-            .send()
-            .await
-            .unwrap();
-        seen.push_str(&r.text().await.unwrap());
-    }
-    seen.push_str(&String::from_utf8_lossy(
-        &d.cli(&["show", &id, "--json"]).stdout,
-    ));
-    seen.push_str(&d.log());
-    for f in std::fs::read_dir(d.data_dir().join("recordings").join(&id))
-        .unwrap()
-        .flatten()
-    {
-        seen.push_str(&String::from_utf8_lossy(&std::fs::read(f.path()).unwrap()));
-    }
+    let seen = d.everything_visible(&id).await;
     assert!(seen.contains("MOCK-REPLY"), "the checks read nothing");
     assert!(!seen.contains(KEY), "the API key leaked");
 }

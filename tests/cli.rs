@@ -69,34 +69,7 @@ async fn cli_drives_a_session() {
     assert!(logs.contains("forty-two"));
 
     let show: Value = serde_json::from_str(&ok(d.cli(&["show", prefix, "--json"]))).unwrap();
-    for field in [
-        "id",
-        "name",
-        "state",
-        "pid",
-        "generation",
-        "restarts",
-        "exit_code",
-        "task_id",
-        "project_id",
-        "command",
-        "cwd",
-        "created_at",
-    ] {
-        assert!(show.get(field).is_some(), "show --json lacks {field}");
-    }
-    for field in [
-        "cpu_percent",
-        "rss_bytes",
-        "bytes_in",
-        "bytes_out",
-        "inputs",
-    ] {
-        assert!(
-            show["metrics"].get(field).is_some(),
-            "show --json lacks metrics.{field}"
-        );
-    }
+    common::assert_session_fields(&show);
     assert_eq!(show["task_id"], "job-7");
     let cwd = std::fs::canonicalize(std::env::current_dir().unwrap()).unwrap();
     assert_eq!(

@@ -258,3 +258,93 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write");
     p
 }
+
+/// The fields every session's JSON carries, `metrics` included.
+pub fn assert_session_fields(v: &Value) {
+    let fields = [
+        "id",
+        "name",
+        "state",
+        "pid",
+        "generation",
+        "restarts",
+        "exit_code",
+        "task_id",
+        "project_id",
+        "command",
+        "cwd",
+        "created_at",
+    ];
+    for field in fields {
+        assert!(v.get(field).is_some(), "missing {field} in {v}");
+    }
+    for field in [
+        "cpu_percent",
+        "rss_bytes",
+        "bytes_in",
+        "bytes_out",
+        "inputs",
+    ] {
+        assert!(
+            v["metrics"].get(field).is_some(),
+            "missing metrics.{field} in {v}"
+        );
+    }
+}
+
+impl Daemon {
+    /// Everything a client or an operator can see of a session: its API
+    /// answers, the daemon-wide views, the CLI's JSON, the daemon's log and
+    /// the session's recordings (waiting for the first one to exist).
+    pub async fn everything_visible(&self, id: &str) -> String {
+        let mut seen = String::new();
+        for path in [
+            format!("/v1/sessions/{id}"),
+            "/v1/sessions?all=true".to_string(),
+            format!("/v1/sessions/{id}/events"),
+            format!("/v1/sessions/{id}/queue"),
+            "/v1/events".to_string(),
+            "/v1/stats".to_string(),
+        ] {
+            seen.push_str(&self.get(&path).await.1.to_string());
+        }
+        for path in [
+            format!("/v1/sessions/{id}/output"),
+            format!("/v1/sessions/{id}/screen"),
+            "/metrics".to_string(),
+        ] {
+            let r = self
+                .http
+                .get(format!("{}{path}", self.url))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .expect("request");
+            seen.push_str(&r.text().await.unwrap_or_default());
+        }
+        for args in [
+            vec!["show", id, "--json"],
+            vec!["ls", "--json"],
+            vec!["events"],
+        ] {
+            seen.push_str(&String::from_utf8_lossy(&self.cli(&args).stdout));
+        }
+        seen.push_str(&self.log());
+        let recordings = self.data_dir().join("recordings").join(id);
+        let first = recordings.join("0.cast");
+        assert!(
+            wait_until(Duration::from_secs(20), || first.exists()).await,
+            "no recording of {id}"
+        );
+        for f in std::fs::read_dir(&recordings)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            seen.push_str(&String::from_utf8_lossy(
+                &std::fs::read(f.path()).unwrap_or_default(),
+            ));
+        }
+        seen
+    }
+}
