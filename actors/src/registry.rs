@@ -26,6 +26,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Table = Arc<RwLock<HashMap<Uuid, Arc<SessionHandle>>>>;
 
+/// Sessions not yet stopped or failed (what `max_sessions` counts).
+fn live_count(table: &Table) -> usize {
+    let table = table.read().unwrap_or_else(|e| e.into_inner());
+    table
+        .values()
+        .filter(|h| !h.info.borrow().state.is_final())
+        .count()
+}
+
 /// Messages of the RegistryActor.
 pub enum RegistryMsg {
     /// Create and start a session (with a given id, for recovery).
@@ -171,11 +180,23 @@ impl Actor for RegistryActor {
 
 impl RegistryState {
     fn live_count(&self) -> usize {
-        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
-        table
-            .values()
-            .filter(|h| !h.info.borrow().state.is_final())
-            .count()
+        live_count(&self.table)
+    }
+
+    /// Refuses an id already in the table (before anything is recorded).
+    fn ensure_new(&self, id: Uuid) -> Result<(), HerdError> {
+        if self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+        {
+            return Err(HerdError::invalid(
+                "id",
+                format!("session {id} exists already"),
+            ));
+        }
+        Ok(())
     }
 
     async fn create(
@@ -189,17 +210,7 @@ impl RegistryState {
             return Err(HerdError::LimitReached { max });
         }
         let id = id.unwrap_or_else(Uuid::new_v4);
-        if self
-            .table
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&id)
-        {
-            return Err(HerdError::invalid(
-                "id",
-                format!("session {id} exists already"),
-            ));
-        }
+        self.ensure_new(id)?;
         let now = SystemTime::now();
         let info = SessionInfo {
             id,
@@ -273,17 +284,7 @@ impl RegistryState {
         r: Restore,
     ) -> Result<Arc<SessionHandle>, HerdError> {
         let id = r.info.id;
-        if self
-            .table
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&id)
-        {
-            return Err(HerdError::invalid(
-                "id",
-                format!("session {id} exists already"),
-            ));
-        }
+        self.ensure_new(id)?;
         let mut info = r.info;
         info.restart = spec.restart.apply(&self.defaults.restart);
         info.limits = spec.limits.apply(&self.defaults.limits);
@@ -542,11 +543,7 @@ impl Registry {
 
     /// Live (not final) sessions.
     pub fn live_count(&self) -> usize {
-        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
-        table
-            .values()
-            .filter(|h| !h.info.borrow().state.is_final())
-            .count()
+        live_count(&self.table)
     }
 
     /// The session with this full id or unique id prefix.
