@@ -423,28 +423,28 @@ mod tests {
         assert_eq!(tl.frames.len(), 1);
     }
 
+    /// A player at normal speed from the start, writing into a buffer.
+    fn player(tl: &Timeline) -> Player<'_, Vec<u8>> {
+        Player {
+            timeline: tl,
+            out: Vec::new(),
+            speed: 1.0,
+            next: 0,
+        }
+    }
+
     #[test]
     fn plays_everything_in_time_and_from_a_later_point_at_once() {
         let tl = timeline(&[(0.0, "a"), (0.1, "b"), (0.2, "c")], None);
         let (_tx, rx) = mpsc::channel();
-        let mut p = Player {
-            timeline: &tl,
-            out: Vec::new(),
-            speed: 1.0,
-            next: 0,
-        };
+        let mut p = player(&tl);
         let t = Instant::now();
         p.play(0.0, &rx).unwrap();
         let took = t.elapsed();
         assert_eq!(p.out, b"abc");
         assert!(took >= Duration::from_millis(190), "{took:?}");
 
-        let mut p = Player {
-            timeline: &tl,
-            out: Vec::new(),
-            speed: 1.0,
-            next: 0,
-        };
+        let mut p = player(&tl);
         let t = Instant::now();
         p.play(tl.play_time(5.0), &rx).unwrap();
         assert_eq!(p.out, b"abc");
@@ -459,12 +459,7 @@ mod tests {
         for k in [Key::Pause, Key::Forward, Key::Forward, Key::Back, Key::Quit] {
             tx.send(k).unwrap();
         }
-        let mut p = Player {
-            timeline: &tl,
-            out: Vec::new(),
-            speed: 1.0,
-            next: 0,
-        };
+        let mut p = player(&tl);
         let t = Instant::now();
         p.play(0.0, &rx).unwrap();
         assert!(t.elapsed() < Duration::from_secs(2));
