@@ -13,8 +13,8 @@
 //! - the transcript path, where the actor reads replies.
 
 use crate::config::ClaudeConfig;
-use herd_actors::spec::find_program;
-use herd_actors::{claude, ClaudeOptions, HerdError, Profile, Secret, SessionSpec};
+use herd_actors::find_program;
+use herd_actors::{claude_transcript_path, ClaudeOptions, HerdError, Profile, Secret, SessionSpec};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -169,7 +169,7 @@ impl ClaudeProfile {
         resume.extend(flags);
         spec.command = command;
         spec.resume_command = Some(resume);
-        opts.transcript = Some(claude::transcript_path(&home, &cwd, &id));
+        opts.transcript = Some(claude_transcript_path(&home, &cwd, &id));
         spec.claude = Some(opts);
         Ok((home, cwd, api_key))
     }

@@ -16,7 +16,7 @@ use crate::store::{Store, StoredSession};
 use anyhow::{Context, Result};
 use herd_actors::process::{self, Pid};
 use herd_actors::{
-    MessageState, Registry, RestartConfig, RestartPolicy, Restore, SessionState, SHUTDOWN_REASON,
+    EndCause, MessageState, Registry, RestartConfig, RestartPolicy, Restore, SessionState,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -47,7 +47,8 @@ pub fn settle(
     for mut s in stored {
         let from = s.info.state;
         let was_live = !from.is_final() && from != SessionState::Stopping;
-        let back_from_shutdown = from == SessionState::Stopped && s.info.reason == SHUTDOWN_REASON;
+        let back_from_shutdown =
+            from == SessionState::Stopped && s.info.cause == Some(EndCause::DaemonShutdown);
         if was_live || from == SessionState::Stopping {
             report.killed += kill_stale(
                 &s,

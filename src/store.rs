@@ -11,7 +11,9 @@
 
 mod schema;
 
-use herd_actors::{Message, MessageState, Record, SessionInfo, SessionSpec, SessionState};
+use herd_actors::{
+    EndCause, Message, MessageState, Record, SessionInfo, SessionSpec, SessionState,
+};
 use rusqlite::{params, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -268,6 +270,7 @@ impl Store {
                 from,
                 to: info.state,
                 reason: info.reason.clone(),
+                cause: info.cause.clone(),
                 at: SystemTime::now(),
                 generation: info.generation,
             };
@@ -404,7 +407,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: Record) -> rusqlite::Result<()> {
         }
         Record::Transition { event, info } => {
             tx.execute(
-                "INSERT INTO events (session_id, from_state, to_state, reason, at, generation) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO events (session_id, from_state, to_state, reason, at, generation, cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     event.session_id.to_string(),
                     event.from.as_str(),
@@ -412,11 +415,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: Record) -> rusqlite::Result<()> {
                     event.reason,
                     rfc3339(event.at),
                     event.generation as i64,
+                    event.cause.as_ref().map(json).transpose()?,
                 ],
             )?;
             // A session stopped by a daemon shutdown comes back at the next
             // start: it has not ended, and must not be pruned as history.
-            let paused = info.reason == herd_actors::SHUTDOWN_REASON;
+            let paused = info.cause == Some(EndCause::DaemonShutdown);
             let ended = (info.state.is_final() && !paused).then(|| unix_ms() as i64);
             tx.execute(
                 "UPDATE sessions SET info = ?2, state = ?3, reason = ?4, generation = ?5, updated_at = ?6, ended_at = ?7,

@@ -17,7 +17,7 @@ struct Inner {
 
 /// A byte budget shared by one reader and its consumer.
 #[derive(Debug)]
-pub struct Credits {
+pub(crate) struct Credits {
     capacity: usize,
     inner: Mutex<Inner>,
     freed: Condvar,
@@ -25,7 +25,7 @@ pub struct Credits {
 
 impl Credits {
     /// A budget of `capacity` bytes in flight.
-    pub fn new(capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             capacity: capacity.max(1),
             inner: Mutex::default(),
@@ -35,7 +35,7 @@ impl Credits {
 
     /// Blocks until `n` bytes fit (a chunk larger than the budget waits for an
     /// empty pipe). Returns `None` once the budget is closed.
-    pub fn acquire(self: &Arc<Self>, n: usize) -> Option<Credit> {
+    pub(crate) fn acquire(self: &Arc<Self>, n: usize) -> Option<Credit> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if g.closed {
@@ -55,7 +55,7 @@ impl Credits {
     }
 
     /// Wakes and refuses every waiter from now on.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.closed = true;
         self.freed.notify_all();
@@ -72,7 +72,7 @@ impl Credits {
 
 /// Bytes in flight; returned to the budget on drop.
 #[derive(Debug)]
-pub struct Credit {
+pub(crate) struct Credit {
     credits: Arc<Credits>,
     n: usize,
 }
@@ -103,5 +103,17 @@ mod tests {
         let t = std::thread::spawn(move || c3.acquire(1).is_none());
         c.close();
         assert!(t.join().unwrap());
+    }
+}
+
+/// A chunk's share of an output budget, carried with the chunk wherever it
+/// goes (the session, the recorder) and released when the last holder drops it.
+#[derive(Debug)]
+pub struct CreditToken(#[allow(dead_code)] Credit);
+
+impl CreditToken {
+    /// Wraps a credit taken by a reader.
+    pub(crate) fn new(credit: Credit) -> Self {
+        Self(credit)
     }
 }

@@ -1,5 +1,6 @@
 //! The event bus: every state transition of every session, in order per session.
 
+use crate::cause::EndCause;
 use crate::state::SessionState;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -26,6 +27,10 @@ pub struct Event {
     pub to: SessionState,
     /// Why, in a few words (e.g. `exited with code 1`, `idle_timeout`).
     pub reason: String,
+    /// The typed cause, when the transition is the end of a child or of the
+    /// session (`reason` is its text then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<EndCause>,
     /// When it happened.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "humantime_serde")]

@@ -6,19 +6,21 @@
 //! any one SessionActor, so a restarted actor continues the same output log,
 //! screen, subscriptions and counters.
 
-use crate::events::Event;
-use crate::info::SessionInfo;
+use crate::cause::EndCause;
+use crate::events::{Event, EventBus};
+use crate::info::{Counters, SessionInfo};
 use crate::journal::{Journal, Record};
 use crate::output::{OutputLog, OutputSlice};
 use crate::queue::{Message, Queue};
 use crate::screen::Screen;
-use crate::session::SessionMsg;
 use crate::spec::SessionSpec;
+use crate::state::{SessionState, TransitionError};
+use crate::tap::{Marker, TapEvent};
 use bytes::Bytes;
-use ractor::ActorRef;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use ractor::ActorCell;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
@@ -38,12 +40,13 @@ const EVENTS_KEPT: usize = 512;
 /// 256 x 64 KiB held for a stalled viewer).
 const LIVE_CHUNKS: usize = 256;
 
-/// Byte counters updated on the hot path without notifying watchers.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
-    pub(crate) inputs: AtomicU64,
+/// What a transition stamps on the snapshot besides the state: the
+/// session actor's counters at that moment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp {
+    pub(crate) generation: u64,
+    pub(crate) restarts: u64,
+    pub(crate) errors: u64,
 }
 
 /// Shared state of one session.
@@ -56,15 +59,18 @@ pub struct SessionHandle {
     /// output log before anyone reads it.
     pub(crate) screen_stale: std::sync::atomic::AtomicBool,
     pub(crate) live: broadcast::Sender<OutputChunk>,
-    pub(crate) actor: Mutex<Option<ActorRef<SessionMsg>>>,
+    /// The session actor in charge, if any (the registry types it).
+    pub(crate) actor: Mutex<Option<ActorCell>>,
     pub(crate) spec: Mutex<SessionSpec>,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) events: Mutex<std::collections::VecDeque<Event>>,
     pub(crate) queue: Mutex<Queue>,
     /// Bumped on every queue change, so waiters for a reply wake up.
     pub(crate) queue_changed: watch::Sender<u64>,
     pub(crate) journal: Journal,
-    pub(crate) tap: Option<std::sync::Arc<dyn crate::tap::Tap>>,
+    pub(crate) tap: Option<Arc<dyn crate::tap::Tap>>,
+    /// Where this session's transitions are published.
+    pub(crate) bus: EventBus,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -87,7 +93,8 @@ impl SessionHandle {
         spec: SessionSpec,
         output_capacity: usize,
         journal: Journal,
-        tap: Option<std::sync::Arc<dyn crate::tap::Tap>>,
+        tap: Option<Arc<dyn crate::tap::Tap>>,
+        bus: EventBus,
     ) -> Self {
         let (live, _) = broadcast::channel(LIVE_CHUNKS);
         Self {
@@ -99,12 +106,13 @@ impl SessionHandle {
             live,
             actor: Mutex::new(None),
             spec: Mutex::new(spec),
-            counters: Counters::default(),
+            counters: Arc::default(),
             events: Mutex::default(),
             queue: Mutex::default(),
             queue_changed: watch::Sender::new(0),
             journal,
             tap,
+            bus,
         }
     }
 
@@ -175,7 +183,72 @@ impl SessionHandle {
         });
     }
 
-    pub(crate) fn record_event(&self, e: &Event, info: &SessionInfo) {
+    /// The one way a session's state changes, from any path (its actor, or
+    /// the registry when the actor is gone): checks the table, stamps the
+    /// snapshot, then journals, records, publishes and wakes watchers, in
+    /// that order, and returns the event.
+    pub(crate) fn transition(
+        &self,
+        to: SessionState,
+        reason: String,
+        cause: Option<EndCause>,
+        stamp: Option<Stamp>,
+    ) -> Result<Event, TransitionError> {
+        let mut info = self.info.borrow().clone();
+        let from = info.state;
+        from.check(to)?;
+        let at = SystemTime::now();
+        info.state = to;
+        info.reason = reason.clone();
+        if cause.is_some() {
+            info.cause = cause.clone();
+        }
+        info.updated_at = at;
+        if let Some(s) = stamp {
+            info.generation = s.generation;
+            info.restarts = s.restarts;
+            info.metrics.restarts = s.restarts;
+            info.metrics.errors = s.errors;
+        }
+        if to.is_final() || to == SessionState::Restarting {
+            info.pid = None;
+        }
+        let event = Event {
+            session_id: info.id,
+            task_id: info.task_id.clone(),
+            project_id: info.project_id.clone(),
+            from,
+            to,
+            reason,
+            cause,
+            at,
+            generation: info.generation,
+        };
+        tracing::debug!(session = %info.id, %from, %to, reason = %event.reason, "transition");
+        // Journal first: whoever wakes on the new state and then flushes the
+        // journal must find this transition in the store.
+        self.record_event(&event, &info);
+        self.tap(
+            info.generation,
+            TapEvent::Marker(Marker::State {
+                from,
+                to,
+                reason: event.reason.clone(),
+            }),
+        );
+        self.info.send_replace(info);
+        self.bus.publish(event.clone());
+        Ok(event)
+    }
+
+    /// Sends an event to the recorder, if there is one.
+    pub(crate) fn tap(&self, generation: u64, event: TapEvent) {
+        if let Some(t) = &self.tap {
+            t.send(self.id, generation, Instant::now(), event);
+        }
+    }
+
+    fn record_event(&self, e: &Event, info: &SessionInfo) {
         let mut events = lock(&self.events);
         if events.len() >= EVENTS_KEPT {
             events.pop_front();
@@ -199,7 +272,7 @@ impl SessionHandle {
     }
 
     /// The session actor currently in charge, if any.
-    pub fn actor(&self) -> Option<ActorRef<SessionMsg>> {
+    pub(crate) fn actor(&self) -> Option<ActorCell> {
         lock(&self.actor).clone()
     }
 

@@ -1,9 +1,11 @@
 //! The public snapshot of a session, as the API and the CLI show it.
 
+use crate::cause::EndCause;
 use crate::config::{LimitsConfig, RestartConfig};
 use crate::state::SessionState;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 use uuid::Uuid;
 
@@ -29,6 +31,15 @@ pub struct Metrics {
     pub errors: u64,
 }
 
+/// Byte counters updated on the hot path without notifying watchers; the
+/// snapshot's [`Metrics`] reads them.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) inputs: AtomicU64,
+}
+
 /// Everything about a session at one moment.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +52,9 @@ pub struct SessionInfo {
     pub state: SessionState,
     /// Why it entered that state.
     pub reason: String,
+    /// Why the last child (or the session) ended, once one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<EndCause>,
     /// Pid of the current child, while one runs.
     pub pid: Option<i32>,
     /// Which child this is: 0 for the first, +1 per restart.
@@ -53,7 +67,7 @@ pub struct SessionInfo {
     pub exit_signal: Option<i32>,
     /// How state is read: `generic` or `claude`.
     #[serde(default)]
-    pub profile: crate::spec::Profile,
+    pub profile: crate::profile::Profile,
     /// The question on screen while `waiting_input` (e.g. a permission dialog).
     #[serde(default)]
     pub dialog: Option<String>,

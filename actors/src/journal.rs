@@ -12,10 +12,6 @@ use crate::spec::SessionSpec;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-/// Reason recorded for sessions stopped because the daemon shuts down; the
-/// next start brings such sessions back.
-pub const SHUTDOWN_REASON: &str = "daemon shutdown";
-
 /// One change to persist.
 #[derive(Debug)]
 pub enum Record {

@@ -13,67 +13,72 @@
 //! ```
 //!
 //! The tree:
-//! - [`registry`]: RegistryActor, a one-for-one supervisor owning the session table;
-//! - [`session`]: SessionActor, one per session: state machine and restart policy;
-//! - [`pty`]: PtyActor, one child in a PTY (reader, waiter and writer threads);
-//! - [`metrics`]: MetricsActor, CPU and RSS of the child's process tree.
+//! - `registry`: RegistryActor, a one-for-one supervisor owning the session table;
+//! - `session`: SessionActor, one per session: lifecycle, limits, restart policy;
+//! - `pty`: PtyActor, one child in a PTY (reader, waiter and writer threads);
+//! - `metrics`: MetricsActor, CPU and RSS of the child's process tree.
 //!
-//! Around them:
-//! - [`state`]: the states and the one table of allowed transitions;
-//! - [`events`]: the bus every transition is published on;
-//! - [`journal`]: ordered records of every change, for a store;
-//! - [`tap`]: every session's output, input and markers, for a recorder;
-//! - [`policy`]: restart decisions, intensity and backoff;
-//! - [`config`]: defaults and per-session overrides;
-//! - [`spec`]: what a session runs, with validation;
-//! - [`handle`]: the shared read side of a session (info, output, screen);
-//! - [`output`], [`screen`]: the output ring buffer and the vt100 screen;
-//! - [`queue`]: the prompt queue (send, and wait for the reply);
-//! - [`claude`]: the Claude Code profile: state from the screen, replies from the transcript;
-//! - [`keys`]: key names to terminal bytes;
-//! - [`spawn`]: starting a child on a PTY with posix_spawn;
-//! - [`process`]: process groups, trees and liveness on Linux;
-//! - [`credits`]: backpressure from a reader thread into a mailbox.
+//! Around them (dependencies point down this list, never up):
+//! - `profile`: what a session's events mean — generic, shell, claude strategies;
+//! - `handle`: the shared read side of a session, and its one transition function;
+//! - `journal`, `tap`: ordered records for a store; output and markers for a recorder;
+//! - `events`: the bus every transition is published on;
+//! - `queue`: the prompt queue (send, and wait for the reply);
+//! - `output`, `screen`: the output ring buffer and the vt100 screen;
+//! - `spec`, `config`, `info`: what a session runs, its defaults, its snapshot;
+//! - `state`, `cause`, `policy`: states and the transition table, why things
+//!   end, restart decisions;
+//! - `keys`, `bytesize`, `error`: key names, sizes, errors;
+//! - `credits`, `spawn`, [`process`]: backpressure, posix_spawn on a PTY,
+//!   process groups and trees on Linux.
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod bytesize;
-pub mod claude;
-pub mod config;
-pub mod credits;
-pub mod error;
-pub mod events;
-pub mod handle;
-pub mod info;
-pub mod journal;
+mod bytesize;
+mod cause;
+mod config;
+mod credits;
+mod error;
+mod events;
+mod handle;
+mod info;
+mod journal;
 pub mod keys;
-pub mod metrics;
-pub mod output;
-pub mod policy;
+mod metrics;
+mod output;
+mod policy;
 pub mod process;
-pub mod pty;
-pub mod queue;
-pub mod registry;
-pub mod screen;
-pub mod session;
-pub mod spawn;
-pub mod spec;
-pub mod state;
-pub mod tap;
+mod profile;
+mod pty;
+mod queue;
+mod registry;
+mod screen;
+mod session;
+mod spawn;
+mod spec;
+mod state;
+mod tap;
 
 pub use bytesize::ByteSize;
+pub use cause::{EndCause, Request};
 pub use config::{
     LimitOverrides, LimitsConfig, MetricsConfig, RestartConfig, RestartOverrides, RestartPolicy,
     SessionDefaults,
 };
+pub use credits::CreditToken;
 pub use error::HerdError;
 pub use events::{Event, EventBus};
 pub use handle::{OutputChunk, SessionHandle};
 pub use info::{Metrics, SessionInfo};
-pub use journal::{Journal, Record, SHUTDOWN_REASON};
+pub use journal::{Journal, Record};
 pub use output::OutputSlice;
 pub use policy::ExitStatus;
+pub use profile::claude::transcript::transcript_path as claude_transcript_path;
+pub use profile::Profile;
 pub use queue::{Message, MessageState};
 pub use registry::{Hooks, ListFilter, Registry, Restore};
-pub use spec::{ClaudeOptions, Profile, Secret, SessionPatch, SessionSpec};
+pub use spec::{
+    find_program, validate_size, ClaudeOptions, Effective, Secret, SessionPatch, SessionSpec,
+    MAX_COLS, MAX_ROWS,
+};
 pub use state::{SessionState, TransitionError};
-pub use tap::{Tap, TapEvent};
+pub use tap::{Marker, Tap, TapEvent};

@@ -4,15 +4,15 @@
 //! and sysinfo refreshes only those processes, so a sample costs a few file
 //! reads per process of this session, not a scan of the whole machine.
 
+use crate::info::Counters;
 use crate::process::{self, Pid};
-use crate::session::SessionMsg;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 use std::time::Duration;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
 /// One sample of a process tree.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Sum of CPU percent (of one core) over the tree since the last sample.
     pub cpu_percent: f32,
     /// Sum of resident memory over the tree.
@@ -23,7 +23,7 @@ pub struct Sample {
 
 /// Messages of the MetricsActor.
 #[derive(Debug)]
-pub enum MetricsMsg {
+pub(crate) enum MetricsMsg {
     /// Sample this child's tree from now on (`None`: no child runs).
     Watch(Option<Pid>),
     /// Take a sample now (sent by the actor's own timer).
@@ -40,19 +40,19 @@ const IDLE_EVERY: u32 = 10;
 const IDLE_CPU: f32 = 1.0;
 
 /// Arguments of the MetricsActor.
-pub struct MetricsArgs {
+pub(crate) struct MetricsArgs {
     /// Where samples go.
-    pub session: ActorRef<SessionMsg>,
+    pub session: DerivedActorRef<Sample>,
     /// Time between samples.
     pub interval: Duration,
-    /// The session's counters, to tell an idle session from a working one.
-    pub handle: std::sync::Arc<crate::handle::SessionHandle>,
+    /// The session's I/O counters, to tell an idle session from a working one.
+    pub counters: std::sync::Arc<Counters>,
 }
 
 /// State of the MetricsActor.
-pub struct MetricsState {
-    session: ActorRef<SessionMsg>,
-    handle: std::sync::Arc<crate::handle::SessionHandle>,
+pub(crate) struct MetricsState {
+    session: DerivedActorRef<Sample>,
+    counters: std::sync::Arc<Counters>,
     system: System,
     pid: Option<Pid>,
     interval: Duration,
@@ -62,7 +62,7 @@ pub struct MetricsState {
 }
 
 /// Samples one session's process tree on an interval.
-pub struct MetricsActor;
+pub(crate) struct MetricsActor;
 
 impl Actor for MetricsActor {
     type Msg = MetricsMsg;
@@ -77,7 +77,7 @@ impl Actor for MetricsActor {
         let interval = args.interval.max(Duration::from_millis(50));
         Ok(MetricsState {
             session: args.session,
-            handle: args.handle,
+            counters: args.counters,
             system: System::new(),
             activity: 0,
             last_cpu: 0.0,
@@ -106,7 +106,7 @@ impl Actor for MetricsActor {
             MetricsMsg::Tick => {
                 let mut next = state.interval;
                 if let Some(pid) = state.pid {
-                    let c = &state.handle.counters;
+                    let c = &state.counters;
                     let activity = c.bytes_in.load(std::sync::atomic::Ordering::Relaxed)
                         + c.bytes_out.load(std::sync::atomic::Ordering::Relaxed);
                     let s = sample(&mut state.system, pid);
@@ -115,7 +115,7 @@ impl Actor for MetricsActor {
                     }
                     state.activity = activity;
                     state.last_cpu = s.cpu_percent;
-                    let _ = state.session.send_message(SessionMsg::Metrics(s));
+                    let _ = state.session.send_message(s);
                 }
                 // One timer per actor, rescheduled each time: an idle session
                 // wakes ten times less often.
@@ -127,7 +127,7 @@ impl Actor for MetricsActor {
 }
 
 /// Samples the tree rooted at `pid`.
-pub fn sample(system: &mut System, pid: Pid) -> Sample {
+pub(crate) fn sample(system: &mut System, pid: Pid) -> Sample {
     let pids: Vec<sysinfo::Pid> = process::tree(pid)
         .into_iter()
         .filter(|p| *p > 0)

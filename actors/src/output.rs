@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 /// The last `capacity` bytes a session wrote, with offsets that count every
 /// byte since the session was created, so a reader can resume where it left off.
 #[derive(Debug)]
-pub struct OutputLog {
+pub(crate) struct OutputLog {
     buf: VecDeque<u8>,
     capacity: usize,
     /// Absolute offset of `buf[0]`.
@@ -27,7 +27,7 @@ pub struct OutputSlice {
 
 impl OutputLog {
     /// An empty log keeping at most `capacity` bytes (at least 1).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             buf: VecDeque::new(),
             capacity: capacity.max(1),
@@ -36,7 +36,7 @@ impl OutputLog {
     }
 
     /// Appends output, dropping the oldest bytes beyond the capacity.
-    pub fn push(&mut self, data: &[u8]) {
+    pub(crate) fn push(&mut self, data: &[u8]) {
         let data = if data.len() > self.capacity {
             let skip = data.len() - self.capacity;
             self.start += self.buf.len() as u64 + skip as u64;
@@ -54,17 +54,17 @@ impl OutputLog {
     }
 
     /// Absolute offset just past the newest byte.
-    pub fn end(&self) -> u64 {
+    pub(crate) fn end(&self) -> u64 {
         self.start + self.buf.len() as u64
     }
 
     /// Absolute offset of the oldest byte still held.
-    pub fn start(&self) -> u64 {
+    pub(crate) fn start(&self) -> u64 {
         self.start
     }
 
     /// Bytes from `since` (clamped to what is held) up to at most `limit` bytes.
-    pub fn read(&self, since: u64, limit: usize) -> OutputSlice {
+    pub(crate) fn read(&self, since: u64, limit: usize) -> OutputSlice {
         let truncated = since < self.start;
         let from = since.clamp(self.start, self.end());
         let skip = (from - self.start) as usize;
@@ -88,7 +88,8 @@ impl OutputLog {
     }
 
     /// The last `n` bytes held (or fewer).
-    pub fn tail(&self, n: usize) -> OutputSlice {
+    #[cfg(test)]
+    fn tail(&self, n: usize) -> OutputSlice {
         let since = self.end().saturating_sub(n as u64).max(self.start);
         self.read(since, n)
     }

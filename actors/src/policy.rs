@@ -48,7 +48,7 @@ impl std::fmt::Display for ExitStatus {
 
 /// What to do after a child exit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Start a new child after this delay.
     Restart(Duration),
     /// The policy does not restart this exit: the session stops.
@@ -59,7 +59,7 @@ pub enum Decision {
 
 /// Per-session restart bookkeeping: the intensity window and the backoff step.
 #[derive(Debug, Clone, Default)]
-pub struct RestartTracker {
+pub(crate) struct RestartTracker {
     recent: VecDeque<Instant>,
     /// Consecutive quick restarts: the backoff exponent.
     step: u32,
@@ -68,7 +68,7 @@ pub struct RestartTracker {
 impl RestartTracker {
     /// Decides what follows an exit of a child that ran for `ran_for`.
     /// `forced_failure` marks exits herd caused as failures (e.g. max_memory).
-    pub fn decide(
+    pub(crate) fn decide(
         &mut self,
         cfg: &RestartConfig,
         exit: &ExitStatus,
@@ -106,7 +106,7 @@ impl RestartTracker {
 }
 
 /// `backoff_initial * 2^step`, capped at `backoff_max`.
-pub fn backoff(cfg: &RestartConfig, step: u32) -> Duration {
+pub(crate) fn backoff(cfg: &RestartConfig, step: u32) -> Duration {
     let factor = 2u32.checked_pow(step.min(31)).unwrap_or(u32::MAX);
     cfg.backoff_initial
         .checked_mul(factor)

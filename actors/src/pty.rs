@@ -13,14 +13,13 @@
 //! The child is killed from a drop guard in the actor's state, because ractor
 //! skips `post_stop` for killed or panicking actors.
 
-use crate::credits::{Credit, Credits};
+use crate::credits::{CreditToken, Credits};
 use crate::handle::lock;
 use crate::policy::ExitStatus;
 use crate::process::{self, Pid};
-use crate::session::SessionMsg;
 use bytes::Bytes;
 use portable_pty::{native_pty_system, MasterPty, PtySize};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,7 +43,7 @@ const THREAD_STACK: usize = 128 * 1024;
 
 /// What to start. (No `Debug`: it carries secrets.)
 #[derive(Clone)]
-pub struct PtyArgs {
+pub(crate) struct PtyArgs {
     /// Program and arguments.
     pub argv: Vec<String>,
     /// Working directory.
@@ -59,13 +58,42 @@ pub struct PtyArgs {
     pub rows: u16,
     /// Generation tag for every message sent to the session.
     pub generation: u64,
-    /// Where output and exit go.
-    pub session: ActorRef<SessionMsg>,
+    /// Where output and exit go: the owner sees only [`PtyEvent`]s.
+    pub session: DerivedActorRef<PtyEvent>,
+}
+
+/// What a PtyActor reports to its owner, in order: `Spawned`, every
+/// `Output`, then `Exited` once the output is drained.
+#[derive(Debug)]
+pub(crate) enum PtyEvent {
+    /// The child started.
+    Spawned {
+        /// Generation of the child.
+        generation: u64,
+        /// Its pid (and process group id).
+        pid: Pid,
+    },
+    /// The child wrote output.
+    Output {
+        /// Generation of the child.
+        generation: u64,
+        /// The bytes.
+        data: Bytes,
+        /// The chunk's share of the reader's budget, released once handled.
+        credit: CreditToken,
+    },
+    /// The child exited and was reaped; no more output of it will follow.
+    Exited {
+        /// Generation of the child.
+        generation: u64,
+        /// How it ended.
+        status: ExitStatus,
+    },
 }
 
 /// Which processes a signal goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalTarget {
+pub(crate) enum SignalTarget {
     /// The child's process group and every descendant.
     Tree,
     /// The terminal's foreground process group (what Ctrl-C would reach).
@@ -74,7 +102,7 @@ pub enum SignalTarget {
 
 /// Messages of the PtyActor.
 #[derive(Debug)]
-pub enum PtyMsg {
+pub(crate) enum PtyMsg {
     /// Write bytes to the child's terminal; fails if the writer is backed up.
     Write(Bytes, ractor::RpcReplyPort<Result<(), ()>>),
     /// Resize the terminal.
@@ -109,7 +137,7 @@ impl Drop for ChildGuard {
 }
 
 /// State of a running PtyActor.
-pub struct PtyState {
+pub(crate) struct PtyState {
     master: Box<dyn MasterPty + Send>,
     writes: SyncSender<Bytes>,
     pid: Pid,
@@ -119,7 +147,7 @@ pub struct PtyState {
 }
 
 /// The actor owning one child process.
-pub struct PtyActor;
+pub(crate) struct PtyActor;
 
 impl Actor for PtyActor {
     type Msg = PtyMsg;
@@ -184,13 +212,6 @@ impl Actor for PtyActor {
     }
 }
 
-impl PtyState {
-    /// Pid of the child (also its process group id).
-    pub fn pid(&self) -> Pid {
-        self.pid
-    }
-}
-
 fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     let pair = native_pty_system()
         .openpty(PtySize {
@@ -230,7 +251,7 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     };
     // Reported before the reader thread exists: the session (and its
     // recorder) must hear of the generation before any of its output.
-    if let Err(e) = args.session.send_message(SessionMsg::ChildSpawned {
+    if let Err(e) = args.session.send_message(PtyEvent::Spawned {
         generation: args.generation,
         pid,
     }) {
@@ -336,7 +357,7 @@ fn more_ready(fd: i32) -> bool {
 
 fn read_loop(
     mut reader: std::fs::File,
-    session: ActorRef<SessionMsg>,
+    session: DerivedActorRef<PtyEvent>,
     generation: u64,
     credits: Arc<Credits>,
     drained: SyncSender<()>,
@@ -370,10 +391,10 @@ fn read_loop(
         let Some(credit) = credit else {
             break 'outer;
         };
-        let msg = SessionMsg::Output {
+        let msg = PtyEvent::Output {
             generation,
             data: Bytes::copy_from_slice(&buf[..n]),
-            credit: CreditToken(credit),
+            credit: CreditToken::new(credit),
         };
         if session.send_message(msg).is_err() {
             break;
@@ -395,7 +416,7 @@ fn wait_loop(
     pid: Pid,
     reaped: Arc<Mutex<bool>>,
     drained: Receiver<()>,
-    session: ActorRef<SessionMsg>,
+    session: DerivedActorRef<PtyEvent>,
     generation: u64,
     progress: Arc<Progress>,
 ) {
@@ -454,12 +475,8 @@ fn wait_loop(
             }
         }
     };
-    let _ = session.send_message(SessionMsg::ChildExited {
+    let _ = session.send_message(PtyEvent::Exited {
         generation,
         status: exit,
     });
 }
-
-/// A chunk's share of the output budget, released when the message is dropped.
-#[derive(Debug)]
-pub struct CreditToken(#[allow(dead_code)] Credit);

@@ -67,6 +67,9 @@ pub struct Message {
     pub reply: Option<String>,
     /// Why the message did not complete.
     pub error: Option<String>,
+    /// The exit status of the command, where the profile knows it (a shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 impl Message {
@@ -84,13 +87,49 @@ impl Message {
             output_end: None,
             reply: None,
             error: None,
+            exit_code: None,
+        }
+    }
+}
+
+/// How a message in flight ended, as its session's profile tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Outcome {
+    /// Done, or interrupted.
+    pub state: MessageState,
+    /// The reply.
+    pub reply: Option<String>,
+    /// Why it did not complete.
+    pub error: Option<String>,
+    /// The command's exit status, where known.
+    pub exit_code: Option<i32>,
+}
+
+impl Outcome {
+    /// Answered with `reply`.
+    pub(crate) fn done(reply: String) -> Self {
+        Self {
+            state: MessageState::Done,
+            reply: Some(reply),
+            error: None,
+            exit_code: None,
+        }
+    }
+
+    /// Not answered, for `why`.
+    pub(crate) fn interrupted(why: String) -> Self {
+        Self {
+            state: MessageState::Interrupted,
+            reply: None,
+            error: Some(why),
+            exit_code: None,
         }
     }
 }
 
 /// Pending and recent messages of a session, in order.
 #[derive(Debug, Default, Clone)]
-pub struct Queue {
+pub(crate) struct Queue {
     pending: VecDeque<Message>,
     done: VecDeque<Message>,
     /// Snapshots of messages changed since the last [`Queue::take_changed`].
@@ -99,14 +138,14 @@ pub struct Queue {
 
 impl Queue {
     /// Appends a message.
-    pub fn push(&mut self, m: Message) {
+    pub(crate) fn push(&mut self, m: Message) {
         self.changed.push(m.clone());
         self.pending.push_back(m);
     }
 
     /// Restores messages read back from a store: finished ones as history,
     /// queued ones to deliver.
-    pub fn restore(&mut self, messages: Vec<Message>) {
+    pub(crate) fn restore(&mut self, messages: Vec<Message>) {
         for m in messages {
             if m.state.is_final() {
                 self.remember(m);
@@ -117,19 +156,19 @@ impl Queue {
     }
 
     /// Messages changed since the last call.
-    pub fn take_changed(&mut self) -> Vec<Message> {
+    pub(crate) fn take_changed(&mut self) -> Vec<Message> {
         std::mem::take(&mut self.changed)
     }
 
     /// The message being answered, if any.
-    pub fn in_flight(&self) -> Option<&Message> {
+    pub(crate) fn in_flight(&self) -> Option<&Message> {
         self.pending
             .front()
             .filter(|m| m.state == MessageState::Delivering)
     }
 
     /// The next message to write, marked delivering, if none is in flight.
-    pub fn start_next(&mut self, output_start: u64) -> Option<&Message> {
+    pub(crate) fn start_next(&mut self, output_start: u64) -> Option<&Message> {
         let m = self.pending.front_mut()?;
         if m.state != MessageState::Queued {
             return None;
@@ -142,26 +181,21 @@ impl Queue {
     }
 
     /// Ends the in-flight message with `state`.
-    pub fn finish(
-        &mut self,
-        state: MessageState,
-        output_end: u64,
-        reply: Option<String>,
-        error: Option<String>,
-    ) -> Option<Message> {
+    pub(crate) fn finish(&mut self, outcome: Outcome, output_end: u64) -> Option<Message> {
         self.in_flight()?;
         let mut m = self.pending.pop_front()?;
-        m.state = state;
+        m.state = outcome.state;
         m.completed_at = Some(SystemTime::now());
         m.output_end = Some(output_end);
-        m.reply = reply;
-        m.error = error;
+        m.reply = outcome.reply;
+        m.error = outcome.error;
+        m.exit_code = outcome.exit_code;
         self.remember(m.clone());
         Some(m)
     }
 
     /// Ends every pending message (the session is over).
-    pub fn cancel_all(&mut self, why: &str, output_end: u64) {
+    pub(crate) fn cancel_all(&mut self, why: &str, output_end: u64) {
         while let Some(m) = self.pending.front() {
             let state = if m.state == MessageState::Delivering {
                 MessageState::Interrupted
@@ -190,7 +224,7 @@ impl Queue {
     }
 
     /// Recent finished messages, then pending ones, oldest first.
-    pub fn all(&self) -> Vec<Message> {
+    pub(crate) fn all(&self) -> Vec<Message> {
         self.done
             .iter()
             .chain(self.pending.iter())
@@ -199,12 +233,13 @@ impl Queue {
     }
 
     /// Pending messages (queued or in flight).
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    fn pending(&self) -> usize {
         self.pending.len()
     }
 
     /// One message by id.
-    pub fn get(&self, id: Uuid) -> Option<Message> {
+    pub(crate) fn get(&self, id: Uuid) -> Option<Message> {
         self.pending
             .iter()
             .chain(self.done.iter())
@@ -216,7 +251,7 @@ impl Queue {
 /// The bytes that type `text` and press Enter. Multi-line or long text goes
 /// in as one bracketed paste when the program asked for that mode, so its
 /// newlines do not each submit a line.
-pub fn payload(text: &str, bracketed_paste: bool) -> Vec<u8> {
+pub(crate) fn payload(text: &str, bracketed_paste: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 16);
     if bracketed_paste && (text.contains('\n') || text.len() > PASTE_OVER) {
         out.extend_from_slice(b"\x1b[200~");
@@ -230,7 +265,7 @@ pub fn payload(text: &str, bracketed_paste: bool) -> Vec<u8> {
 }
 
 /// Output bytes as plain text: escape sequences removed, `\r\n` as `\n`.
-pub fn clean_text(raw: &[u8]) -> String {
+pub(crate) fn clean_text(raw: &[u8]) -> String {
     let stripped = strip_ansi_escapes::strip(raw);
     String::from_utf8_lossy(&stripped)
         .replace("\r\n", "\n")
@@ -249,9 +284,7 @@ mod tests {
         q.push(Message::new(sid, "b".into()));
         assert_eq!(q.start_next(10).unwrap().text, "a");
         assert!(q.start_next(11).is_none(), "one in flight at a time");
-        let done = q
-            .finish(MessageState::Done, 20, Some("ra".into()), None)
-            .unwrap();
+        let done = q.finish(Outcome::done("ra".into()), 20).unwrap();
         assert_eq!(
             (done.text.as_str(), done.output_start, done.output_end),
             ("a", Some(10), Some(20))

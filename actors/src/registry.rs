@@ -1,9 +1,10 @@
 //! RegistryActor: the one-for-one supervisor of every SessionActor, and
 //! [`Registry`], the handle through which a program drives the sessions.
 
+use crate::cause::{EndCause, Request};
 use crate::config::SessionDefaults;
 use crate::error::HerdError;
-use crate::events::{Event, EventBus};
+use crate::events::EventBus;
 use crate::handle::{lock, SessionHandle};
 use crate::info::{Metrics, SessionInfo};
 use crate::journal::{Journal, Record};
@@ -15,10 +16,16 @@ use crate::state::SessionState;
 use crate::tap::Tap;
 use bytes::Bytes;
 use ractor::rpc::CallResult;
+use ractor::ActorCell;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
+
+/// The typed actor of a session, from the untyped cell its handle keeps.
+fn session_actor(cell: ActorCell) -> ActorRef<SessionMsg> {
+    cell.into()
+}
 use uuid::Uuid;
 
 /// How long a command waits for a session actor to answer.
@@ -36,7 +43,7 @@ fn live_count(table: &Table) -> usize {
 }
 
 /// Messages of the RegistryActor.
-pub enum RegistryMsg {
+pub(crate) enum RegistryMsg {
     /// Create and start a session (with a given id, for recovery).
     Create {
         /// What to run.
@@ -58,7 +65,7 @@ pub enum RegistryMsg {
 }
 
 /// State of the RegistryActor.
-pub struct RegistryState {
+pub(crate) struct RegistryState {
     table: Table,
     by_actor: HashMap<ActorId, Uuid>,
     defaults: Arc<SessionDefaults>,
@@ -70,10 +77,10 @@ pub struct RegistryState {
 }
 
 /// Supervises the SessionActors.
-pub struct RegistryActor;
+pub(crate) struct RegistryActor;
 
 /// Arguments of the RegistryActor.
-pub struct RegistryArgs {
+pub(crate) struct RegistryArgs {
     table: Table,
     defaults: Arc<SessionDefaults>,
     bus: EventBus,
@@ -212,11 +219,13 @@ impl RegistryState {
         let id = id.unwrap_or_else(Uuid::new_v4);
         self.ensure_new(id)?;
         let now = SystemTime::now();
+        let effective = spec.effective(&self.defaults);
         let info = SessionInfo {
             id,
             name: spec.name.clone(),
             state: SessionState::Pending,
             reason: "created".into(),
+            cause: None,
             pid: None,
             generation: 0,
             restarts: 0,
@@ -233,8 +242,8 @@ impl RegistryState {
             created_at: now,
             started_at: None,
             updated_at: now,
-            restart: spec.restart.apply(&self.defaults.restart),
-            limits: spec.limits.apply(&self.defaults.limits),
+            restart: effective.restart,
+            limits: effective.limits,
             metrics: Metrics::default(),
         };
         self.journal.record(Record::Created {
@@ -261,6 +270,7 @@ impl RegistryState {
             capacity,
             self.journal.clone(),
             self.tap.clone(),
+            self.bus.clone(),
         ));
         crate::handle::lock(&handle.queue).restore(messages);
         if live {
@@ -286,8 +296,10 @@ impl RegistryState {
         let id = r.info.id;
         self.ensure_new(id)?;
         let mut info = r.info;
-        info.restart = spec.restart.apply(&self.defaults.restart);
-        info.limits = spec.limits.apply(&self.defaults.limits);
+        // The defaults may have changed since the session was stored.
+        let effective = spec.effective(&self.defaults);
+        info.restart = effective.restart;
+        info.limits = effective.limits;
         info.pid = None;
         if r.live {
             info.state = SessionState::Pending;
@@ -308,7 +320,6 @@ impl RegistryState {
         let args = SessionArgs {
             handle: Arc::clone(handle),
             defaults: Arc::clone(&self.defaults),
-            bus: self.bus.clone(),
             recovered_from,
         };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await?;
@@ -339,41 +350,32 @@ impl RegistryState {
             return;
         }
         let why = err.unwrap_or_else(|| "session actor stopped unexpectedly".into());
-        let cfg = handle.spec().restart.apply(&self.defaults.restart);
         let failure = ExitStatus {
             code: None,
             signal: None,
         };
         let tracker = self.actor_restarts.entry(id).or_default();
-        let decision = tracker.decide(&cfg, &failure, Duration::ZERO, true, Instant::now());
+        let decision = tracker.decide(
+            &info.restart,
+            &failure,
+            Duration::ZERO,
+            true,
+            Instant::now(),
+        );
         if decision != Decision::GiveUp {
             match self.start_actor(myself, &handle, Some(why.clone())).await {
                 Ok(()) => return,
                 Err(e) => tracing::error!(session = %id, "cannot restart session actor: {e}"),
             }
         }
-        // The actor cannot be brought back: the supervisor records the end.
-        let from = info.state;
-        let at = SystemTime::now();
-        let reason = format!("session actor failed too often: {why}");
-        let event = Event {
-            session_id: id,
-            task_id: info.task_id.clone(),
-            project_id: info.project_id.clone(),
-            from,
-            to: SessionState::Failed,
-            reason: reason.clone(),
-            at,
-            generation: info.generation,
-        };
-        let mut info = info;
-        info.state = SessionState::Failed;
-        info.reason = reason;
-        info.updated_at = at;
-        info.pid = None;
-        handle.record_event(&event, &info);
-        handle.info.send_replace(info);
-        self.bus.publish(event);
+        // The actor cannot be brought back: the supervisor records the end,
+        // through the same transition function the actor uses.
+        let cause = EndCause::ActorFailedTooOften { message: why };
+        if let Err(e) =
+            handle.transition(SessionState::Failed, cause.to_string(), Some(cause), None)
+        {
+            tracing::error!(session = %id, "{e}");
+        }
     }
 }
 
@@ -600,7 +602,7 @@ impl Registry {
                 state: handle.info().state,
             });
         };
-        match unwrap_call(actor.call(msg, Some(CALL_TIMEOUT)).await) {
+        match unwrap_call(session_actor(actor).call(msg, Some(CALL_TIMEOUT)).await) {
             Ok(r) => r,
             // The actor ended between lookup and call: the session just reached a final state.
             Err(_) if handle.info().state.is_final() => Err(HerdError::Conflict {
@@ -646,15 +648,10 @@ impl Registry {
 
     /// Stops the session (graceful unless `force`); returns at once, in state `stopping`.
     pub async fn stop(&self, id: Uuid, force: bool) -> Result<SessionInfo, HerdError> {
-        let reason = if force {
-            "kill requested"
-        } else {
-            "stop requested"
-        }
-        .to_string();
+        let request = if force { Request::Kill } else { Request::Stop };
         self.command(id, "stop", |reply| SessionMsg::Stop {
             force,
-            reason,
+            cause: EndCause::Requested { request },
             reply: Some(reply),
         })
         .await
@@ -674,7 +671,7 @@ impl Registry {
             action: "send a message to".into(),
             state,
         };
-        let actor = handle.actor().ok_or_else(conflict)?;
+        let actor = handle.actor().map(session_actor).ok_or_else(conflict)?;
         match unwrap_call(
             actor
                 .call(|r| SessionMsg::Send(text, r), Some(CALL_TIMEOUT))
@@ -756,9 +753,9 @@ impl Registry {
         let live: Vec<_> = self.list(&ListFilter::default());
         for s in &live {
             if let Some(actor) = self.get(s.id).and_then(|h| h.actor()) {
-                let _ = actor.send_message(SessionMsg::Stop {
+                let _ = session_actor(actor).send_message(SessionMsg::Stop {
                     force: false,
-                    reason: crate::journal::SHUTDOWN_REASON.into(),
+                    cause: EndCause::DaemonShutdown,
                     reply: None,
                 });
             }
@@ -778,6 +775,7 @@ impl Registry {
             .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
         let actor = handle
             .actor()
+            .map(session_actor)
             .ok_or_else(|| HerdError::Internal("no actor".into()))?;
         actor
             .send_message(SessionMsg::Panic)

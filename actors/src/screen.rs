@@ -1,7 +1,7 @@
 //! The terminal emulator view of a session: what a person would see now.
 
 /// A vt100 screen fed with the session's output.
-pub struct Screen {
+pub(crate) struct Screen {
     parser: vt100::Parser,
 }
 
@@ -17,30 +17,30 @@ impl std::fmt::Debug for Screen {
 
 impl Screen {
     /// A blank screen of the given size (no scrollback: the output log keeps history).
-    pub fn new(cols: u16, rows: u16) -> Self {
+    pub(crate) fn new(cols: u16, rows: u16) -> Self {
         Self {
             parser: vt100::Parser::new(rows.max(1), cols.max(1), 0),
         }
     }
 
     /// Applies output bytes.
-    pub fn feed(&mut self, data: &[u8]) {
+    pub(crate) fn feed(&mut self, data: &[u8]) {
         self.parser.process(data);
     }
 
     /// Changes the size, as the child's terminal was resized.
-    pub fn resize(&mut self, cols: u16, rows: u16) {
+    pub(crate) fn resize(&mut self, cols: u16, rows: u16) {
         self.parser.screen_mut().set_size(rows.max(1), cols.max(1));
     }
 
     /// `(cols, rows)`.
-    pub fn size(&self) -> (u16, u16) {
+    pub(crate) fn size(&self) -> (u16, u16) {
         let (rows, cols) = self.parser.screen().size();
         (cols, rows)
     }
 
     /// The visible text, one line per row, trailing blanks trimmed.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let screen = self.parser.screen();
         let (_, cols) = screen.size();
         let mut out = String::new();
@@ -55,18 +55,13 @@ impl Screen {
     }
 
     /// Escape sequences that redraw this screen on a real terminal (for attach).
-    pub fn redraw(&self) -> Vec<u8> {
+    pub(crate) fn redraw(&self) -> Vec<u8> {
         self.parser.screen().state_formatted()
     }
 
     /// Whether the program asked for bracketed paste (`ESC [ ? 2004 h`).
-    pub fn bracketed_paste(&self) -> bool {
+    pub(crate) fn bracketed_paste(&self) -> bool {
         self.parser.screen().bracketed_paste()
-    }
-
-    /// Cursor `(row, col)`.
-    pub fn cursor(&self) -> (u16, u16) {
-        self.parser.screen().cursor_position()
     }
 }
 

@@ -39,7 +39,7 @@ fn cstring(what: &str, s: &OsStr) -> io::Result<CString> {
 
 /// Starts `program` (an absolute or cwd-relative path) with `argv` and the
 /// full environment `env` in `cwd`, on the terminal `tty`. Returns its pid.
-pub fn spawn_on_tty(
+pub(crate) fn spawn_on_tty(
     program: &Path,
     argv: &[String],
     env: &[(OsString, OsString)],

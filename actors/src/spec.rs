@@ -1,7 +1,10 @@
 //! What a session runs: its command, environment, terminal size and overrides.
 
-use crate::config::{LimitOverrides, RestartOverrides};
+use crate::config::{
+    LimitOverrides, LimitsConfig, RestartConfig, RestartOverrides, SessionDefaults,
+};
 use crate::error::HerdError;
+use crate::profile::Profile;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -91,6 +94,16 @@ impl SessionSpec {
         }
     }
 
+    /// The settings this session runs with: its overrides over `defaults`.
+    /// Resolved once, when the session is created, restored or patched, and
+    /// kept in its snapshot.
+    pub fn effective(&self, defaults: &SessionDefaults) -> Effective {
+        Effective {
+            restart: self.restart.apply(&defaults.restart),
+            limits: self.limits.apply(&defaults.limits),
+        }
+    }
+
     /// Checks every field; the error names the first bad field and its value.
     pub fn validate(&self) -> Result<(), HerdError> {
         let program = match self.command.first() {
@@ -169,6 +182,15 @@ impl SessionSpec {
         }
         Ok(())
     }
+}
+
+/// A session's effective settings: its overrides applied to the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effective {
+    /// Restart behaviour.
+    pub restart: RestartConfig,
+    /// Limits.
+    pub limits: LimitsConfig,
 }
 
 /// Changes to a live session: each field present replaces the current value;
@@ -254,18 +276,6 @@ fn check_env_name(field: &str, k: &str) -> Result<(), HerdError> {
         ));
     }
     Ok(())
-}
-
-/// How herd reads a session's state and delivers its prompts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Profile {
-    /// Any program: busy while output flows, ready after `quiet_after` of quiet.
-    #[default]
-    Generic,
-    /// Claude Code: state from the screen, replies from its transcript.
-    Claude,
 }
 
 /// A value that must never be shown: `Debug` prints `***`.

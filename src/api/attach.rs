@@ -42,8 +42,8 @@ use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, W
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use herd_actors::spec::{MAX_COLS, MAX_ROWS};
 use herd_actors::{HerdError, OutputChunk, SessionHandle};
+use herd_actors::{MAX_COLS, MAX_ROWS};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -111,7 +111,7 @@ pub async fn attach(
     })?;
     match (q.cols, q.rows) {
         (Some(cols), Some(rows)) => {
-            herd_actors::spec::validate_size(cols, rows)?;
+            herd_actors::validate_size(cols, rows)?;
             match app.registry.resize(handle.id(), cols, rows).await {
                 // An ended (or ending) session keeps its size; attaching still shows it.
                 Ok(_) | Err(HerdError::Conflict { .. }) => {}
@@ -235,7 +235,7 @@ fn parse_control(text: &str) -> Result<ClientControl, HerdError> {
             }
             let cols = dimension(&obj, "cols", MAX_COLS)?;
             let rows = dimension(&obj, "rows", MAX_ROWS)?;
-            herd_actors::spec::validate_size(cols, rows)?;
+            herd_actors::validate_size(cols, rows)?;
             Ok(ClientControl::Resize { cols, rows })
         }
         other => Err(HerdError::invalid(

@@ -256,6 +256,7 @@ mod tests {
             from: SessionState::Pending,
             to: SessionState::Starting,
             reason: "spawn".into(),
+            cause: None,
             at: SystemTime::now(),
             generation: 0,
         }

@@ -131,6 +131,7 @@ mod tests {
             from: SessionState::Pending,
             to: SessionState::Starting,
             reason: "spawned".into(),
+            cause: None,
             at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             generation: 0,
         };

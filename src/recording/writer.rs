@@ -10,7 +10,7 @@
 //! generation ends or the recorder closes, so a daemon crash loses at most
 //! the last moments.
 
-use herd_actors::{Tap, TapEvent};
+use herd_actors::{Marker, Tap, TapEvent};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -218,13 +218,13 @@ impl Shard {
                 write_event(open.sink.writer(), t, "r", &format!("{cols}x{rows}"))
             }
             TapEvent::Marker(label) => {
-                let r = write_event(open.sink.writer(), t, "m", &label);
+                let r = write_event(open.sink.writer(), t, "m", &label.to_string());
                 open.dirty = true;
                 self.flush(session);
                 r
             }
             TapEvent::End(label) => {
-                self.finish(session, Some((t, label)));
+                self.finish(session, Some((t, Marker::exit(&label).to_string())));
                 return;
             }
             TapEvent::Start { .. } => Ok(()),
@@ -480,7 +480,12 @@ mod tests {
                     credit: None,
                 },
             );
-            rec.send(id, 0, t0, TapEvent::End("exit: exited with code 0".into()));
+            rec.send(
+                id,
+                0,
+                t0,
+                TapEvent::End(herd_actors::EndCause::Exited { code: 0 }),
+            );
             rec.flush(true);
             let path = recording_path(dir.path(), id, 0, compress);
             let (header, events) = read_events(&path);

@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Each migration brings the schema from `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -50,6 +50,13 @@ const MIGRATIONS: &[&str] = &[
         session_id  TEXT NOT NULL,
         updated_at  TEXT NOT NULL
      );",
+    // 1 → 2: typed end causes. Events keep theirs (JSON); a session stored as
+    // stopped by a daemon shutdown (known then only by its reason's text)
+    // gets the typed cause, so recovery never reads the text again.
+    "ALTER TABLE events ADD COLUMN cause TEXT;
+     UPDATE sessions
+        SET info = json_set(info, '$.cause', json('{\"kind\":\"daemon_shutdown\"}'))
+      WHERE reason = 'daemon shutdown' AND json_extract(info, '$.cause') IS NULL;",
 ];
 
 /// Applies every migration after `from`.

@@ -1,5 +1,5 @@
-//! The Claude Code profile, actor side: its state read from the screen, its
-//! first-run dialogs answered, and its replies read from its transcript.
+//! What Claude Code's screen says: busy, waiting for an answer, ready, or a
+//! first-run dialog to answer.
 //!
 //! Markers observed on the real CLI 2.1.197 (see the claude-harness README):
 //! busy = footer `esc to interrupt`; waiting for input = `Do you want to
@@ -8,12 +8,9 @@
 //! first prompt; the daemon seeds a config that avoids them, and this module
 //! answers them if they show up anyway.
 
-use std::io::{BufRead, Seek, SeekFrom};
-use std::path::Path;
-
 /// What the screen says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScreenState {
+pub(crate) enum ScreenState {
     /// Neither an input line nor a known dialog yet.
     Starting,
     /// The input line, with no spinner and no dialog.
@@ -28,7 +25,7 @@ pub enum ScreenState {
 
 /// Dialogs the CLI may show before its first prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstRunDialog {
+pub(crate) enum FirstRunDialog {
     /// "Is this a project you created or one you trust?"
     Trust,
     /// "Do you want to use this API key?"
@@ -37,7 +34,7 @@ pub enum FirstRunDialog {
 
 impl FirstRunDialog {
     /// The keys that accept the dialog.
-    pub fn answer(self) -> &'static [u8] {
+    pub(crate) fn answer(self) -> &'static [u8] {
         match self {
             // The cursor starts on "1. Yes, I trust this folder".
             Self::Trust => b"\r",
@@ -48,7 +45,7 @@ impl FirstRunDialog {
 }
 
 /// Reads the state from the screen text.
-pub fn classify(screen: &str) -> ScreenState {
+pub(crate) fn classify(screen: &str) -> ScreenState {
     if screen.contains("Is this a project you created or one you trust?")
         || screen.contains("Do you trust the files in this folder?")
     {
@@ -74,7 +71,7 @@ pub fn classify(screen: &str) -> ScreenState {
 }
 
 /// The text in the input box (the last line that starts with `❯`), if any.
-pub fn input_line(screen: &str) -> Option<String> {
+pub(crate) fn input_line(screen: &str) -> Option<String> {
     screen
         .lines()
         .rev()
@@ -84,7 +81,7 @@ pub fn input_line(screen: &str) -> Option<String> {
 
 /// True if the input box still holds the start of `prompt`: it was typed
 /// but not submitted.
-pub fn prompt_pending(screen: &str, prompt: &str) -> bool {
+pub(crate) fn prompt_pending(screen: &str, prompt: &str) -> bool {
     let head: String = prompt
         .lines()
         .next()
@@ -116,68 +113,10 @@ fn dialog_text(lines: &[&str]) -> String {
         .to_string()
 }
 
-/// The transcript file's current length: the point a reply is read from.
-pub fn transcript_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-/// The assistant's text written to the transcript after byte `from`, blocks
-/// joined by blank lines; `None` if there is none (yet).
-///
-/// Only what follows the first user entry after `from` (the prompt) counts:
-/// on `--resume` the CLI first closes an interrupted turn with a synthetic
-/// assistant entry ("No response requested."), which is not the reply.
-pub fn reply_since(path: &Path, from: u64) -> Option<String> {
-    let mut f = std::fs::File::open(path).ok()?;
-    if f.seek(SeekFrom::Start(from)).is_err() {
-        return None;
-    }
-    let mut texts = vec![];
-    let mut prompt_seen = false;
-    for line in std::io::BufReader::new(f).lines() {
-        let Ok(line) = line else { break };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            // A line being written right now: stop at it.
-            break;
-        };
-        if v["type"] == "user" {
-            prompt_seen = true;
-            continue;
-        }
-        if v["type"] != "assistant" || !prompt_seen || v["message"]["model"] == "<synthetic>" {
-            continue;
-        }
-        if let Some(blocks) = v["message"]["content"].as_array() {
-            for b in blocks {
-                if b["type"] == "text" {
-                    if let Some(t) = b["text"].as_str() {
-                        texts.push(t.to_string());
-                    }
-                }
-            }
-        }
-    }
-    (!texts.is_empty()).then(|| texts.join("\n\n"))
-}
-
-/// The transcript of a conversation, as the CLI lays it out under `home`.
-/// (The CLI shortens folder names over about 200 characters; for such a cwd
-/// the file is not found and replies fall back to the screen.)
-pub fn transcript_path(home: &Path, cwd: &Path, session: &uuid::Uuid) -> std::path::PathBuf {
-    let mangled: String = cwd
-        .to_string_lossy()
-        .chars()
-        // As the CLI does: every character but ASCII letters and digits becomes '-'.
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    home.join(".claude/projects")
-        .join(mangled)
-        .join(format!("{session}.jsonl"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const HARNESS: &str = "../../shared/claude-harness";
 
@@ -239,39 +178,6 @@ mod tests {
         assert_eq!(
             classify(" ▐▛███▜▌   Claude Code v2.1.197\n"),
             ScreenState::Starting
-        );
-    }
-
-    #[test]
-    fn reads_assistant_text_after_an_offset() {
-        let dir = std::env::temp_dir().join(format!("herd-claude-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("t.jsonl");
-        let old = r#"{"type":"assistant","message":{"content":[{"type":"text","text":"old"}]}}"#;
-        std::fs::write(&p, format!("{old}\n")).unwrap();
-        let from = transcript_len(&p);
-        assert_eq!(reply_since(&p, from), None);
-        let new = r#"{"type":"assistant","message":{"model":"<synthetic>","content":[{"type":"text","text":"No response requested."}]}}
-{"type":"user","message":{"content":"hi"}}
-{"type":"assistant","message":{"content":[{"type":"tool_use"},{"type":"text","text":"MOCK-REPLY: hi"}]}}
-{"type":"assistant","message":{"content":[{"type":"text","text":"second"}]}}
-{"type":"assis"#;
-        std::fs::write(&p, format!("{old}\n{new}")).unwrap();
-        assert_eq!(reply_since(&p, from).unwrap(), "MOCK-REPLY: hi\n\nsecond");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn transcript_path_mangles_the_cwd_like_the_cli() {
-        let id = uuid::Uuid::nil();
-        let p = transcript_path(
-            Path::new("/h"),
-            Path::new("/tmp/claude-harness.YmogUx/work"),
-            &id,
-        );
-        assert_eq!(
-            p,
-            Path::new("/h/.claude/projects/-tmp-claude-harness-YmogUx-work/00000000-0000-0000-0000-000000000000.jsonl")
         );
     }
 }
