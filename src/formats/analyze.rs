@@ -21,7 +21,7 @@
 use super::args;
 use super::cast::{round_time, Code, Event};
 use super::source::{self, DEFAULT_SIZE};
-use crate::client::Client;
+use crate::client::http::Client;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -646,7 +646,7 @@ impl OutputLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::cast::Reader;
+    use crate::formats::cast::Reader;
 
     fn strip(s: &str) -> String {
         let mut st = Stripper::default();

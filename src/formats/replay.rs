@@ -11,7 +11,7 @@
 use super::args;
 use super::cast::{Code, Event};
 use super::source::{self, DEFAULT_SIZE};
-use crate::client::Client;
+use crate::client::http::Client;
 use crate::terminal::{Output, RawMode};
 use anyhow::{Context, Result};
 use std::io::Write;

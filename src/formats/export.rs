@@ -10,7 +10,7 @@ use super::args;
 use super::cast::{self, Code, Event, Header};
 use super::source::{self, Recording};
 use super::ttyrec;
-use crate::client::Client;
+use crate::client::http::Client;
 use anyhow::{Context, Result};
 use std::io::{BufWriter, ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -153,7 +153,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::source::DEFAULT_SIZE;
+    use crate::formats::source::DEFAULT_SIZE;
 
     const CAST: &str = concat!(
         r#"{"version":2,"width":80,"height":24,"timestamp":1700000000,"title":"demo"}"#,

@@ -4,7 +4,7 @@
 
 use super::cast::{self, Event, Header};
 use super::ttyrec;
-use crate::client::{enc, Client};
+use crate::client::http::{enc, Client};
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use reqwest::Method;
