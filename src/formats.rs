@@ -19,10 +19,3 @@ pub mod files;
 pub mod replay;
 pub mod source;
 mod ttyrec;
-
-use std::path::{Path, PathBuf};
-
-/// Where recordings live in the data dir: `recordings/<session>/<generation>.cast[.zst]`.
-pub fn recordings_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("recordings")
-}

@@ -9,6 +9,7 @@
 //! Shared by several wings:
 //! - [`config`]: the TOML configuration (the daemon's; the client's default URL);
 //! - [`paths`]: data dir and private files (daemon and client);
+//! - [`size`]: `COLSxROWS` terminal sizes (client's commands, formats' `--size`);
 //! - [`terminal`]: raw mode of the local terminal, always undone (attach, replay).
 
 mod client;
@@ -16,6 +17,7 @@ mod config;
 mod daemon;
 mod formats;
 mod paths;
+mod size;
 mod terminal;
 
 use clap::Parser;

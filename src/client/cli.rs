@@ -5,6 +5,7 @@ mod stats;
 
 use crate::client::http::{enc, Client};
 use crate::client::output::{age, short_id, Table};
+use crate::size::parse_size;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use herd_actors::{RestartPolicy, SessionInfo, SessionState};
@@ -369,17 +370,6 @@ async fn state_command(c: &Client, id: &str, route: &str, body: Option<Value>) -
         .await?;
     println!("{} {}", short_id(&info.id), info.state);
     Ok(())
-}
-
-/// Parses `COLSxROWS`.
-pub fn parse_size(s: &str) -> Result<(u16, u16)> {
-    let parsed = s
-        .split_once(['x', 'X'])
-        .and_then(|(c, r)| Some((c.trim().parse::<u16>().ok()?, r.trim().parse::<u16>().ok()?)));
-    match parsed {
-        Some(size) => Ok(size),
-        None => bail!("invalid size {s:?}: expected COLSxROWS, e.g. 120x40"),
-    }
 }
 
 async fn new(c: &Client, a: NewArgs) -> Result<()> {

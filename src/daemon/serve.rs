@@ -56,7 +56,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         .spawn_writer(records)
         .context("starting the store writer")?;
     let recorder = if cfg.recording.enabled {
-        let dir = formats::recordings_dir(&data_dir);
+        let dir = formats::files::recordings_dir(&data_dir);
         let shards = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -88,7 +88,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     tokio::spawn(prune_history(
         registry.clone(),
         cfg.store.retention,
-        formats::recordings_dir(&data_dir),
+        formats::files::recordings_dir(&data_dir),
         cfg.recording.retention,
     ));
     let state = AppState {

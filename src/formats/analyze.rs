@@ -20,8 +20,7 @@
 
 use super::args;
 use super::cast::{round_time, Code, Event};
-use super::source::{self, DEFAULT_SIZE};
-use crate::client::http::Client;
+use super::source::{self, Fetch, DEFAULT_SIZE};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -420,7 +419,7 @@ where
 }
 
 /// Runs `herd analyze`.
-pub async fn run(client: &Client, a: AnalyzeArgs) -> Result<()> {
+pub async fn run(client: &impl Fetch, a: AnalyzeArgs) -> Result<()> {
     let threshold = args::seconds("--idle-threshold", &a.idle_threshold, false)?;
     let report = match source::Target::parse(&a.target) {
         source::Target::File(path) => {
@@ -434,7 +433,7 @@ pub async fn run(client: &Client, a: AnalyzeArgs) -> Result<()> {
             Report::combine(name, format, threshold, vec![g], false)
         }
         source::Target::Session(id) => {
-            let gens = source::generations(client, &id).await?;
+            let gens = client.generations(&id).await?;
             if gens.is_empty() {
                 anyhow::bail!("session {id} has no recording");
             }
