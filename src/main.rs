@@ -1,39 +1,31 @@
 //! herd: a supervisor for fleets of interactive Claude Code sessions.
 //!
-//! - [`cli`]: the command line; `serve` runs the daemon, the rest are clients;
-//! - [`serve`]: the daemon: config, data dir, token, API, shutdown;
-//! - [`api`]: the HTTP API on axum;
-//! - [`client`]: the CLI's HTTP client;
-//! - [`claude`]: the Claude profile: argv, environment, seeded config;
-//! - [`claude`]: the Claude profile: argv, environment, seeded config;
-//! - [`store`]: the SQLite store and its migrations;
-//! - [`recovery`]: bringing sessions back after a daemon restart;
-//! - [`recording`]: asciicast recordings: the recorder, replay, export, analysis;
-//! - [`config`]: the TOML configuration;
-//! - [`paths`]: data dir and private files;
-//! - [`terminal`]: raw mode of the local terminal, always undone;
-//! - [`output`]: tables and short forms for humans.
+//! The binary is split into wings by who runs them; each wing's file maps its
+//! modules:
+//! - [`daemon`]: `herd serve`: API, store, recovery, recorder, Claude profile;
+//! - [`client`]: every other command: the command line, attach, HTTP client;
+//! - [`formats`]: recording files: asciicast, ttyrec, replay, export, analyze.
+//!
+//! Shared by several wings:
+//! - [`config`]: the TOML configuration (the daemon's; the client's default URL);
+//! - [`paths`]: data dir and private files (daemon and client);
+//! - [`size`]: `COLSxROWS` terminal sizes (client's commands, formats' `--size`);
+//! - [`terminal`]: raw mode of the local terminal, always undone (attach, replay).
 
-mod api;
-mod attach;
-mod claude;
-mod cli;
 mod client;
 mod config;
-mod output;
+mod daemon;
+mod formats;
 mod paths;
-mod recording;
-mod recovery;
-mod serve;
-mod store;
+mod size;
 mod terminal;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let cli = cli::Cli::parse();
-    let is_serve = matches!(cli.command, cli::Command::Serve { .. });
+    let cli = client::cli::Cli::parse();
+    let is_serve = matches!(cli.command, client::cli::Command::Serve { .. });
     let default_level = if is_serve { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -51,7 +43,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(cli::run(cli)) {
+    if let Err(e) = runtime.block_on(client::cli::run(cli)) {
         eprintln!("herd: {e:#}");
         std::process::exit(1);
     }

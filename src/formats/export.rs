@@ -8,9 +8,8 @@
 
 use super::args;
 use super::cast::{self, Code, Event, Header};
-use super::source::{self, Recording};
+use super::source::{self, Fetch, Recording};
 use super::ttyrec;
-use crate::client::Client;
 use anyhow::{Context, Result};
 use std::io::{BufWriter, ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -92,7 +91,7 @@ fn write_json<W: Write>(rec: Recording, header: &Header, mut out: W) -> Result<W
 }
 
 /// Runs `herd export`.
-pub async fn run(client: &Client, a: ExportArgs) -> Result<()> {
+pub async fn run(client: &impl Fetch, a: ExportArgs) -> Result<()> {
     let size = args::size(&a.size)?;
     let opened = source::open(client, &a.target, a.generation, size).await?;
     let name = opened.name.clone();
@@ -153,7 +152,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::source::DEFAULT_SIZE;
+    use crate::formats::source::DEFAULT_SIZE;
 
     const CAST: &str = concat!(
         r#"{"version":2,"width":80,"height":24,"timestamp":1700000000,"title":"demo"}"#,

@@ -1,7 +1,7 @@
 //! `herd stats`: daemon-wide figures.
 
-use crate::api::stats::Stats;
-use crate::client::Client;
+use crate::client::http::Client;
+use crate::daemon::api::stats::Stats;
 use anyhow::{Context, Result};
 use herd_actors::SessionState;
 use reqwest::Method;
@@ -89,7 +89,7 @@ fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::stats::{DaemonProcess, SessionCounts, Totals};
+    use crate::daemon::api::stats::{DaemonProcess, SessionCounts, Totals};
 
     #[test]
     fn human_stats_show_live_states_and_the_daemon() {

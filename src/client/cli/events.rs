@@ -1,7 +1,7 @@
 //! `herd events`: the recent state transitions, or every new one with `--follow`.
 
-use crate::client::{enc, Client};
-use crate::output::short_id;
+use crate::client::http::{enc, Client};
+use crate::client::output::short_id;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use futures_util::StreamExt;

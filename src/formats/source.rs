@@ -4,13 +4,10 @@
 
 use super::cast::{self, Event, Header};
 use super::ttyrec;
-use crate::client::{enc, Client};
 use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
-use reqwest::Method;
 use serde::Deserialize;
 use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 /// The first bytes of a zstd frame.
@@ -161,40 +158,16 @@ pub struct Listed {
     pub compressed: bool,
 }
 
-/// The generations a session has recordings of, oldest first.
-pub async fn generations(client: &Client, id: &str) -> Result<Vec<Listed>> {
-    let path = format!("/v1/sessions/{}/recordings", enc(id));
-    let mut list: Vec<Listed> = client.json(Method::GET, &path, None).await?;
-    list.sort_by_key(|l| l.generation);
-    Ok(list)
-}
+/// Where a session's recordings come from: the daemon. The client wing's
+/// HTTP client implements it (`client/recordings.rs`), so this wing does not
+/// depend on the client.
+pub trait Fetch {
+    /// The generations a session has recordings of, oldest first.
+    async fn generations(&self, id: &str) -> Result<Vec<Listed>>;
 
-/// Fetches a session's recording (the newest generation unless one is
-/// given) as asciicast into a private temporary file.
-pub async fn download(
-    client: &Client,
-    id: &str,
-    generation: Option<u64>,
-) -> Result<tempfile::NamedTempFile> {
-    let mut path = format!("/v1/sessions/{}/recording", enc(id));
-    if let Some(g) = generation {
-        path.push_str(&format!("?generation={g}"));
-    }
-    let resp = client.send(Method::GET, &path, None).await?;
-    let mut file = tempfile::Builder::new()
-        .prefix("herd-recording-")
-        .suffix(".cast")
-        .tempfile()
-        .context("creating a temporary file for the recording")?;
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.context("reading the recording from the daemon")?;
-        file.write_all(&chunk)
-            .context("writing the recording to a temporary file")?;
-    }
-    file.flush()
-        .context("writing the recording to a temporary file")?;
-    Ok(file)
+    /// Fetches a session's recording (the newest generation unless one is
+    /// given) as asciicast into a private temporary file.
+    async fn download(&self, id: &str, generation: Option<u64>) -> Result<tempfile::NamedTempFile>;
 }
 
 /// A recording opened from a file or fetched for a session; a fetched one
@@ -211,7 +184,7 @@ pub struct Opened {
 
 /// Opens FILE or fetches ID's recording.
 pub async fn open(
-    client: &Client,
+    client: &impl Fetch,
     arg: &str,
     generation: Option<u64>,
     size: (u32, u32),
@@ -229,7 +202,7 @@ pub async fn open(
             })
         }
         Target::Session(id) => {
-            let temp = download(client, &id, generation).await?;
+            let temp = client.download(&id, generation).await?;
             let path = temp.path().to_path_buf();
             let recording = Recording::open(&path, size)
                 .with_context(|| format!("reading the recording of session {id}"))?;
@@ -246,6 +219,7 @@ pub async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     const CAST: &str = "{\"version\":2,\"width\":80,\"height\":24}\n[0.5, \"o\", \"hi\"]\n";
 

@@ -10,8 +10,7 @@
 
 use super::args;
 use super::cast::{Code, Event};
-use super::source::{self, DEFAULT_SIZE};
-use crate::client::Client;
+use super::source::{self, Fetch, DEFAULT_SIZE};
 use crate::terminal::{Output, RawMode};
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -340,7 +339,7 @@ fn play_on_terminal(
 }
 
 /// Runs `herd replay`.
-pub async fn run(client: &Client, a: ReplayArgs) -> Result<()> {
+pub async fn run(client: &impl Fetch, a: ReplayArgs) -> Result<()> {
     let speed = args::speed(&a.speed)?;
     let idle_limit = a
         .idle_limit

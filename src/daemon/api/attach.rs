@@ -90,8 +90,8 @@ pub struct AttachQuery {
     params(("id" = String, Path, description = "Session id or unique prefix"), AttachQuery),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
-        (status = 400, description = "Not a WebSocket request, bad id or bad size", body = crate::api::error::ErrorBody),
-        (status = 404, description = "No such session", body = crate::api::error::ErrorBody),
+        (status = 400, description = "Not a WebSocket request, bad id or bad size", body = crate::daemon::api::error::ErrorBody),
+        (status = 404, description = "No such session", body = crate::daemon::api::error::ErrorBody),
     )
 )]
 pub async fn attach(

@@ -12,7 +12,7 @@
 //! `interrupted` (never typed twice); queued ones are delivered once the
 //! session is ready.
 
-use crate::store::{Store, StoredSession};
+use crate::daemon::store::{Store, StoredSession};
 use anyhow::{Context, Result};
 use herd_actors::process::{self, Pid};
 use herd_actors::{

@@ -4,6 +4,11 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+/// Where recordings live in the data dir: `recordings/<session>/<generation>.cast[.zst]`.
+pub fn recordings_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("recordings")
+}
+
 /// One generation's recording file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -21,7 +26,7 @@ pub struct Stored {
 
 /// The folder of one session's recordings.
 pub fn session_dir(data_dir: &Path, session: &str) -> PathBuf {
-    super::recordings_dir(data_dir).join(session)
+    recordings_dir(data_dir).join(session)
 }
 
 /// The generation and compression a recording's file name stands for.
@@ -74,7 +79,7 @@ pub fn list(data_dir: &Path, session: &str) -> std::io::Result<Vec<Stored>> {
 
 /// Session ids (folder names) with recordings that start with `prefix`.
 pub fn sessions_with_prefix(data_dir: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
-    let entries = match std::fs::read_dir(super::recordings_dir(data_dir)) {
+    let entries = match std::fs::read_dir(recordings_dir(data_dir)) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(e),

@@ -4,8 +4,8 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{ApiPath, ApiQuery, AppState};
-use crate::recording::files::{self, Stored};
-use crate::recording::source::EndAtTruncation;
+use crate::formats::files::{self, Stored};
+use crate::formats::source::EndAtTruncation;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};

@@ -1,11 +1,12 @@
 //! `herd serve`: the daemon.
 
-use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::daemon::api::{self, AppState};
+use crate::daemon::recorder::Recorder;
+use crate::daemon::recovery;
+use crate::daemon::store::{Store, STORE_FILE};
+use crate::formats;
 use crate::paths;
-use crate::recording::{self, writer::Recorder};
-use crate::recovery;
-use crate::store::{Store, STORE_FILE};
 use anyhow::{bail, Context, Result};
 use herd_actors::{Hooks, Journal, ListFilter, Registry};
 use std::net::SocketAddr;
@@ -55,7 +56,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         .spawn_writer(records)
         .context("starting the store writer")?;
     let recorder = if cfg.recording.enabled {
-        let dir = recording::recordings_dir(&data_dir);
+        let dir = formats::files::recordings_dir(&data_dir);
         let shards = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -87,14 +88,14 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     tokio::spawn(prune_history(
         registry.clone(),
         cfg.store.retention,
-        recording::recordings_dir(&data_dir),
+        formats::files::recordings_dir(&data_dir),
         cfg.recording.retention,
     ));
     let state = AppState {
         registry: registry.clone(),
         token: Arc::new(token),
         started: Instant::now(),
-        claude: Arc::new(crate::claude::ClaudeProfile::new(
+        claude: Arc::new(crate::daemon::claude::ClaudeProfile::new(
             cfg.claude.clone(),
             data_dir.clone(),
         )),

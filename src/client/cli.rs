@@ -3,8 +3,9 @@
 mod events;
 mod stats;
 
-use crate::client::{enc, Client};
-use crate::output::{age, short_id, Table};
+use crate::client::http::{enc, Client};
+use crate::client::output::{age, short_id, Table};
+use crate::size::parse_size;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use herd_actors::{RestartPolicy, SessionInfo, SessionState};
@@ -172,12 +173,12 @@ pub enum Command {
     },
     /// Play a recording (FILE or a session's newest) in this terminal: space
     /// pauses, Right/Left seek 5 s, q quits.
-    Replay(crate::recording::replay::ReplayArgs),
+    Replay(crate::formats::replay::ReplayArgs),
     /// Convert a recording (FILE or a session's newest) to asciicast, ttyrec or JSON.
-    Export(crate::recording::export::ExportArgs),
+    Export(crate::formats::export::ExportArgs),
     /// Figures of a recording (FILE, or every generation of a session):
     /// duration, bytes, inputs, idle and busy time, restarts, error lines, commands.
-    Analyze(crate::recording::analyze::AnalyzeArgs),
+    Analyze(crate::formats::analyze::AnalyzeArgs),
     /// Show the session of a task: its live one, else its newest.
     Task {
         /// The job runner's task id.
@@ -242,7 +243,7 @@ pub struct NewArgs {
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
     if let Command::Serve { config, listen } = cli.command {
-        return crate::serve::run(crate::serve::ServeOptions {
+        return crate::daemon::serve::run(crate::daemon::serve::ServeOptions {
             config,
             listen,
             data_dir: cli.data_dir,
@@ -306,12 +307,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Interrupt { id } => state_command(c, &id, "/interrupt", None).await,
         Command::Suspend { id } => state_command(c, &id, "/suspend", None).await,
         Command::Resume { id } => state_command(c, &id, "/resume", None).await,
-        Command::Attach { id } => crate::attach::run(c, &id).await,
+        Command::Attach { id } => crate::client::attach::run(c, &id).await,
         Command::Events(args) => events::run(c, args).await,
         Command::Stats { json } => stats::run(c, json).await,
-        Command::Replay(args) => crate::recording::replay::run(c, args).await,
-        Command::Export(args) => crate::recording::export::run(c, args).await,
-        Command::Analyze(args) => crate::recording::analyze::run(c, args).await,
+        Command::Replay(args) => crate::formats::replay::run(c, args).await,
+        Command::Export(args) => crate::formats::export::run(c, args).await,
+        Command::Analyze(args) => crate::formats::analyze::run(c, args).await,
         Command::Task { task, json } => {
             let path = format!("/v1/tasks/{}", enc(&task));
             let v: Value = c.json(Method::GET, &path, None).await?;
@@ -369,17 +370,6 @@ async fn state_command(c: &Client, id: &str, route: &str, body: Option<Value>) -
         .await?;
     println!("{} {}", short_id(&info.id), info.state);
     Ok(())
-}
-
-/// Parses `COLSxROWS`.
-pub fn parse_size(s: &str) -> Result<(u16, u16)> {
-    let parsed = s
-        .split_once(['x', 'X'])
-        .and_then(|(c, r)| Some((c.trim().parse::<u16>().ok()?, r.trim().parse::<u16>().ok()?)));
-    match parsed {
-        Some(size) => Ok(size),
-        None => bail!("invalid size {s:?}: expected COLSxROWS, e.g. 120x40"),
-    }
 }
 
 async fn new(c: &Client, a: NewArgs) -> Result<()> {

@@ -31,7 +31,7 @@ pub struct AppState {
     /// When the daemon started (for /healthz and stats).
     pub started: Instant,
     /// Builds Claude sessions.
-    pub claude: Arc<crate::claude::ClaudeProfile>,
+    pub claude: Arc<crate::daemon::claude::ClaudeProfile>,
     /// The daemon's data dir (recordings live under it).
     pub data_dir: std::path::PathBuf,
 }

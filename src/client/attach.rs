@@ -1,13 +1,13 @@
 //! `herd attach ID`: puts the local terminal on a session, over
-//! `WS /v1/sessions/{id}/attach` (see `api/attach.rs` for the protocol).
+//! `WS /v1/sessions/{id}/attach` (see `daemon/api/attach.rs` for the protocol).
 //!
 //! The terminal is switched to raw mode (when stdin is a terminal) so every
 //! key goes to the session; C-\ detaches. The session follows the local window
 //! size. The terminal's modes are restored on every way out: detach, session
 //! end, error, signal or panic.
 
-use crate::client::{enc, Client};
-use crate::output::short_id;
+use crate::client::http::{enc, Client};
+use crate::client::output::short_id;
 use crate::terminal::{Output, RawMode};
 use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};

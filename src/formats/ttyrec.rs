@@ -234,7 +234,7 @@ impl<W: Write> Writer<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::cast::{self, Code};
+    use crate::formats::cast::{self, Code};
 
     fn frame(sec: u32, usec: u32, data: &[u8]) -> Vec<u8> {
         let mut v = vec![];

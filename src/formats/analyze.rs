@@ -17,13 +17,18 @@
 //! - commands: input split at Enter (`\r`, `\n`), escape sequences and
 //!   control keys stripped (Backspace deletes, C-u and C-c clear the line),
 //!   non-empty ones; the first [`MAX_COMMANDS`] are listed.
+//!
+//! Here the figures and the report; in `analyze/strip.rs` the terminal text
+//! without escape sequences, in `analyze/tests.rs` the tests.
 
 use super::args;
 use super::cast::{round_time, Code, Event};
-use super::source::{self, DEFAULT_SIZE};
-use crate::client::Client;
+use super::source::{self, Fetch, DEFAULT_SIZE};
 use anyhow::{Context, Result};
 use serde::Serialize;
+use strip::{OutputLine, Stripper, Token};
+
+mod strip;
 
 /// Error lines listed at most.
 pub const MAX_ERROR_LINES: usize = 50;
@@ -420,7 +425,7 @@ where
 }
 
 /// Runs `herd analyze`.
-pub async fn run(client: &Client, a: AnalyzeArgs) -> Result<()> {
+pub async fn run(client: &impl Fetch, a: AnalyzeArgs) -> Result<()> {
     let threshold = args::seconds("--idle-threshold", &a.idle_threshold, false)?;
     let report = match source::Target::parse(&a.target) {
         source::Target::File(path) => {
@@ -434,7 +439,7 @@ pub async fn run(client: &Client, a: AnalyzeArgs) -> Result<()> {
             Report::combine(name, format, threshold, vec![g], false)
         }
         source::Target::Session(id) => {
-            let gens = source::generations(client, &id).await?;
+            let gens = client.generations(&id).await?;
             if gens.is_empty() {
                 anyhow::bail!("session {id} has no recording");
             }
@@ -468,361 +473,5 @@ pub async fn run(client: &Client, a: AnalyzeArgs) -> Result<()> {
     Ok(())
 }
 
-/// A piece of terminal text with escape sequences taken out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Token {
-    /// A printable character.
-    Char(char),
-    /// A C0 or C1 control character (`\r`, `\n`, Backspace, ...).
-    Control(char),
-    /// A CSI sequence, by its final byte (`H` cursor position, `J` erase, ...).
-    Csi(char),
-    /// Any other escape sequence, by its final character (`c`: reset).
-    Esc(char),
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum StripState {
-    #[default]
-    Ground,
-    Esc,
-    EscIntermediate,
-    Csi,
-    /// OSC: ends with BEL or ESC \.
-    Osc,
-    /// DCS, SOS, PM, APC: end with ESC \.
-    Str,
-    /// ESC inside an OSC or string: `\` ends it.
-    StrEsc,
-}
-
-/// Takes escape sequences out of terminal text, one character at a time (a
-/// sequence may be split between two events).
-#[derive(Debug, Default)]
-pub struct Stripper {
-    state: StripState,
-    len: usize,
-}
-
-/// Longest escape sequence followed; longer is taken as garbage.
-const MAX_SEQUENCE: usize = 4096;
-
-impl Stripper {
-    /// Takes the next character; what it amounts to, if anything.
-    pub fn feed(&mut self, c: char) -> Option<Token> {
-        use StripState::*;
-        if self.state != Ground {
-            self.len += 1;
-            if self.len > MAX_SEQUENCE {
-                self.state = Ground;
-            }
-        }
-        match self.state {
-            Ground => {
-                if c == '\x1b' {
-                    self.state = Esc;
-                    self.len = 0;
-                    None
-                } else if c.is_control() {
-                    Some(Token::Control(c))
-                } else {
-                    Some(Token::Char(c))
-                }
-            }
-            Esc => {
-                self.state = match c {
-                    '[' => Csi,
-                    ']' => Osc,
-                    'P' | 'X' | '^' | '_' => Str,
-                    '\x1b' => Esc,
-                    ' '..='/' | 'O' => EscIntermediate,
-                    _ => {
-                        self.state = Ground;
-                        return Some(Token::Esc(c));
-                    }
-                };
-                None
-            }
-            EscIntermediate => {
-                if !(' '..='/').contains(&c) {
-                    self.state = Ground;
-                    return Some(Token::Esc(c));
-                }
-                None
-            }
-            Csi => match c {
-                '\x40'..='\x7e' => {
-                    self.state = Ground;
-                    Some(Token::Csi(c))
-                }
-                '\x1b' => {
-                    self.state = Esc;
-                    None
-                }
-                _ => None,
-            },
-            Osc => {
-                match c {
-                    '\x07' => self.state = Ground,
-                    '\x1b' => self.state = StrEsc,
-                    _ => {}
-                }
-                None
-            }
-            Str => {
-                if c == '\x1b' {
-                    self.state = StrEsc;
-                }
-                None
-            }
-            StrEsc => {
-                if c == '\\' {
-                    self.state = Ground;
-                    None
-                } else {
-                    // Not a terminator: a new escape sequence starts.
-                    self.state = Esc;
-                    self.feed(c)
-                }
-            }
-        }
-    }
-}
-
-/// Builds output lines from tokens: `\n` ends a line; `\r` then text
-/// overwrites it; moving the cursor to another line or clearing the screen
-/// also ends it.
-#[derive(Debug, Default)]
-struct OutputLine {
-    buf: String,
-    chars: usize,
-    start: f64,
-    cr: bool,
-}
-
-impl OutputLine {
-    /// Takes a token at `time`; a finished line (its start and text), if any.
-    fn token(&mut self, tok: Token, time: f64) -> Option<(f64, String)> {
-        match tok {
-            Token::Char(c) => self.push(c, time),
-            Token::Control('\t') => self.push(' ', time),
-            Token::Control('\r') => self.cr = true,
-            Token::Control('\x08') if self.buf.pop().is_some() => self.chars -= 1,
-            Token::Control('\n' | '\x0b' | '\x0c')
-            | Token::Csi('H' | 'f' | 'd' | 'E' | 'F' | 'J')
-            | Token::Esc('c') => {
-                return self.finish().map(|(text, start)| (start, text));
-            }
-            _ => {}
-        }
-        None
-    }
-
-    fn push(&mut self, c: char, time: f64) {
-        if self.cr {
-            self.buf.clear();
-            self.chars = 0;
-            self.cr = false;
-        }
-        if self.buf.is_empty() {
-            self.start = time;
-        }
-        if self.chars < MAX_LINE_CHARS {
-            self.buf.push(c);
-            self.chars += 1;
-        }
-    }
-
-    /// The pending line (text, start), if it has any text.
-    fn finish(&mut self) -> Option<(String, f64)> {
-        let text = self.buf.trim().to_string();
-        self.buf.clear();
-        self.chars = 0;
-        self.cr = false;
-        (!text.is_empty()).then_some((text, self.start))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::recording::cast::Reader;
-
-    fn strip(s: &str) -> String {
-        let mut st = Stripper::default();
-        s.chars()
-            .filter_map(|c| match st.feed(c) {
-                Some(Token::Char(c)) => Some(c),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn strips_escape_sequences_even_split_between_events() {
-        assert_eq!(
-            strip("\x1b[1;31mred\x1b[0m \x1b]0;title\x07ok \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ \x1b(Bz \x1bOA\x1b[?2004h."),
-            "red ok link z ."
-        );
-        let mut st = Stripper::default();
-        let a: Vec<_> = "ab\x1b[3".chars().filter_map(|c| st.feed(c)).collect();
-        let b: Vec<_> = "1mc".chars().filter_map(|c| st.feed(c)).collect();
-        assert_eq!(a, [Token::Char('a'), Token::Char('b')]);
-        assert_eq!(b, [Token::Csi('m'), Token::Char('c')]);
-    }
-
-    /// A hand-made 10-second session; every figure worked out by hand.
-    const CAST: &str = concat!(
-        r#"{"version":2,"width":80,"height":24}"#,
-        "\n",
-        r#"[0.5, "o", "$ "]"#,
-        "\n",
-        r#"[1.0, "m", "state ready -> busy: output"]"#,
-        "\n",
-        r#"[1.0, "i", "mak"]"#,
-        "\n",
-        r#"[1.2, "i", "ee\u007f\r"]"#,
-        "\n",
-        r#"[1.5, "o", "make\r\n\u001b[31mError\u001b[0m: build fail"]"#,
-        "\n",
-        r#"[1.6, "o", "ed\r\nok line\r\n"]"#,
-        "\n",
-        r#"[4.0, "o", "Traceback (most recent call last):\r\n"]"#,
-        "\n",
-        r#"[4.5, "m", "state busy -> ready: output quiet"]"#,
-        "\n",
-        r#"[5.0, "i", "\u001b[200~echo hi\u001b[201~\r"]"#,
-        "\n",
-        r#"[5.1, "i", "\u001b[A\u0003"]"#,
-        "\n",
-        r#"[6.0, "m", "restart: exited with code 1"]"#,
-        "\n",
-        r#"[7.0, "m", "state ready -> busy: output"]"#,
-        "\n",
-        r#"[7.5, "o", "progress 10%\rprogress 100%\r\n"]"#,
-        "\n",
-        r#"[10.0, "o", "PANIC at the disco"]"#,
-        "\n",
-    );
-
-    #[test]
-    fn figures_of_a_hand_made_session() {
-        let events = Reader::new(CAST.as_bytes()).unwrap();
-        let g = analyze_events(events, 0, 1.0).unwrap();
-        let r = Report::combine("x".into(), "t".into(), 1.0, vec![g], false);
-        assert_eq!(r.duration, 10.0);
-        let out_bytes = "$ ".len()
-            + "make\r\n\x1b[31mError\x1b[0m: build fail".len()
-            + "ed\r\nok line\r\n".len()
-            + "Traceback (most recent call last):\r\n".len()
-            + "progress 10%\rprogress 100%\r\n".len()
-            + "PANIC at the disco".len();
-        assert_eq!(r.bytes_out, out_bytes as u64);
-        let in_bytes = "mak".len()
-            + "ee\x7f\r".len()
-            + "\x1b[200~echo hi\x1b[201~\r".len()
-            + "\x1b[A\x03".len();
-        assert_eq!(r.bytes_in, in_bytes as u64);
-        assert_eq!(r.inputs, 4);
-        // Gaps without output: 0.5 (start), 1.0, 0.1, 2.4, 3.5, 2.5, 0 (end).
-        assert!((r.idle_time - (2.4 + 3.5 + 2.5)).abs() < 1e-9, "{r:?}");
-        // Busy 1.0-4.5 and 7.0-10.0.
-        assert!((r.busy_time - 6.5).abs() < 1e-9, "{r:?}");
-        assert_eq!(r.busy_time_from, "markers");
-        assert_eq!(r.restarts, 1);
-        assert_eq!(r.markers, 4);
-        let errors: Vec<(f64, &str)> = r
-            .error_lines
-            .iter()
-            .map(|l| (l.time, l.text.as_str()))
-            .collect();
-        assert_eq!(
-            errors,
-            [
-                (1.5, "Error: build failed"),
-                (4.0, "Traceback (most recent call last):"),
-                (10.0, "PANIC at the disco"),
-            ]
-        );
-        assert_eq!(r.error_lines_total, 3);
-        let commands: Vec<(f64, &str)> = r
-            .commands
-            .iter()
-            .map(|l| (l.time, l.text.as_str()))
-            .collect();
-        assert_eq!(commands, [(1.2, "make"), (5.0, "echo hi")]);
-        let text = r.render();
-        assert!(
-            text.contains("busy time    6.500s (from state markers)"),
-            "{text}"
-        );
-        assert!(text.contains("     1.500s  Error: build failed"), "{text}");
-    }
-
-    #[test]
-    fn without_state_markers_busy_is_duration_less_idle() {
-        let cast = "{\"version\":2,\"width\":80,\"height\":24}\n[0.2, \"o\", \"a\"]\n[3.2, \"o\", \"b\"]\n[3.7, \"o\", \"c\"]\n";
-        let g = analyze_events(Reader::new(cast.as_bytes()).unwrap(), 0, 1.0).unwrap();
-        let r = Report::combine("x".into(), "t".into(), 1.0, vec![g], false);
-        assert!((r.idle_time - 3.0).abs() < 1e-9);
-        assert!((r.busy_time - 0.7).abs() < 1e-9);
-        assert_eq!(r.busy_time_from, "estimate");
-        // The threshold decides what is idle.
-        let g = analyze_events(Reader::new(cast.as_bytes()).unwrap(), 0, 5.0).unwrap();
-        assert_eq!(g.idle_time, 0.0);
-    }
-
-    #[test]
-    fn generations_add_up_and_count_as_restarts() {
-        let gen = |n: u64, restart: bool| {
-            let mut a = Analyzer::new(n, 1.0);
-            a.event(&Event::output(2.0, "fatal: x\n"));
-            if restart {
-                a.event(&Event {
-                    time: 3.0,
-                    code: Code::Marker,
-                    data: "restart: exited with code 1".into(),
-                });
-            }
-            a.finish()
-        };
-        let r = Report::combine(
-            "s".into(),
-            "t".into(),
-            1.0,
-            vec![gen(0, true), gen(1, true), gen(2, false)],
-            true,
-        );
-        assert_eq!((r.generations, r.restarts, r.duration), (3, 2, 8.0));
-        assert_eq!(
-            r.error_lines
-                .iter()
-                .map(|l| l.generation)
-                .collect::<Vec<_>>(),
-            [0, 1, 2]
-        );
-        // A restart without a marker (e.g. asked for) still counts.
-        let r = Report::combine(
-            "s".into(),
-            "t".into(),
-            1.0,
-            vec![gen(0, false), gen(1, false)],
-            true,
-        );
-        assert_eq!(r.restarts, 1);
-        let r = Report::combine("f".into(), "t".into(), 1.0, vec![gen(0, false)], false);
-        assert_eq!(r.restarts, 0);
-    }
-
-    #[test]
-    fn error_lines_are_capped() {
-        let mut a = Analyzer::new(0, 1.0);
-        for i in 0..80 {
-            a.event(&Event::output(i as f64 * 0.01, format!("error {i}\r\n")));
-        }
-        let r = Report::combine("x".into(), "t".into(), 1.0, vec![a.finish()], false);
-        assert_eq!(r.error_lines_total, 80);
-        assert_eq!(r.error_lines.len(), MAX_ERROR_LINES);
-        assert!(r.render().contains("... 70 more"));
-    }
-}
+mod tests;

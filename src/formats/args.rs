@@ -30,7 +30,7 @@ pub fn seconds(flag: &str, s: &str, positive: bool) -> Result<f64> {
 
 /// A terminal size `COLSxROWS`.
 pub fn size(s: &str) -> Result<(u32, u32)> {
-    match crate::cli::parse_size(s) {
+    match crate::size::parse_size(s) {
         Ok((c, r)) if c > 0 && r > 0 => Ok((u32::from(c), u32::from(r))),
         _ => bail!("invalid --size {s:?}: expected COLSxROWS, e.g. 80x24"),
     }

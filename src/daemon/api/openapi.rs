@@ -108,7 +108,7 @@ pub async fn openapi_json() -> Json<&'static Document> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{router, AppState};
+    use crate::daemon::api::{router, AppState};
     use herd_actors::{Registry, SessionDefaults};
     use reqwest::{Method, StatusCode};
     use serde_json::Value;
@@ -199,7 +199,7 @@ mod tests {
             registry: registry.clone(),
             token: Arc::new("secret".into()),
             started: Instant::now(),
-            claude: Arc::new(crate::claude::ClaudeProfile::new(
+            claude: Arc::new(crate::daemon::claude::ClaudeProfile::new(
                 Default::default(),
                 std::env::temp_dir(),
             )),

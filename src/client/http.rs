@@ -1,0 +1,178 @@
+//! The CLI's HTTP client for the daemon.
+
+use crate::paths;
+use anyhow::{anyhow, Context, Result};
+use reqwest::{Method, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::path::Path;
+
+/// Where and how to reach the daemon.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// URL: `--url`/`HERD_URL`, else `<data dir>/url`, else the default address.
+    /// Token: `--token`/`HERD_TOKEN`, else `<data dir>/token`.
+    pub fn discover(
+        url: Option<String>,
+        token: Option<String>,
+        data_dir: Option<&Path>,
+    ) -> Result<Self> {
+        let dir = paths::data_dir(data_dir).ok();
+        let read = |name: &str| {
+            dir.as_ref()
+                .and_then(|d| std::fs::read_to_string(d.join(name)).ok())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let base = url
+            .or_else(|| read(paths::URL_FILE))
+            .unwrap_or_else(|| format!("http://{}", crate::config::DEFAULT_LISTEN));
+        let token = token.or_else(|| read(paths::TOKEN_FILE));
+        let http = reqwest::Client::builder()
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// The daemon's base URL, e.g. `http://127.0.0.1:7777`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A WebSocket handshake request for `path` (e.g. `/v1/events?task=t`),
+    /// carrying the token: `http://` becomes `ws://`, `https://` `wss://`.
+    pub fn ws_request(
+        &self,
+        path: &str,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::{header::AUTHORIZATION, HeaderValue};
+        let url = match self.base.split_once("://") {
+            Some(("http", rest)) => format!("ws://{rest}{path}"),
+            Some(("https", rest)) => format!("wss://{rest}{path}"),
+            _ => {
+                return Err(anyhow!(
+                    "invalid daemon URL {:?}: expected http://HOST:PORT",
+                    self.base
+                ))
+            }
+        };
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .with_context(|| format!("invalid daemon URL {url:?}"))?;
+        if let Some(t) = &self.token {
+            let v = HeaderValue::from_str(&format!("Bearer {t}"))
+                .context("the token contains characters not allowed in a header")?;
+            req.headers_mut().insert(AUTHORIZATION, v);
+        }
+        Ok(req)
+    }
+
+    /// Opens a WebSocket to `path`, with the token; a failure is one clear line.
+    pub async fn ws_connect(
+        &self,
+        path: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    > {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let req = self.ws_request(path)?;
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(WsError::Http(resp)) => {
+                let status = resp.status();
+                let message = resp
+                    .body()
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("the daemon answered {status}"));
+                if status == StatusCode::UNAUTHORIZED {
+                    Err(anyhow!(
+                        "{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)"
+                    ))
+                } else {
+                    Err(anyhow!(message))
+                }
+            }
+            Err(WsError::Io(io)) => Err(anyhow!(
+                "cannot reach the herd daemon at {}: {io} (is `herd serve` running? set --url or HERD_URL)",
+                self.base
+            )),
+            Err(other) => Err(anyhow!("WebSocket to {} failed: {other}", self.base)),
+        }
+    }
+
+    /// Sends a request; a non-2xx answer becomes an error with the API's message.
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!("cannot reach the herd daemon at {}: is `herd serve` running? (set --url or HERD_URL)", self.base)
+            } else {
+                anyhow!("request to {url} failed: {e}")
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{status}: {text}"));
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(anyhow!(
+                "{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)"
+            ));
+        }
+        Err(anyhow!(message))
+    }
+
+    /// A request whose answer is JSON.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let resp = self.send(method, path, body).await?;
+        resp.json::<T>()
+            .await
+            .context("reading the daemon's answer")
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,17 @@
+//! The daemon wing: what `herd serve` runs. It owns the sessions (through
+//! the `herd-actors` registry), serves them over HTTP and keeps them across
+//! restarts.
+//!
+//! - [`serve`]: the daemon's start and shutdown: config, data dir, token, API;
+//! - [`api`]: the HTTP/WebSocket API on axum, and its OpenAPI document;
+//! - [`store`]: the SQLite store and its migrations;
+//! - [`recovery`]: bringing sessions back after a daemon restart;
+//! - [`recorder`]: writes every session generation as asciicast v2;
+//! - [`claude`]: the Claude profile, daemon side: argv, environment, seeded home.
+
+pub mod api;
+mod claude;
+mod recorder;
+mod recovery;
+pub mod serve;
+mod store;
