@@ -55,6 +55,9 @@ pub mod queue;
 pub mod registry;
 pub mod screen;
 pub mod session;
+// Used by the shell profile (wired in separately).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod shell_marks;
 pub mod spawn;
 pub mod spec;
 pub mod state;
