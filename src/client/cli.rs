@@ -217,6 +217,12 @@ pub struct NewArgs {
     /// from its screen, replies from its transcript, `--resume` on restarts.
     #[arg(long)]
     claude: bool,
+    /// How herd reads the session's state: `generic` (busy while output
+    /// flows, ready after quiet), `shell` (bash/zsh prompt marks: a message's
+    /// reply is the command's output and exit status). For Claude Code use
+    /// `--claude`.
+    #[arg(long, value_parser = ["generic", "shell"], conflicts_with = "claude")]
+    profile: Option<String>,
     /// Claude: model (`--model`).
     #[arg(long, requires = "claude")]
     model: Option<String>,
@@ -393,6 +399,9 @@ async fn new(c: &Client, a: NewArgs) -> Result<()> {
         "cwd": cwd,
         "env": env,
     });
+    if let Some(p) = &a.profile {
+        body["profile"] = json!(p);
+    }
     if a.claude {
         if !a.command.is_empty() {
             bail!("with --claude, give no command: herd builds the claude command line");

@@ -25,6 +25,7 @@ use super::args;
 use super::cast::{round_time, Code, Event};
 use super::source::{self, Fetch, DEFAULT_SIZE};
 use anyhow::{Context, Result};
+use herd_actors::{Marker, SessionState};
 use serde::Serialize;
 use strip::{OutputLine, Stripper, Token};
 
@@ -140,7 +141,7 @@ pub struct Analyzer {
     threshold: f64,
     last_output: f64,
     /// The current state and since when, per the markers.
-    state: Option<(String, f64)>,
+    state: Option<(SessionState, f64)>,
     out_strip: Stripper,
     out_line: OutputLine,
     in_strip: Stripper,
@@ -207,18 +208,18 @@ impl Analyzer {
     }
 
     fn marker(&mut self, label: &str, t: f64) {
-        if label == "restart" || label.starts_with("restart:") {
-            self.g.restart_markers += 1;
+        match Marker::parse(label) {
+            Some(Marker::Restart { .. }) => self.g.restart_markers += 1,
+            Some(Marker::State { from, to, .. }) => {
+                self.g.busy_from_markers = true;
+                let (current, since) = self.state.take().unwrap_or((from, 0.0));
+                if current == SessionState::Busy {
+                    self.g.busy_time += (t - since).max(0.0);
+                }
+                self.state = Some((to, t));
+            }
+            Some(Marker::Exit { .. }) | None => {}
         }
-        let Some((from, to)) = parse_state_marker(label) else {
-            return;
-        };
-        self.g.busy_from_markers = true;
-        let (current, since) = self.state.take().unwrap_or_else(|| (from.to_string(), 0.0));
-        if current == "busy" {
-            self.g.busy_time += (t - since).max(0.0);
-        }
-        self.state = Some((to.to_string(), t));
     }
 
     fn output_line(&mut self, time: f64, text: String) {
@@ -272,7 +273,7 @@ impl Analyzer {
             self.output_line(start, text);
         }
         if let Some((state, since)) = self.state.take() {
-            if state == "busy" {
+            if state == SessionState::Busy {
                 self.g.busy_time += (end - since).max(0.0);
             }
         }
@@ -281,14 +282,6 @@ impl Analyzer {
         }
         self.g
     }
-}
-
-/// `state A -> B` or `state A -> B: reason` → (A, B).
-fn parse_state_marker(label: &str) -> Option<(&str, &str)> {
-    let rest = label.strip_prefix("state ")?;
-    let (from, to) = rest.split_once(" -> ")?;
-    let to = to.split_once(':').map_or(to, |(s, _)| s);
-    Some((from.trim(), to.trim()))
 }
 
 impl Report {
