@@ -70,6 +70,9 @@ pub enum EndCause {
     },
     /// The daemon shut down gracefully; the session resumes at its next start.
     DaemonShutdown,
+    /// The daemon died while the session ran (or stopped), and recovery did
+    /// not bring it back.
+    DaemonDied,
     /// The session's actor failed (its child was killed with it); a new
     /// actor takes over.
     ActorFailed {
@@ -142,6 +145,7 @@ impl fmt::Display for EndCause {
                 humantime::format_duration(*window)
             ),
             Self::DaemonShutdown => f.write_str("daemon shutdown"),
+            Self::DaemonDied => f.write_str("the daemon died"),
             Self::ActorFailed { message } => write!(f, "session actor failed: {message}"),
             Self::ActorFailedTooOften { message } => {
                 write!(f, "session actor failed too often: {message}")

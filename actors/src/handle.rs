@@ -20,7 +20,7 @@ use bytes::Bytes;
 use ractor::ActorCell;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
@@ -195,35 +195,14 @@ impl SessionHandle {
         stamp: Option<Stamp>,
     ) -> Result<Event, TransitionError> {
         let mut info = self.info.borrow().clone();
-        let from = info.state;
-        from.check(to)?;
-        let at = SystemTime::now();
-        info.state = to;
-        info.reason = reason.clone();
-        if cause.is_some() {
-            info.cause = cause.clone();
-        }
-        info.updated_at = at;
         if let Some(s) = stamp {
             info.generation = s.generation;
             info.restarts = s.restarts;
             info.metrics.restarts = s.restarts;
             info.metrics.errors = s.errors;
         }
-        if to.is_final() || to == SessionState::Restarting {
-            info.pid = None;
-        }
-        let event = Event {
-            session_id: info.id,
-            task_id: info.task_id.clone(),
-            project_id: info.project_id.clone(),
-            from,
-            to,
-            reason,
-            cause,
-            at,
-            generation: info.generation,
-        };
+        let event = info.transition(to, reason, cause)?;
+        let from = event.from;
         tracing::debug!(session = %info.id, %from, %to, reason = %event.reason, "transition");
         // Journal first: whoever wakes on the new state and then flushes the
         // journal must find this transition in the store.

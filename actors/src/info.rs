@@ -2,7 +2,8 @@
 
 use crate::cause::EndCause;
 use crate::config::{LimitsConfig, RestartConfig};
-use crate::state::SessionState;
+use crate::events::Event;
+use crate::state::{SessionState, TransitionError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -29,6 +30,42 @@ pub struct Metrics {
     pub restarts: u64,
     /// Failures: spawn errors, abnormal exits, actor failures.
     pub errors: u64,
+}
+
+impl SessionInfo {
+    /// Moves this snapshot to `to` if the table allows it, and returns the
+    /// event that says so. The one place where a state changes: the live
+    /// path ([`crate::SessionHandle`]) and recovery from a store both use it.
+    pub fn transition(
+        &mut self,
+        to: SessionState,
+        reason: String,
+        cause: Option<EndCause>,
+    ) -> Result<Event, TransitionError> {
+        let from = self.state;
+        from.check(to)?;
+        let at = SystemTime::now();
+        self.state = to;
+        self.reason = reason.clone();
+        if cause.is_some() {
+            self.cause = cause.clone();
+        }
+        self.updated_at = at;
+        if to.is_final() || to == SessionState::Restarting {
+            self.pid = None;
+        }
+        Ok(Event {
+            session_id: self.id,
+            task_id: self.task_id.clone(),
+            project_id: self.project_id.clone(),
+            from,
+            to,
+            reason,
+            cause,
+            at,
+            generation: self.generation,
+        })
+    }
 }
 
 /// Byte counters updated on the hot path without notifying watchers; the

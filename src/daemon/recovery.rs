@@ -16,7 +16,8 @@ use crate::daemon::store::{Store, StoredSession};
 use anyhow::{Context, Result};
 use herd_actors::process::{self, Pid};
 use herd_actors::{
-    EndCause, MessageState, Registry, RestartConfig, RestartPolicy, Restore, SessionState,
+    EndCause, MessageState, Registry, RestartPolicy, Restore, SessionDefaults, SessionInfo,
+    SessionState,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,7 +40,7 @@ pub struct Report {
 pub fn settle(
     store: &mut Store,
     stored: Vec<StoredSession>,
-    defaults: &RestartConfig,
+    defaults: &SessionDefaults,
 ) -> Result<(Vec<(StoredSession, bool)>, Report)> {
     let mut report = Report::default();
     let mut leftovers = process::find_by_env("HERD_SESSION_ID");
@@ -67,29 +68,31 @@ pub fn settle(
             })
             .collect();
         report.interrupted += interrupted.len();
+        let mut events = vec![];
         let live = if was_live {
-            if s.spec.restart.apply(defaults).policy == RestartPolicy::Never {
-                s.info.state = SessionState::Stopped;
-                s.info.reason = "the daemon died; not restarted (restart policy never)".into();
+            if s.spec.effective(defaults).restart.policy == RestartPolicy::Never {
+                let reason = "the daemon died; not restarted (restart policy never)";
+                events.extend(stop(&mut s.info, reason, EndCause::DaemonDied)?);
                 false
             } else {
                 true
             }
         } else if from == SessionState::Stopping {
-            s.info.state = SessionState::Stopped;
-            s.info.reason = "stopped while the daemon was down".into();
+            let cause = s.info.cause.clone().unwrap_or(EndCause::DaemonDied);
+            events.extend(stop(
+                &mut s.info,
+                "stopped while the daemon was down",
+                cause,
+            )?);
             false
         } else {
             back_from_shutdown
         };
-        if !live && !s.info.state.is_final() {
-            s.info.state = SessionState::Stopped;
-        }
         if !live {
             s.info.pid = None;
         }
         store
-            .settle(&s.info, from, &interrupted)
+            .settle(&s.info, &events, &interrupted)
             .with_context(|| format!("recording recovery of session {}", s.info.id))?;
         if live {
             report.restarted += 1;
@@ -100,6 +103,17 @@ pub fn settle(
     }
     // Processes of sessions the store no longer knows are not ours to judge: leave them.
     Ok((out, report))
+}
+
+/// Moves a stored snapshot to `stopped` through the transition table (by
+/// way of `stopping` where it must), returning the events.
+fn stop(info: &mut SessionInfo, reason: &str, cause: EndCause) -> Result<Vec<herd_actors::Event>> {
+    let mut events = vec![];
+    if info.state != SessionState::Stopping {
+        events.push(info.transition(SessionState::Stopping, reason.into(), Some(cause.clone()))?);
+    }
+    events.push(info.transition(SessionState::Stopped, reason.into(), Some(cause))?);
+    Ok(events)
 }
 
 /// Kills what is left of a session's previous generation: every process that

@@ -50,7 +50,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let mut store = Store::open(&store_path)?;
     let pruned = store.prune(cfg.store.retention)?;
     let stored = store.load()?;
-    let (settled, report) = recovery::settle(&mut store, stored, &cfg.restart)?;
+    let (settled, report) = recovery::settle(&mut store, stored, &cfg.session_defaults())?;
     let (journal, records) = Journal::channel();
     store
         .spawn_writer(records)

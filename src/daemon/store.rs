@@ -11,9 +11,7 @@
 
 mod schema;
 
-use herd_actors::{
-    EndCause, Message, MessageState, Record, SessionInfo, SessionSpec, SessionState,
-};
+use herd_actors::{EndCause, Event, Message, MessageState, Record, SessionInfo, SessionSpec};
 use rusqlite::{params, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -251,33 +249,23 @@ impl Store {
     }
 
     /// Writes a session's snapshot as recovery decided it (e.g. stopped while
-    /// the daemon was down), with an event, and its messages.
+    /// the daemon was down), with the events that took it there, and its
+    /// messages, in one transaction.
     pub fn settle(
         &mut self,
         info: &SessionInfo,
-        from: SessionState,
+        events: &[Event],
         messages: &[Message],
     ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction()
             .map_err(|e| classify(&self.path, e))?;
-        if from != info.state {
-            let event = herd_actors::Event {
-                session_id: info.id,
-                task_id: info.task_id.clone(),
-                project_id: info.project_id.clone(),
-                from,
-                to: info.state,
-                reason: info.reason.clone(),
-                cause: info.cause.clone(),
-                at: SystemTime::now(),
-                generation: info.generation,
-            };
+        for event in events {
             apply(
                 &tx,
                 Record::Transition {
-                    event,
+                    event: event.clone(),
                     info: Box::new(info.clone()),
                 },
             )
