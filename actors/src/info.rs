@@ -104,7 +104,7 @@ pub struct SessionInfo {
     pub exit_signal: Option<i32>,
     /// How state is read: `generic` or `claude`.
     #[serde(default)]
-    pub profile: crate::profile::Profile,
+    pub profile: crate::spec::Profile,
     /// The question on screen while `waiting_input` (e.g. a permission dialog).
     #[serde(default)]
     pub dialog: Option<String>,

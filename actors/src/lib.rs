@@ -73,12 +73,11 @@ pub use journal::{Journal, Record};
 pub use output::OutputSlice;
 pub use policy::ExitStatus;
 pub use profile::claude::transcript::transcript_path as claude_transcript_path;
-pub use profile::Profile;
 pub use queue::{Message, MessageState};
 pub use registry::{Hooks, ListFilter, Registry, Restore};
 pub use spec::{
-    find_program, validate_size, ClaudeOptions, Effective, Secret, SessionPatch, SessionSpec,
-    MAX_COLS, MAX_ROWS,
+    find_program, validate_size, ClaudeOptions, Effective, Profile, Secret, SessionPatch,
+    SessionSpec, MAX_COLS, MAX_ROWS,
 };
 pub use state::{SessionState, TransitionError};
 pub use tap::{Marker, Tap, TapEvent};

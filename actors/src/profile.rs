@@ -16,28 +16,11 @@ pub(crate) mod shell;
 
 use crate::handle::{lock, SessionHandle};
 use crate::queue::Outcome;
-use crate::spec::SessionSpec;
+use crate::spec::{Profile, SessionSpec};
 use crate::state::SessionState;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// How herd reads a session's state and delivers its prompts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Profile {
-    /// Any program: busy while output flows, ready after `quiet_after` of quiet.
-    #[default]
-    Generic,
-    /// bash or zsh: ready at the prompt, busy while a command runs, from the
-    /// OSC 133 marks herd injects; a message's reply is the command's output
-    /// and its exit status.
-    Shell,
-    /// Claude Code: state from the screen, replies from its transcript.
-    Claude,
-}
 
 /// The strategy of one session's profile. Each call gets a [`Ctx`] to read
 /// the session and pushes what the event means onto `out`.

@@ -4,7 +4,6 @@ use crate::config::{
     LimitOverrides, LimitsConfig, RestartConfig, RestartOverrides, SessionDefaults,
 };
 use crate::error::HerdError;
-use crate::profile::Profile;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -276,6 +275,22 @@ fn check_env_name(field: &str, k: &str) -> Result<(), HerdError> {
         ));
     }
     Ok(())
+}
+
+/// How herd reads a session's state and delivers its prompts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Any program: busy while output flows, ready after `quiet_after` of quiet.
+    #[default]
+    Generic,
+    /// bash or zsh: ready at the prompt, busy while a command runs, from the
+    /// OSC 133 marks herd injects; a message's reply is the command's output
+    /// and its exit status.
+    Shell,
+    /// Claude Code: state from the screen, replies from its transcript.
+    Claude,
 }
 
 /// A value that must never be shown: `Debug` prints `***`.

@@ -1,0 +1,372 @@
+//! RegistryActor: the one-for-one supervisor of every SessionActor. It owns
+//! the session table's writes: admitting a created or restored session,
+//! restarting a failed SessionActor from the session's last known spec, and
+//! recording the end of one that fails too often.
+
+use super::Restore;
+use crate::cause::EndCause;
+use crate::config::SessionDefaults;
+use crate::error::HerdError;
+use crate::events::EventBus;
+use crate::handle::{lock, SessionHandle};
+use crate::info::{Metrics, SessionInfo};
+use crate::journal::{Journal, Record};
+use crate::policy::{Decision, ExitStatus, RestartTracker};
+use crate::queue::Message;
+use crate::session::{SessionActor, SessionArgs};
+use crate::spec::SessionSpec;
+use crate::state::SessionState;
+use crate::tap::Tap;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use uuid::Uuid;
+
+pub(super) type Table = Arc<RwLock<HashMap<Uuid, Arc<SessionHandle>>>>;
+
+/// Sessions not yet stopped or failed (what `max_sessions` counts).
+pub(super) fn live_count(table: &Table) -> usize {
+    let table = table.read().unwrap_or_else(|e| e.into_inner());
+    table
+        .values()
+        .filter(|h| !h.info.borrow().state.is_final())
+        .count()
+}
+
+/// Messages of the RegistryActor.
+pub(super) enum RegistryMsg {
+    /// Create and start a session (with a given id, for recovery).
+    Create {
+        /// What to run.
+        spec: Box<SessionSpec>,
+        /// Keep this id instead of a new one.
+        id: Option<Uuid>,
+        /// Bring back a session from a store instead of creating a new one.
+        restore: Option<Box<Restore>>,
+        /// The new session, or why not.
+        reply: RpcReplyPort<Result<Arc<SessionHandle>, HerdError>>,
+    },
+    /// Forget a session that reached a final state.
+    Remove {
+        /// Which.
+        id: Uuid,
+        /// Done, or why not.
+        reply: RpcReplyPort<Result<(), HerdError>>,
+    },
+}
+
+/// State of the RegistryActor.
+pub(super) struct RegistryState {
+    table: Table,
+    by_actor: HashMap<ActorId, Uuid>,
+    defaults: Arc<SessionDefaults>,
+    bus: EventBus,
+    journal: Journal,
+    tap: Option<Arc<dyn Tap>>,
+    /// Per-session budget for actor (not child) restarts.
+    actor_restarts: HashMap<Uuid, RestartTracker>,
+}
+
+/// Supervises the SessionActors.
+pub(super) struct RegistryActor;
+
+/// Arguments of the RegistryActor.
+pub(super) struct RegistryArgs {
+    pub(super) table: Table,
+    pub(super) defaults: Arc<SessionDefaults>,
+    pub(super) bus: EventBus,
+    pub(super) journal: Journal,
+    pub(super) tap: Option<Arc<dyn Tap>>,
+}
+
+impl Actor for RegistryActor {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = RegistryArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: RegistryArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(RegistryState {
+            table: args.table,
+            by_actor: HashMap::new(),
+            defaults: args.defaults,
+            bus: args.bus,
+            journal: args.journal,
+            tap: args.tap,
+            actor_restarts: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: RegistryMsg,
+        st: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::Create {
+                spec,
+                id,
+                restore,
+                reply,
+            } => {
+                let r = match restore {
+                    Some(r) => st.restore(&myself, *spec, *r).await,
+                    None => st.create(&myself, *spec, id).await,
+                };
+                let _ = reply.send(r);
+            }
+            RegistryMsg::Remove { id, reply } => {
+                let mut table = st.table.write().unwrap_or_else(|e| e.into_inner());
+                let r = match table.get(&id) {
+                    None => Err(HerdError::NotFound(id.to_string())),
+                    Some(h) if !h.info().state.is_final() => Err(HerdError::Conflict {
+                        id: id.to_string(),
+                        action: "remove".into(),
+                        state: h.info().state,
+                    }),
+                    Some(_) => {
+                        table.remove(&id);
+                        st.journal.record(Record::Removed(id));
+                        st.actor_restarts.remove(&id);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(r);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        st: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(id) = st.by_actor.remove(&cell.get_id()) {
+                    st.after_actor_end(&myself, id, None).await;
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(id) = st.by_actor.remove(&cell.get_id()) {
+                    tracing::error!(session = %id, "session actor failed: {err}");
+                    st.after_actor_end(&myself, id, Some(err.to_string())).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _st: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself
+            .stop_children_and_wait(None, Some(Duration::from_secs(10)))
+            .await;
+        Ok(())
+    }
+}
+
+impl RegistryState {
+    fn live_count(&self) -> usize {
+        live_count(&self.table)
+    }
+
+    /// Refuses an id already in the table (before anything is recorded).
+    fn ensure_new(&self, id: Uuid) -> Result<(), HerdError> {
+        if self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+        {
+            return Err(HerdError::invalid(
+                "id",
+                format!("session {id} exists already"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn create(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        spec: SessionSpec,
+        id: Option<Uuid>,
+    ) -> Result<Arc<SessionHandle>, HerdError> {
+        let max = self.defaults.limits.max_sessions;
+        if self.live_count() >= max {
+            return Err(HerdError::LimitReached { max });
+        }
+        let id = id.unwrap_or_else(Uuid::new_v4);
+        self.ensure_new(id)?;
+        let now = SystemTime::now();
+        let effective = spec.effective(&self.defaults);
+        let info = SessionInfo {
+            id,
+            name: spec.name.clone(),
+            state: SessionState::Pending,
+            reason: "created".into(),
+            cause: None,
+            pid: None,
+            generation: 0,
+            restarts: 0,
+            exit_code: None,
+            exit_signal: None,
+            profile: spec.profile,
+            dialog: None,
+            task_id: spec.task_id.clone(),
+            project_id: spec.project_id.clone(),
+            command: spec.command.clone(),
+            cwd: spec.cwd.clone(),
+            cols: spec.cols,
+            rows: spec.rows,
+            created_at: now,
+            started_at: None,
+            updated_at: now,
+            restart: effective.restart,
+            limits: effective.limits,
+            metrics: Metrics::default(),
+        };
+        self.journal.record(Record::Created {
+            info: Box::new(info.clone()),
+            spec: Box::new(spec.clone()),
+        });
+        self.admit(myself, info, spec, vec![], true).await
+    }
+
+    /// Builds the session's handle, starts its actor (if `live`) and puts it in the table.
+    async fn admit(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        info: SessionInfo,
+        spec: SessionSpec,
+        messages: Vec<Message>,
+        live: bool,
+    ) -> Result<Arc<SessionHandle>, HerdError> {
+        let id = info.id;
+        let capacity = self.defaults.limits.output_buffer.0 as usize;
+        let handle = Arc::new(SessionHandle::new(
+            info,
+            spec,
+            capacity,
+            self.journal.clone(),
+            self.tap.clone(),
+            self.bus.clone(),
+        ));
+        crate::handle::lock(&handle.queue).restore(messages);
+        if live {
+            self.start_actor(myself, &handle, None)
+                .await
+                .map_err(|e| HerdError::Internal(format!("cannot start session actor: {e}")))?;
+        }
+        self.table
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::clone(&handle));
+        Ok(handle)
+    }
+
+    /// Brings back a session read from a store: a live one starts its next
+    /// generation with the same id; a final one is kept as history.
+    async fn restore(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        spec: SessionSpec,
+        r: Restore,
+    ) -> Result<Arc<SessionHandle>, HerdError> {
+        let id = r.info.id;
+        self.ensure_new(id)?;
+        let mut info = r.info;
+        // The defaults may have changed since the session was stored.
+        let effective = spec.effective(&self.defaults);
+        info.restart = effective.restart;
+        info.limits = effective.limits;
+        info.pid = None;
+        if r.live {
+            info.state = SessionState::Pending;
+            info.reason = "recovered after daemon restart".into();
+            info.generation += 1;
+            info.restarts += 1;
+            info.metrics.restarts = info.restarts;
+        }
+        self.admit(myself, info, spec, r.messages, r.live).await
+    }
+
+    async fn start_actor(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        handle: &Arc<SessionHandle>,
+        recovered_from: Option<String>,
+    ) -> Result<(), ractor::SpawnErr> {
+        let args = SessionArgs {
+            handle: Arc::clone(handle),
+            defaults: Arc::clone(&self.defaults),
+            recovered_from,
+        };
+        let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await?;
+        self.by_actor.insert(actor.get_id(), handle.id());
+        Ok(())
+    }
+
+    /// A SessionActor ended. If its session is not final, it failed (or was
+    /// killed): start a new actor for it from its last known config.
+    async fn after_actor_end(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        id: Uuid,
+        err: Option<String>,
+    ) {
+        let Some(handle) = self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+        else {
+            return;
+        };
+        *lock(&handle.actor) = None;
+        let info = handle.info();
+        if info.state.is_final() {
+            return;
+        }
+        let why = err.unwrap_or_else(|| "session actor stopped unexpectedly".into());
+        let failure = ExitStatus {
+            code: None,
+            signal: None,
+        };
+        let tracker = self.actor_restarts.entry(id).or_default();
+        let decision = tracker.decide(
+            &info.restart,
+            &failure,
+            Duration::ZERO,
+            true,
+            Instant::now(),
+        );
+        if decision != Decision::GiveUp {
+            match self.start_actor(myself, &handle, Some(why.clone())).await {
+                Ok(()) => return,
+                Err(e) => tracing::error!(session = %id, "cannot restart session actor: {e}"),
+            }
+        }
+        // The actor cannot be brought back: the supervisor records the end,
+        // through the same transition function the actor uses.
+        let cause = EndCause::ActorFailedTooOften { message: why };
+        if let Err(e) =
+            handle.transition(SessionState::Failed, cause.to_string(), Some(cause), None)
+        {
+            tracing::error!(session = %id, "{e}");
+        }
+    }
+}
