@@ -115,6 +115,9 @@ pub struct ClaudeConfig {
     pub permission_mode: Option<String>,
     /// Extra environment for Claude sessions.
     pub env: BTreeMap<String, String>,
+    /// Inject hooks that report each session's events to the daemon (the
+    /// exact source of its state); off: the state is read from the screen.
+    pub hooks: bool,
 }
 
 impl Default for ClaudeConfig {
@@ -124,6 +127,7 @@ impl Default for ClaudeConfig {
             model: None,
             permission_mode: None,
             env: BTreeMap::new(),
+            hooks: true,
         }
     }
 }

@@ -14,8 +14,10 @@ fn fake() -> &'static str {
     env!("CARGO_BIN_EXE_herd-fake-claude")
 }
 
+/// Hooks off: these tests cover the screen, the fallback for an older CLI or
+/// hooks disabled by config (tests/claude_hooks.rs covers the hooks).
 fn config() -> String {
-    format!("[claude]\nbinary = {:?}\n[limits]\nmax_sessions = 20\nquiet_after = \"300ms\"\n[restart]\nbackoff_initial = \"10ms\"\n", fake())
+    format!("[claude]\nbinary = {:?}\nhooks = false\n[limits]\nmax_sessions = 20\nquiet_after = \"300ms\"\n[restart]\nbackoff_initial = \"10ms\"\n", fake())
 }
 
 struct Claude {

@@ -4,6 +4,8 @@ use crate::cause::EndCause;
 use crate::config::{LimitsConfig, RestartConfig};
 use crate::events::Event;
 use crate::state::{SessionState, TransitionError};
+use crate::usage::Usage;
+use crate::waiting::{Failure, Waiting};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -108,6 +110,17 @@ pub struct SessionInfo {
     /// The question on screen while `waiting_input` (e.g. a permission dialog).
     #[serde(default)]
     pub dialog: Option<String>,
+    /// What the session waits for while `waiting_input`: reason, tool,
+    /// a summary of the tool's input, the choices offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// A failure the session is in (not logged in, rate limited, ...), until
+    /// a turn succeeds again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+    /// Tokens used by the session's answered messages, where known (Claude).
+    #[serde(default, skip_serializing_if = "Usage::is_empty")]
+    pub usage: Usage,
     /// The job runner's task.
     pub task_id: Option<String>,
     /// Project grouping.

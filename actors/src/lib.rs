@@ -57,6 +57,8 @@ mod spawn;
 mod spec;
 mod state;
 mod tap;
+mod usage;
+mod waiting;
 
 pub use bytesize::ByteSize;
 pub use cause::{EndCause, Request};
@@ -72,6 +74,7 @@ pub use info::{Metrics, SessionInfo};
 pub use journal::{Journal, Record};
 pub use output::OutputSlice;
 pub use policy::ExitStatus;
+pub use profile::claude::hook::{ClaudeHook, HOOK_EVENTS as CLAUDE_HOOK_EVENTS};
 pub use profile::claude::transcript::transcript_path as claude_transcript_path;
 pub use queue::{Message, MessageState};
 pub use registry::{Hooks, ListFilter, Registry, Restore};
@@ -81,3 +84,5 @@ pub use spec::{
 };
 pub use state::{SessionState, TransitionError};
 pub use tap::{Marker, Tap, TapEvent};
+pub use usage::Usage;
+pub use waiting::{Choice, Failure, Meaning, WaitReason, Waiting};

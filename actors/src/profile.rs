@@ -14,11 +14,14 @@ pub(crate) mod claude;
 pub(crate) mod generic;
 pub(crate) mod shell;
 
+use crate::error::HerdError;
 use crate::handle::{lock, SessionHandle};
 use crate::queue::Outcome;
 use crate::spec::{Profile, SessionSpec};
 use crate::state::SessionState;
+use crate::waiting::{Failure, Waiting};
 use bytes::Bytes;
+use claude::hook::ClaudeHook;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,11 +49,31 @@ pub(crate) trait Strategy: Send + Sync + 'static {
     /// A timer this profile set went off.
     fn timer(&mut self, _cx: &Ctx<'_>, _timer: Timer, _out: &mut Effects) {}
 
+    /// The program reported an event through a hook (Claude Code's hooks).
+    fn hook(&mut self, _cx: &Ctx<'_>, _hook: &ClaudeHook, _out: &mut Effects) {}
+
+    /// False while the next prompt must not go in yet (e.g. the input box
+    /// still holds an interrupted one); the profile asks for delivery again
+    /// with [`Effect::Deliver`] once it may.
+    fn ready_to_deliver(&mut self, _cx: &Ctx<'_>) -> bool {
+        true
+    }
+
+    /// The keys that answer a waiting dialog by meaning (`yes`, `always`,
+    /// `no`) or with free text.
+    fn answer(&mut self, cx: &Ctx<'_>, _answer: &str) -> Result<Bytes, HerdError> {
+        Err(HerdError::Conflict {
+            id: cx.handle.id().to_string(),
+            action: "answer (this profile has no dialogs to answer)".into(),
+            state: cx.state,
+        })
+    }
+
     /// A queued prompt is about to be written: the bytes that type and submit it.
     fn deliver(&mut self, cx: &Ctx<'_>, text: &str, out: &mut Effects) -> Bytes;
 
     /// How to interrupt what the session is doing.
-    fn interrupt(&self) -> Interrupt {
+    fn interrupt(&mut self) -> Interrupt {
         Interrupt::Signal(libc::SIGINT)
     }
 }
@@ -103,6 +126,12 @@ pub(crate) enum Effect {
     After(Duration, Timer),
     /// The question on screen, or none.
     Dialog(Option<String>),
+    /// What the session waits for, or nothing.
+    Waiting(Option<Waiting>),
+    /// The failure the session is in (e.g. not logged in), or none.
+    Error(Option<Failure>),
+    /// Deliver the next queued prompt if the session is ready.
+    Deliver,
     /// Call [`Strategy::quiet`] once the output has been quiet for `quiet_after`.
     WatchQuiet,
 }
@@ -153,8 +182,9 @@ pub(crate) fn strategy(spec: &SessionSpec) -> Box<dyn Strategy> {
     match spec.profile {
         Profile::Generic => Box::new(generic::Generic),
         Profile::Shell => Box::new(shell::Shell::default()),
-        Profile::Claude => Box::new(claude::Claude::new(
-            spec.claude.as_ref().and_then(|c| c.transcript.clone()),
-        )),
+        Profile::Claude => {
+            let opts = spec.claude.clone().unwrap_or_default();
+            Box::new(claude::Claude::new(opts.transcript, opts.hooks))
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The prompt queue of a session: messages written when the session is
 //! ready, one at a time, each completed when the session is ready again.
 
+use crate::usage::Usage;
+use crate::waiting::Failure;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::SystemTime;
@@ -26,12 +28,17 @@ pub enum MessageState {
     Interrupted,
     /// The session ended before the message was written.
     Cancelled,
+    /// The turn failed (its `failure` says how: not logged in, rate limited, ...).
+    Failed,
 }
 
 impl MessageState {
     /// True once nothing more will happen to the message.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Done | Self::Interrupted | Self::Cancelled)
+        matches!(
+            self,
+            Self::Done | Self::Interrupted | Self::Cancelled | Self::Failed
+        )
     }
 }
 
@@ -70,6 +77,12 @@ pub struct Message {
     /// The exit status of the command, where the profile knows it (a shell).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// How the turn failed, for a `failed` message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Tokens the answer used, where the profile knows them (Claude).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 impl Message {
@@ -88,6 +101,8 @@ impl Message {
             reply: None,
             error: None,
             exit_code: None,
+            failure: None,
+            usage: None,
         }
     }
 }
@@ -103,6 +118,10 @@ pub(crate) struct Outcome {
     pub error: Option<String>,
     /// The command's exit status, where known.
     pub exit_code: Option<i32>,
+    /// How it failed.
+    pub failure: Option<Failure>,
+    /// Tokens used.
+    pub usage: Option<Usage>,
 }
 
 impl Outcome {
@@ -113,6 +132,8 @@ impl Outcome {
             reply: Some(reply),
             error: None,
             exit_code: None,
+            failure: None,
+            usage: None,
         }
     }
 
@@ -120,10 +141,26 @@ impl Outcome {
     pub(crate) fn interrupted(why: String) -> Self {
         Self {
             state: MessageState::Interrupted,
-            reply: None,
             error: Some(why),
-            exit_code: None,
+            ..Self::done(String::new())
         }
+        .without_reply()
+    }
+
+    /// Failed, named.
+    pub(crate) fn failed(failure: Failure) -> Self {
+        Self {
+            state: MessageState::Failed,
+            error: Some(failure.to_string()),
+            failure: Some(failure),
+            ..Self::done(String::new())
+        }
+        .without_reply()
+    }
+
+    fn without_reply(mut self) -> Self {
+        self.reply = None;
+        self
     }
 }
 
@@ -190,6 +227,8 @@ impl Queue {
         m.reply = outcome.reply;
         m.error = outcome.error;
         m.exit_code = outcome.exit_code;
+        m.failure = outcome.failure;
+        m.usage = outcome.usage;
         self.remember(m.clone());
         Some(m)
     }

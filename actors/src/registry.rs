@@ -11,6 +11,7 @@ use crate::events::EventBus;
 use crate::handle::SessionHandle;
 use crate::info::SessionInfo;
 use crate::journal::Journal;
+use crate::profile::claude::hook::ClaudeHook;
 use crate::queue::Message;
 use crate::session::{Reply, SessionMsg};
 use crate::spec::{SessionPatch, SessionSpec};
@@ -283,6 +284,36 @@ impl Registry {
     /// SIGINT to the foreground process group of the session's terminal.
     pub async fn interrupt(&self, id: Uuid) -> Result<SessionInfo, HerdError> {
         self.command(id, "interrupt", SessionMsg::Interrupt).await
+    }
+
+    /// Answers the dialog a `waiting_input` session shows, by meaning
+    /// (`yes`, `always`, `no`) or with free text; the profile picks the key
+    /// from the choices on screen, never a digit typed blind.
+    pub async fn answer(&self, id: Uuid, answer: String) -> Result<SessionInfo, HerdError> {
+        if answer.trim().is_empty() {
+            return Err(HerdError::invalid("choice", "must not be empty"));
+        }
+        self.command(id, "answer", |r| SessionMsg::Answer(answer, r))
+            .await
+    }
+
+    /// Hands a hook event to its session without waiting: the program that
+    /// reported it must never be slowed down by herd.
+    pub fn hook(&self, id: Uuid, hook: ClaudeHook) -> Result<(), HerdError> {
+        let handle = self
+            .get(id)
+            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let actor = handle
+            .actor()
+            .map(session_actor)
+            .ok_or_else(|| HerdError::Conflict {
+                id: id.to_string(),
+                action: "report a hook to".into(),
+                state: handle.info().state,
+            })?;
+        actor
+            .send_message(SessionMsg::Hook(Box::new(hook)))
+            .map_err(|_| HerdError::Internal("the session actor is gone".into()))
     }
 
     /// SIGSTOP the session's process tree.

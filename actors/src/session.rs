@@ -22,6 +22,7 @@ use crate::handle::{lock, SessionHandle, Stamp};
 use crate::info::SessionInfo;
 use crate::metrics::{MetricsActor, MetricsArgs, MetricsMsg, Sample};
 use crate::policy::RestartTracker;
+use crate::profile::claude::hook::ClaudeHook;
 use crate::profile::{self, Ctx, Strategy, Timer};
 use crate::pty::{PtyEvent, PtyMsg};
 use crate::queue::Message;
@@ -78,6 +79,10 @@ pub(crate) enum SessionMsg {
     Send(String, RpcReplyPort<Result<Message, HerdError>>),
     /// Change metadata, limits or the restart policy.
     Patch(Box<SessionPatch>, Reply),
+    /// The program reported an event through a hook.
+    Hook(Box<ClaudeHook>),
+    /// Answer the dialog the session waits on, by meaning or with text.
+    Answer(String, Reply),
     /// Test hook: panic inside `handle`.
     #[cfg(feature = "test-hooks")]
     Panic,
@@ -315,6 +320,24 @@ impl Actor for SessionActor {
             }
             SessionMsg::Patch(patch, reply) => {
                 let _ = reply.send(st.patch(&myself, &patch));
+            }
+            SessionMsg::Hook(hook) => {
+                // A hook of a child that is gone, or of a session that is
+                // ending, moves nothing.
+                if st.state.is_running() {
+                    let mut out = vec![];
+                    let (profile, cx) = st.profile();
+                    profile.hook(&cx, &hook, &mut out);
+                    st.apply(&myself, out);
+                }
+            }
+            SessionMsg::Answer(answer, reply) => {
+                let (profile, cx) = st.profile();
+                let r = match profile.answer(&cx, &answer) {
+                    Ok(keys) => st.input(keys).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
             }
             #[cfg(feature = "test-hooks")]
             SessionMsg::Panic => panic!("injected panic (test hook)"),

@@ -354,6 +354,10 @@ pub struct ClaudeOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub transcript: Option<PathBuf>,
+    /// Set by the daemon: the CLI reports to herd through its hooks, so the
+    /// hooks decide the state and the screen is the fallback.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hooks: bool,
 }
 
 fn check_label(field: &str, value: Option<&str>, max: usize) -> Result<(), HerdError> {

@@ -112,11 +112,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Answer a session's permission dialog: yes, always or no.
+    /// Answer a waiting_input session's dialog by meaning: yes, always, no,
+    /// or a free text answer.
     Answer {
         /// Session id or unique prefix.
         id: String,
-        /// yes | always | no.
+        /// yes | always | no | TEXT.
         choice: String,
     },
     /// Print the session's current screen as text.

@@ -4,6 +4,7 @@ mod attach;
 mod auth;
 pub mod error;
 mod events;
+mod hooks;
 mod messages;
 mod metrics;
 pub mod openapi;
@@ -86,7 +87,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Routes without the token (documented with `security(())`).
 pub fn public_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(hooks::hook))
 }
 
 /// The whole router.

@@ -12,6 +12,8 @@
 //!   `secret_env`, never in argv;
 //! - the transcript path, where the actor reads replies.
 
+pub mod hooks;
+
 use crate::config::ClaudeConfig;
 use herd_actors::find_program;
 use herd_actors::{claude_transcript_path, ClaudeOptions, HerdError, Profile, Secret, SessionSpec};
@@ -51,6 +53,8 @@ pub struct ClaudeProfile {
     data_dir: PathBuf,
     /// `--help` text per binary, probed once, for flags that vary by version.
     help: Mutex<HashMap<PathBuf, String>>,
+    /// Where hooks reach the daemon (`http://127.0.0.1:PORT`), once it listens.
+    hook_base: Mutex<Option<String>>,
 }
 
 impl ClaudeProfile {
@@ -60,6 +64,39 @@ impl ClaudeProfile {
             cfg,
             data_dir,
             help: Mutex::default(),
+            hook_base: Mutex::default(),
+        }
+    }
+
+    /// Sets where hooks reach the daemon; until then sessions get no hooks.
+    pub fn set_hook_base(&self, base: String) {
+        *self.hook_base.lock().unwrap_or_else(|e| e.into_inner()) = Some(base);
+    }
+
+    fn hook_base(&self) -> Option<String> {
+        if !self.cfg.hooks {
+            return None;
+        }
+        self.hook_base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn session_dir(&self, id: Uuid) -> PathBuf {
+        self.data_dir.join("claude").join(id.to_string())
+    }
+
+    /// Rewrites a restored session's hook settings for the daemon's current
+    /// address. A failure is logged: the session then runs on the screen alone.
+    pub fn refresh_hooks(&self, spec: &SessionSpec, id: Uuid) {
+        let with_hooks =
+            spec.profile == Profile::Claude && spec.claude.as_ref().is_some_and(|c| c.hooks);
+        if let (true, Some(base)) = (with_hooks, self.hook_base()) {
+            let path = hooks::settings_path(&self.session_dir(id));
+            if let Err(e) = hooks::write_settings(&path, &base, id) {
+                tracing::warn!(session = %id, "cannot rewrite the hook settings {}: {e}", path.display());
+            }
         }
     }
 
@@ -83,12 +120,22 @@ impl ClaudeProfile {
                 "cannot seed the Claude config in {}: {e}",
                 home.display()
             ))
-        })
+        })?;
+        if let Some(base) = self.hook_base() {
+            let path = hooks::settings_path(&self.session_dir(id));
+            hooks::write_settings(&path, &base, id).map_err(|e| {
+                HerdError::Internal(format!(
+                    "cannot write the hook settings {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     /// Removes what [`Self::prepare`] created for a session that did not start.
     pub fn discard(&self, id: Uuid) {
-        let _ = std::fs::remove_dir_all(self.data_dir.join("claude").join(id.to_string()));
+        let _ = std::fs::remove_dir_all(self.session_dir(id));
     }
 
     /// Returns the home to seed, the real cwd and the API key to approve.
@@ -151,11 +198,7 @@ impl ClaudeProfile {
             .map(|s| s.expose().to_string())
             .or_else(|| std::env::var("ANTHROPIC_API_KEY").ok());
 
-        let home = self
-            .data_dir
-            .join("claude")
-            .join(id.to_string())
-            .join("home");
+        let home = self.session_dir(id).join("home");
         for (k, v) in QUIET_ENV {
             env.entry(k.into()).or_insert_with(|| v.into());
         }
@@ -163,9 +206,23 @@ impl ClaudeProfile {
         spec.env = env;
 
         let bin = binary.display().to_string();
-        let mut command = vec![bin.clone(), "--session-id".into(), id.to_string()];
+        // Hooks: the settings file, and the session's secret in its environment only.
+        let mut settings = vec![];
+        if self.hook_base().is_some() {
+            let path = hooks::settings_path(&self.session_dir(id));
+            settings = vec!["--settings".to_string(), path.display().to_string()];
+            spec.secret_env
+                .entry(hooks::TOKEN_ENV.into())
+                .or_insert_with(hooks::new_token);
+            opts.hooks = true;
+        }
+        let mut command = vec![bin.clone()];
+        command.extend(settings.iter().cloned());
+        command.extend(["--session-id".into(), id.to_string()]);
         command.extend(flags.iter().cloned());
-        let mut resume = vec![bin, "--resume".into(), id.to_string()];
+        let mut resume = vec![bin];
+        resume.extend(settings);
+        resume.extend(["--resume".into(), id.to_string()]);
         resume.extend(flags);
         spec.command = command;
         spec.resume_command = Some(resume);

@@ -12,6 +12,7 @@
 //! `interrupted` (never typed twice); queued ones are delivered once the
 //! session is ready.
 
+use crate::daemon::claude::ClaudeProfile;
 use crate::daemon::store::{Store, StoredSession};
 use anyhow::{Context, Result};
 use herd_actors::process::{self, Pid};
@@ -147,10 +148,18 @@ fn kill_stale(s: &StoredSession, mut pids: Vec<Pid>) -> usize {
 }
 
 /// Hands the settled sessions to the registry: live ones start again, the rest is history.
-pub async fn restore(registry: &Registry, settled: Vec<(StoredSession, bool)>) -> Result<()> {
+pub async fn restore(
+    registry: &Registry,
+    settled: Vec<(StoredSession, bool)>,
+    claude: &ClaudeProfile,
+) -> Result<()> {
     let mut errors: HashMap<String, String> = HashMap::new();
     for (s, live) in settled {
         let id = s.info.id;
+        if live {
+            // The daemon may listen on another port now: the hooks follow it.
+            claude.refresh_hooks(&s.spec, id);
+        }
         let restore = Restore {
             info: s.info,
             messages: s.messages,

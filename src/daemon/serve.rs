@@ -75,7 +75,17 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let registry = Registry::start_with(cfg.session_defaults(), hooks)
         .await
         .context("starting the actor system")?;
-    recovery::restore(&registry, settled).await?;
+    // Bound before sessions come back: their Claude hooks must know the port.
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let claude = Arc::new(crate::daemon::claude::ClaudeProfile::new(
+        cfg.claude.clone(),
+        data_dir.clone(),
+    ));
+    claude.set_hook_base(hook_base(addr));
+    recovery::restore(&registry, settled, &claude).await?;
     tracing::info!(
         store = %store_path.display(),
         restarted = report.restarted,
@@ -95,17 +105,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         registry: registry.clone(),
         token: Arc::new(token),
         started: Instant::now(),
-        claude: Arc::new(crate::daemon::claude::ClaudeProfile::new(
-            cfg.claude.clone(),
-            data_dir.clone(),
-        )),
+        claude,
         data_dir: data_dir.clone(),
     };
     let app = api::router(state, cfg.server.body_limit.0 as usize);
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
     let url = format!("http://{addr}");
     // Clients (and tests on port 0) find the daemon through this file.
     paths::write_private(&data_dir.join(paths::URL_FILE), url.as_bytes())?;
@@ -128,6 +131,21 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let _ = std::fs::remove_file(data_dir.join(paths::URL_FILE));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where Claude sessions' hooks reach the daemon: its own address, on
+/// loopback when it listens on every interface.
+fn hook_base(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 fn load_or_create_token(data_dir: &Path) -> Result<String> {

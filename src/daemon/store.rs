@@ -479,5 +479,6 @@ fn message_state(s: MessageState) -> &'static str {
         MessageState::Done => "done",
         MessageState::Interrupted => "interrupted",
         MessageState::Cancelled => "cancelled",
+        MessageState::Failed => "failed",
     }
 }

@@ -25,9 +25,29 @@
 //!   program name), `cwd`, `pid`, `home`, `has_api_key`, `has_oauth_token`
 //!   (never the secrets themselves).
 //!
+//! - `FAKE_CLAUDE_LOGGED_OUT`: behave as a CLI with no credentials (footer
+//!   `Not logged in · Run /login`, every prompt fails with StopFailure
+//!   `authentication_failed`);
+//! - `FAKE_CLAUDE_NOTIFY_MS` (default 6000): the `permission_prompt`
+//!   notification this long after a permission dialog opens.
+//!
+//! Hooks (`hooks.rs`): UserPromptSubmit (with `prompt_id`), PreToolUse,
+//! PermissionRequest, PostToolUse, Notification, Stop (with
+//! `last_assistant_message`), StopFailure (for `MOCK-STATUS=<code>` prompts
+//! and when logged out, at once instead of after the real CLI's retries),
+//! SessionEnd. As on the real CLI, a turn's first assistant entry is written
+//! to the transcript before the user entry of its prompt (linked by
+//! `parentUuid`; the user entry carries `promptId`), with `usage`.
+//!
 //! Exit codes: 0 for `/exit` or a double Ctrl-C (within 1 s), 1 for bad
 //! arguments or a declined dialog, 128+signal for SIGTERM/SIGHUP, 129 when
 //! the terminal goes away.
+//!
+//! (Long: one file is the whole fake TUI — arguments, keys, turns, drawing —
+//! as a test binary; its hooks are in `fake_claude/hooks.rs`.)
+
+#[path = "fake_claude/hooks.rs"]
+mod hooks;
 
 use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};
@@ -100,6 +120,7 @@ struct Args {
     permission_mode: Option<String>,
     skip_permissions: bool,
     prompt: Option<String>,
+    settings: Option<String>,
 }
 
 enum Parsed {
@@ -161,6 +182,7 @@ fn parse_args(argv: &[String]) -> Result<Parsed, String> {
             | "-r"
             | "--model"
             | "--append-system-prompt"
+            | "--settings"
             | "--permission-mode" => {
                 let value = match inline {
                     Some(v) => v,
@@ -175,6 +197,7 @@ fn parse_args(argv: &[String]) -> Result<Parsed, String> {
                     "--resume" | "-r" => a.resume = Some(value),
                     "--model" => a.model = Some(value),
                     "--append-system-prompt" => a.append_system_prompt = Some(value),
+                    "--settings" => a.settings = Some(value),
                     _ => {
                         if !PERMISSION_MODES.split(", ").any(|m| m == value) {
                             return Err(format!(
@@ -519,6 +542,17 @@ struct App {
     exit: Option<i32>,
     exit_message: Option<String>,
     last_frame: String,
+    hooks: hooks::Hooks,
+    /// The prompt id of the turn in flight.
+    prompt_id: Option<String>,
+    /// The turn's user entry, written after its first assistant entry (as
+    /// the real CLI does).
+    pending_user: Option<Value>,
+    logged_out: bool,
+    /// When the permission dialog opened; whether its notification went out.
+    permission_since: Option<Instant>,
+    notified: bool,
+    notify_ms: u64,
 }
 
 impl App {
@@ -548,10 +582,40 @@ impl App {
     }
 
     fn record_assistant(&mut self, content: Value) {
+        let words: usize = content
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["text"].as_str())
+            .map(|t| t.split_whitespace().count())
+            .sum();
+        let id = uuid::Uuid::new_v4().to_string();
         self.record(
             "assistant",
-            json!({"role": "assistant", "content": content}),
+            json!({"role": "assistant", "id": id, "model": "claude-fake-1", "content": content,
+                   "usage": {"input_tokens": 100, "output_tokens": words,
+                             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 7}}),
         );
+        self.flush_user();
+    }
+
+    /// Writes the held user entry of the turn's prompt.
+    fn flush_user(&mut self) {
+        if let Some(rec) = self.pending_user.take() {
+            append_line(&self.transcript, &rec.to_string());
+        }
+    }
+
+    /// A failed turn: the CLI shows the error and fires StopFailure.
+    fn fail_turn(&mut self, error: &str, message: &str) {
+        self.items.push(vec![format!("{ELBOW}{message}")]);
+        self.items.push(vec!["✻ Worked for 0s".to_string()]);
+        self.flush_user();
+        self.hooks.fire(
+            "StopFailure",
+            json!({"prompt_id": self.prompt_id, "error": error, "last_assistant_message": message}),
+        );
+        self.mode = Mode::Idle;
     }
 
     /// Shows the turns of an earlier transcript (for `--resume`).
@@ -605,7 +669,47 @@ impl App {
             return;
         }
         self.items.push(indented(&prompt, "❯ "));
-        self.record("user", json!({"role": "user", "content": prompt}));
+        let prompt_id = uuid::Uuid::new_v4().to_string();
+        let uuid = uuid::Uuid::new_v4().to_string();
+        self.pending_user = Some(json!({
+            "parentUuid": self.last_uuid, "isSidechain": false, "userType": "external",
+            "cwd": self.cwd, "sessionId": self.session_id, "version": VERSION,
+            "type": "user", "promptId": prompt_id, "uuid": uuid, "timestamp": iso_now(),
+            "message": {"role": "user", "content": prompt},
+        }));
+        self.last_uuid = Some(uuid);
+        self.has_messages = true;
+        self.prompt_id = Some(prompt_id.clone());
+        self.hooks.fire(
+            "UserPromptSubmit",
+            json!({"prompt_id": prompt_id, "prompt": prompt}),
+        );
+        if self.logged_out {
+            return self.fail_turn("authentication_failed", "Not logged in · Please run /login");
+        }
+        match switch(&prompt, "MOCK-STATUS") {
+            Some(401) => {
+                return self.fail_turn(
+                    "authentication_failed",
+                    "Please run /login · API Error: 401 mock authentication_error (401)",
+                )
+            }
+            Some(429) => {
+                return self.fail_turn(
+                    "rate_limit",
+                    "API Error: Rate limit reached · resets 3pm (UTC)",
+                )
+            }
+            Some(code) if code >= 400 => {
+                let error = if code == 529 {
+                    "overloaded"
+                } else {
+                    "server_error"
+                };
+                return self.fail_turn(error, &format!("API Error: {code} mock error"));
+            }
+            _ => {}
+        }
         let tool = prompt.contains("MOCK-TOOL-BASH") && self.bash_enabled;
         let text = if tool {
             TOOL_PREFACE.to_string()
@@ -631,6 +735,18 @@ impl App {
     fn tick(&mut self, now: Instant) {
         match self.mode {
             Mode::Starting(until) if now >= until => self.next_dialog(),
+            Mode::Permission(_) => {
+                let due = self
+                    .permission_since
+                    .is_some_and(|s| now - s >= Duration::from_millis(self.notify_ms));
+                if due && !std::mem::replace(&mut self.notified, true) {
+                    self.hooks.fire(
+                        "Notification",
+                        json!({"prompt_id": self.prompt_id, "message": "Claude needs your permission",
+                               "notification_type": "permission_prompt"}),
+                    );
+                }
+            }
             Mode::Busy => {
                 let Some(t) = self.turn.as_mut() else {
                     self.mode = Mode::Idle;
@@ -677,9 +793,16 @@ impl App {
                  "input": {"command": TOOL_COMMAND, "description": "Mock tool call"}},
             ]));
             self.turn = Some(t);
+            let tool = json!({"tool_name": "Bash", "prompt_id": self.prompt_id,
+                "tool_input": {"command": TOOL_COMMAND, "description": "Mock tool call"},
+                "tool_use_id": "toolu_fake_1"});
+            self.hooks.fire("PreToolUse", tool.clone());
             if self.bash_allowed {
                 self.approve(false);
             } else {
+                self.hooks.fire("PermissionRequest", tool);
+                self.permission_since = Some(Instant::now());
+                self.notified = false;
                 self.mode = Mode::Permission(0);
             }
             return;
@@ -687,6 +810,11 @@ impl App {
         let secs = t.started.elapsed().as_secs();
         self.items.push(vec![format!("✻ Worked for {secs}s")]);
         self.record_assistant(json!([{"type": "text", "text": text}]));
+        self.hooks.fire(
+            "Stop",
+            json!({"prompt_id": self.prompt_id, "stop_hook_active": false,
+                   "last_assistant_message": text.trim_end()}),
+        );
         self.mode = Mode::Idle;
         if let Some(next) = self.queue.pop_front() {
             self.submit(next);
@@ -698,7 +826,15 @@ impl App {
             return;
         };
         self.bash_allowed |= always;
+        self.permission_since = None;
         let _ = fs::write(PathBuf::from(&self.cwd).join("mock-tool-ran.txt"), "");
+        self.hooks.fire(
+            "PostToolUse",
+            json!({"tool_name": "Bash", "prompt_id": self.prompt_id,
+                "tool_input": {"command": TOOL_COMMAND, "description": "Mock tool call"},
+                "tool_response": {"stdout": "mock-tool-ran", "stderr": "", "interrupted": false},
+                "tool_use_id": "toolu_fake_1"}),
+        );
         self.set_tool_status(t.tool_item, "mock-tool-ran");
         self.record(
             "user",
@@ -765,6 +901,8 @@ impl App {
     }
 
     fn end_interrupted(&mut self) {
+        self.flush_user();
+        self.permission_since = None;
         let queued: Vec<String> = self.queue.drain(..).collect();
         if !queued.is_empty() {
             let mut parts = vec![std::mem::take(&mut self.input)];
@@ -919,7 +1057,11 @@ impl App {
         } else {
             ""
         };
-        let right = "● high · /effort";
+        let right = if self.logged_out {
+            "Not logged in · Run /login"
+        } else {
+            "● high · /effort"
+        };
         let width = cols.saturating_sub(2 + right.chars().count());
         if ctrl_c || footer.chars().count() + 1 > width {
             l.push(footer.to_string());
@@ -1195,8 +1337,16 @@ fn main() {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1)
         ^ u64::from(std::process::id());
+    let transcript = project.join(format!("{session_id}.jsonl"));
+    let hooks = hooks::Hooks::load(
+        args.settings.as_deref(),
+        &home,
+        &cwd,
+        json!({"session_id": session_id, "transcript_path": transcript, "cwd": cwd,
+               "permission_mode": args.permission_mode.as_deref().unwrap_or("default")}),
+    );
     let mut app = App {
-        transcript: project.join(format!("{session_id}.jsonl")),
+        transcript,
         cwd,
         session_id,
         mode: Mode::Starting(Instant::now() + startup),
@@ -1217,6 +1367,13 @@ fn main() {
         exit: None,
         exit_message: None,
         last_frame: String::new(),
+        hooks,
+        prompt_id: None,
+        pending_user: None,
+        logged_out: env_set("FAKE_CLAUDE_LOGGED_OUT"),
+        permission_since: None,
+        notified: false,
+        notify_ms: env_ms("FAKE_CLAUDE_NOTIFY_MS", 6000),
     };
     if let Some(text) = earlier {
         app.load_transcript(&text);
@@ -1226,6 +1383,8 @@ fn main() {
     let orig = enter_raw_mode();
     write_out("\x1b[?2004h");
     let code = app.run();
+    app.hooks
+        .fire("SessionEnd", json!({"reason": "prompt_input_exit"}));
     restore_terminal(orig);
     println!();
     if let Some(msg) = &app.exit_message {

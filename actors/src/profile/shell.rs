@@ -12,7 +12,7 @@ pub(crate) mod rc;
 
 use super::generic::Generic;
 use super::{Ctx, Effect, Effects, Launch, Strategy};
-use crate::queue::{self, MessageState, Outcome};
+use crate::queue::{self, Outcome};
 use crate::state::SessionState::{Busy, Ready};
 use bytes::Bytes;
 use marks::{CommandTracker, ShellEvent};
@@ -76,10 +76,8 @@ impl Strategy for Shell {
                         let len = output_end.saturating_sub(output_start) as usize;
                         let raw = cx.handle.output(output_start, len);
                         out.push(Effect::Complete(Outcome {
-                            state: MessageState::Done,
-                            reply: Some(queue::clean_text(&raw.data)),
-                            error: None,
                             exit_code: exit,
+                            ..Outcome::done(queue::clean_text(&raw.data))
                         }));
                     }
                 }

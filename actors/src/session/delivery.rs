@@ -63,8 +63,28 @@ impl SessionActorState {
                     }
                 }
                 Effect::Complete(outcome) => {
+                    if let Some(u) = &outcome.usage {
+                        self.handle.info.send_modify(|i| i.usage.add(u));
+                    }
                     let end = lock(&self.handle.output).end();
                     self.handle.update_queue(|q| q.finish(outcome, end));
+                    let _ = myself.send_message(SessionMsg::Deliver);
+                }
+                Effect::Waiting(w) => {
+                    self.handle.info.send_if_modified(|i| {
+                        let changed = i.waiting != w;
+                        i.waiting = w;
+                        changed
+                    });
+                }
+                Effect::Error(e) => {
+                    self.handle.info.send_if_modified(|i| {
+                        let changed = i.error != e;
+                        i.error = e;
+                        changed
+                    });
+                }
+                Effect::Deliver => {
                     let _ = myself.send_message(SessionMsg::Deliver);
                 }
                 Effect::Write(data) => self.write_detached(data),
@@ -105,6 +125,13 @@ impl SessionActorState {
     /// Writes the next queued message if the session is ready and none is in flight.
     pub(super) async fn try_deliver(&mut self, myself: &ActorRef<SessionMsg>) {
         if self.state != Ready || self.pty.is_none() {
+            return;
+        }
+        if lock(&self.handle.queue).in_flight().is_some() {
+            return;
+        }
+        let (profile, cx) = self.profile();
+        if !profile.ready_to_deliver(&cx) {
             return;
         }
         let start = lock(&self.handle.output).end();

@@ -122,12 +122,14 @@ pub async fn queue(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerBody {
-    /// `yes`, `always` (yes, and do not ask again for this) or `no`.
+    /// `yes`, `always` (yes, and do not ask again for this), `no`, or any
+    /// other text: the label of a choice, else typed as a free answer.
     choice: String,
 }
 
 /// `POST /v1/sessions/{id}/answer`: answer the dialog of a `waiting_input`
-/// session (a Claude permission dialog: 1. Yes, 2. Yes and always, 3. No).
+/// session by meaning. herd picks the key from the choices the dialog
+/// offers (see the session's `waiting.choices`), never a digit typed blind.
 #[utoipa::path(
     post,
     path = "/v1/sessions/{id}/answer",
@@ -137,7 +139,7 @@ pub struct AnswerBody {
     request_body = AnswerBody,
     responses(
         (status = 200, description = "Answered", body = SessionInfo),
-        (status = 400, description = "Invalid choice or id", body = ErrorBody),
+        (status = 400, description = "Invalid choice (the message lists those offered) or id", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The session is not waiting for input", body = ErrorBody),
     )
@@ -147,32 +149,14 @@ pub async fn answer(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerBody>,
 ) -> ApiResult<Json<SessionInfo>> {
-    let handle = app.registry.resolve(&id)?;
-    let key: &'static [u8] = match body.choice.as_str() {
-        "yes" => b"1",
-        "always" => b"2",
-        "no" => b"3",
-        other => {
-            return Err(ApiError::invalid(
-                "choice",
-                format!("{other:?}: expected yes, always or no"),
-            ))
-        }
-    };
-    let info = handle.info();
-    if info.state != herd_actors::SessionState::WaitingInput {
-        return Err(herd_actors::HerdError::Conflict {
-            id: info.id.to_string(),
-            action: "answer".into(),
-            state: info.state,
-        }
-        .into());
+    let id = app.registry.resolve(&id)?.id();
+    if body.choice.len() > 4096 {
+        return Err(ApiError::invalid(
+            "choice",
+            format!("{} bytes: at most 4096", body.choice.len()),
+        ));
     }
-    Ok(Json(
-        app.registry
-            .input(info.id, bytes::Bytes::from_static(key))
-            .await?,
-    ))
+    Ok(Json(app.registry.answer(id, body.choice).await?))
 }
 
 /// `PATCH /v1/sessions/{id}`: name, task, project, restart policy, limits.

@@ -9,7 +9,7 @@
 use super::error::ErrorBody;
 use axum::Json;
 use std::sync::OnceLock;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -19,8 +19,8 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "herd",
         description = "Supervisor for fleets of interactive sessions in pseudo-terminals. \
-            Every route but /healthz needs `Authorization: Bearer <token>` (the token is in \
-            `<data dir>/token`). Errors are `{\"error\": {\"code\", \"message\"}}`."
+            Every route but /healthz and a session's hook route needs `Authorization: Bearer \
+            <token>` (the token is in `<data dir>/token`). Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     tags(
         (name = "sessions", description = "Create, list, drive and stop sessions"),
@@ -47,6 +47,13 @@ impl Modify for BearerAuth {
                     .description(Some("The token in `<data dir>/token`"))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "hook_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Herd-Hook-Token",
+                "A Claude session's own hook secret (set in its environment by herd)",
+            ))),
         );
     }
 }
@@ -175,6 +182,16 @@ mod tests {
             let op = &doc["paths"][&path][method.to_lowercase()];
             if path == "/healthz" {
                 assert_eq!(op["security"], serde_json::json!([{}]), "{path}");
+                continue;
+            }
+            if path == "/v1/sessions/{id}/hooks" {
+                // A session's hooks carry its own secret instead.
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{"hook_token": []}]),
+                    "{path}"
+                );
+                assert!(op["responses"]["401"].is_object(), "{path}");
                 continue;
             }
             assert!(

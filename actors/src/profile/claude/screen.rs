@@ -79,18 +79,69 @@ pub(crate) fn input_line(screen: &str) -> Option<String> {
         .map(|l| l.trim_start_matches('❯').trim().to_string())
 }
 
-/// True if the input box still holds the start of `prompt`: it was typed
-/// but not submitted.
-pub(crate) fn prompt_pending(screen: &str, prompt: &str) -> bool {
-    let head: String = prompt
+/// The first 24 characters of a prompt's first line: what the screen shows of it.
+fn head(prompt: &str) -> String {
+    prompt
         .lines()
         .next()
         .unwrap_or("")
         .trim()
         .chars()
         .take(24)
-        .collect();
+        .collect()
+}
+
+/// True if the input box still holds the start of `prompt`: it was typed
+/// but not submitted (or an interrupt put it back).
+pub(crate) fn prompt_pending(screen: &str, prompt: &str) -> bool {
+    let head = head(prompt);
     !head.is_empty() && input_line(screen).is_some_and(|l| l.starts_with(&head))
+}
+
+/// True if the footer says the CLI has no credentials (`Not logged in · Run /login`).
+pub(crate) fn not_logged_in(screen: &str) -> bool {
+    screen.lines().any(|l| l.contains("Not logged in"))
+}
+
+/// The lines of the conversation after the echo of `prompt` (`❯ prompt`),
+/// up to the input box; `None` if the echo is not on screen.
+fn after_prompt<'a>(screen: &'a str, prompt: &str) -> Option<Vec<&'a str>> {
+    let head = head(prompt);
+    let lines: Vec<&str> = screen.lines().collect();
+    // The input box is the last `❯` line; the echo is an earlier one.
+    let input = lines.iter().rposition(|l| l.starts_with('❯'))?;
+    let echo = lines[..input]
+        .iter()
+        .rposition(|l| l.starts_with('❯') && l.trim_start_matches('❯').trim().starts_with(&head))?;
+    Some(lines[echo + 1..input].to_vec())
+}
+
+/// True if the turn of `prompt` ended with `⎿  Interrupted · ...` on screen.
+pub(crate) fn interrupted_after(screen: &str, prompt: &str) -> bool {
+    after_prompt(screen, prompt).is_some_and(|ls| ls.iter().any(|l| l.contains("Interrupted ·")))
+}
+
+/// What the assistant had said of an interrupted turn: the `● ` lines after
+/// the prompt's echo, up to the `Interrupted` line.
+pub(crate) fn partial_reply(screen: &str, prompt: &str) -> Option<String> {
+    let lines = after_prompt(screen, prompt)?;
+    let mut out: Vec<String> = vec![];
+    let mut in_reply = false;
+    for l in lines {
+        if l.contains("Interrupted ·") || l.starts_with('─') {
+            break;
+        }
+        if let Some(t) = l.strip_prefix("● ") {
+            in_reply = true;
+            out.push(t.trim_end().to_string());
+        } else if in_reply && l.starts_with("  ") && !l.trim_start().starts_with('⎿') {
+            out.push(l.trim().to_string());
+        } else {
+            in_reply = false;
+        }
+    }
+    let text = out.join("\n").trim().to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 /// The dialog: from the last rule (`───`) above the question to its footer.
@@ -164,6 +215,23 @@ mod tests {
         assert!(prompt_pending(screen, "and now after the crash"));
         assert!(!prompt_pending(screen, "hello"));
         assert!(!prompt_pending("❯\u{a0}\n", "x"));
+    }
+
+    #[test]
+    fn interrupts_and_login_on_screen() {
+        let screen = "❯ w1 w2 MOCK-SLOW=500\n\n● MOCK-REPLY: w1 w2\n  ⎿  Interrupted · What should Claude do instead?\n\n───\n❯\u{a0}\n───\n  ? for shortcuts";
+        assert!(interrupted_after(screen, "w1 w2 MOCK-SLOW=500"));
+        assert_eq!(
+            partial_reply(screen, "w1 w2 MOCK-SLOW=500").as_deref(),
+            Some("MOCK-REPLY: w1 w2")
+        );
+        assert!(!interrupted_after(screen, "something else"));
+        let done = "❯ hello\n\n● MOCK-REPLY: hello\n\n✻ Churned for 0s\n───\n❯\u{a0}\n───";
+        assert!(!interrupted_after(done, "hello"));
+        assert!(not_logged_in(
+            "  ? for shortcuts · ← for agents     Not logged in · Run /login"
+        ));
+        assert!(!not_logged_in(done));
     }
 
     #[test]
