@@ -679,6 +679,13 @@ impl App {
         }));
         self.last_uuid = Some(uuid);
         self.has_messages = true;
+        // As the real CLI: bookkeeping entries go out at once (so a resume
+        // finds the conversation), the prompt's own entry after the reply's.
+        append_line(
+            &self.transcript,
+            &json!({"type": "last-prompt", "lastPrompt": prompt, "sessionId": self.session_id})
+                .to_string(),
+        );
         self.prompt_id = Some(prompt_id.clone());
         self.hooks.fire(
             "UserPromptSubmit",

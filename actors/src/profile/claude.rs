@@ -595,6 +595,11 @@ impl Strategy for Claude {
             interrupted: false,
         });
         out.push(Effect::After(SUBMIT_CHECK_AFTER, Timer::Submit(1)));
+        // With hooks, busy comes from UserPromptSubmit: the CLI took the
+        // prompt. Without, busy from the moment it is written.
+        if !self.hook_mode() {
+            out.push(Effect::Go(Busy, "message delivered".into()));
+        }
         Bytes::from(queue::payload(text, cx.bracketed_paste()))
     }
 

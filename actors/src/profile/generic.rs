@@ -33,7 +33,9 @@ impl Strategy for Generic {
         }
     }
 
-    fn deliver(&mut self, cx: &Ctx<'_>, text: &str, _out: &mut Effects) -> Bytes {
+    fn deliver(&mut self, cx: &Ctx<'_>, text: &str, out: &mut Effects) -> Bytes {
+        // Busy from the moment the prompt is written: the answer may start silently.
+        out.push(Effect::Go(Busy, "message delivered".into()));
         Bytes::from(queue::payload(text, cx.bracketed_paste()))
     }
 }

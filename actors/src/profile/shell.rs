@@ -105,6 +105,7 @@ impl Strategy for Shell {
         if !self.awaiting {
             return self.fallback.deliver(cx, text, out);
         }
+        out.push(Effect::Go(Busy, "message delivered".into()));
         Bytes::from(queue::payload(text, cx.bracketed_paste()))
     }
 }

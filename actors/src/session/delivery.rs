@@ -9,7 +9,7 @@ use crate::handle::lock;
 use crate::profile::Effect;
 use crate::pty::PtyMsg;
 use crate::queue::{Message, Outcome};
-use crate::state::SessionState::{Busy, Ready, Stopping};
+use crate::state::SessionState::{Ready, Stopping};
 use crate::tap::TapEvent;
 use bytes::Bytes;
 use ractor::ActorRef;
@@ -144,8 +144,6 @@ impl SessionActorState {
         let mut out = vec![];
         let (profile, cx) = self.profile();
         let data = profile.deliver(&cx, &text, &mut out);
-        // Busy from the moment the prompt is written: the answer may start silently.
-        self.go(Busy, "message delivered", None);
         self.last_output = Instant::now();
         self.schedule_quiet(myself, self.limits.quiet_after);
         self.apply(myself, out);
