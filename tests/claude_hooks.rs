@@ -81,7 +81,10 @@ async fn hooks_drive_the_state_and_replies_are_the_assistants_words() {
         r.iter().any(|r| r == "hook: UserPromptSubmit") && r.iter().any(|r| r == "hook: Stop"),
         "{r:?}"
     );
-    assert!(!r.iter().any(|r| r == "screen: input prompt (no hook)"), "{r:?}");
+    assert!(
+        !r.iter().any(|r| r == "screen: input prompt (no hook)"),
+        "{r:?}"
+    );
     let s = d.session(&id).await;
     assert_eq!(s["usage"]["input_tokens"], 200, "{s}");
     assert_eq!(s["usage"]["cache_read_input_tokens"], 14, "{s}");
@@ -104,13 +107,19 @@ async fn a_permission_wait_names_its_tool_and_is_answered_by_meaning() {
         .await;
     let s = d
         .wait_session(&id, T, |s| {
-            s["state"] == "waiting_input" && s["waiting"]["choices"].as_array().is_some_and(|c| c.len() == 3)
+            s["state"] == "waiting_input"
+                && s["waiting"]["choices"]
+                    .as_array()
+                    .is_some_and(|c| c.len() == 3)
         })
         .await;
     let w = &s["waiting"];
     assert_eq!(w["reason"], "permission", "{w}");
     assert_eq!(w["tool"], "Bash", "{w}");
-    assert_eq!(w["summary"], "touch mock-tool-ran.txt && echo mock-tool-ran");
+    assert_eq!(
+        w["summary"],
+        "touch mock-tool-ran.txt && echo mock-tool-ran"
+    );
     let meanings: Vec<&str> = w["choices"]
         .as_array()
         .unwrap()
@@ -121,11 +130,17 @@ async fn a_permission_wait_names_its_tool_and_is_answered_by_meaning() {
     // The permission notification comes too; it changes nothing.
     tokio::time::sleep(Duration::from_millis(0)).await;
     let (st, v) = d
-        .post(&format!("/v1/sessions/{id}/answer"), json!({"choice": "maybe"}))
+        .post(
+            &format!("/v1/sessions/{id}/answer"),
+            json!({"choice": "maybe"}),
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("maybe") && msg.contains("2. Yes, and always"), "{msg}");
+    assert!(
+        msg.contains("maybe") && msg.contains("2. Yes, and always"),
+        "{msg}"
+    );
     assert_eq!(d.session(&id).await["state"], "waiting_input");
     let o = d.cli(&["answer", &id[..8], "always"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -158,7 +173,9 @@ async fn a_permission_wait_names_its_tool_and_is_answered_by_meaning() {
     assert_eq!(st, StatusCode::OK, "{m}");
     let r = reasons(&d, &id).await;
     assert_eq!(
-        r.iter().filter(|r| r.starts_with("hook: PermissionRequest")).count(),
+        r.iter()
+            .filter(|r| r.starts_with("hook: PermissionRequest"))
+            .count(),
         1,
         "{r:?}"
     );
@@ -206,7 +223,11 @@ async fn interrupts_end_the_message_and_prompts_never_merge() {
         "{m}"
     );
     let (st, m) = send_wait(&d, &id, "clean again").await;
-    assert_eq!((st, m["reply"].as_str()), (StatusCode::OK, Some("MOCK-REPLY: clean again")), "{m}");
+    assert_eq!(
+        (st, m["reply"].as_str()),
+        (StatusCode::OK, Some("MOCK-REPLY: clean again")),
+        "{m}"
+    );
 }
 
 async fn wait_message(d: &Daemon, id: &str, mid: &str) -> Value {
@@ -232,7 +253,9 @@ async fn failures_are_named_and_no_restart_storm_follows() {
     let cwd = tempfile::tempdir().unwrap();
     let id = claude(&d, cwd.path(), json!({"FAKE_CLAUDE_LOGGED_OUT": "1"})).await;
     let s = d
-        .wait_session(&id, T, |s| s["state"] == "ready" && s["error"]["kind"] == "not_logged_in")
+        .wait_session(&id, T, |s| {
+            s["state"] == "ready" && s["error"]["kind"] == "not_logged_in"
+        })
         .await;
     assert_eq!(s["restarts"], 0);
     let o = d.cli(&["send", &id[..8], "hello", "--wait", "--timeout", "30s"]);
@@ -243,7 +266,10 @@ async fn failures_are_named_and_no_restart_storm_follows() {
     assert_eq!(q[0]["state"], "failed", "{q}");
     assert_eq!(q[0]["failure"]["kind"], "not_logged_in", "{q}");
     let s = d.session(&id).await;
-    assert_eq!((s["state"].as_str(), s["restarts"].as_u64()), (Some("ready"), Some(0)));
+    assert_eq!(
+        (s["state"].as_str(), s["restarts"].as_u64()),
+        (Some("ready"), Some(0))
+    );
 
     // A logged-in session: API errors are named, the next turn clears them.
     let id = claude(&d, cwd.path(), json!({})).await;
@@ -283,11 +309,17 @@ async fn a_hook_moves_only_its_own_session() {
         r.send()
     };
     // A's secret on B's route, no secret, a made-up session: refused alike.
-    for (id, token) in [(b.as_str(), Some(token_a.as_str())), (a.as_str(), None), (a.as_str(), Some("x"))] {
+    for (id, token) in [
+        (b.as_str(), Some(token_a.as_str())),
+        (a.as_str(), None),
+        (a.as_str(), Some("x")),
+    ] {
         let r = post(id, token, stop.to_string()).await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{id} {token:?}");
     }
-    let r = post(&uuid_nil(), Some(&token_a), stop.to_string()).await.unwrap();
+    let r = post(&uuid_nil(), Some(&token_a), stop.to_string())
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(d.session(&b).await["state"], "ready");
     assert_eq!(d.session(&a).await["state"], "ready");
@@ -319,14 +351,23 @@ async fn the_users_own_hooks_keep_working() {
     std::fs::create_dir_all(cwd.path().join(".claude")).unwrap();
     let settings = json!({"hooks": {"UserPromptSubmit": [{"hooks": [
         {"type": "command", "command": format!("cat >> {}", seen.display())}]}]}});
-    std::fs::write(cwd.path().join(".claude/settings.json"), settings.to_string()).unwrap();
+    std::fs::write(
+        cwd.path().join(".claude/settings.json"),
+        settings.to_string(),
+    )
+    .unwrap();
     let id = claude(&d, cwd.path(), json!({})).await;
     d.wait_session(&id, T, |s| s["state"] == "ready").await;
     let (st, m) = send_wait(&d, &id, "both hooks").await;
-    assert_eq!((st, m["reply"].as_str()), (StatusCode::OK, Some("MOCK-REPLY: both hooks")));
+    assert_eq!(
+        (st, m["reply"].as_str()),
+        (StatusCode::OK, Some("MOCK-REPLY: both hooks"))
+    );
     assert!(reasons(&d, &id).await.iter().any(|r| r == "hook: Stop"));
     assert!(
-        common::wait_until(T, || std::fs::read_to_string(&seen).is_ok_and(|s| s.contains("both hooks"))).await,
+        common::wait_until(T, || std::fs::read_to_string(&seen)
+            .is_ok_and(|s| s.contains("both hooks")))
+        .await,
         "the user's hook did not run"
     );
 }
@@ -353,7 +394,11 @@ async fn after_kill_9_mid_turn_the_hooks_still_work() {
         .await;
     assert_eq!(s["restarts"], 1);
     let (st, m) = send_wait(&d, &id, "after the crash").await;
-    assert_eq!((st, m["reply"].as_str()), (StatusCode::OK, Some("MOCK-REPLY: after the crash")), "{m}");
+    assert_eq!(
+        (st, m["reply"].as_str()),
+        (StatusCode::OK, Some("MOCK-REPLY: after the crash")),
+        "{m}"
+    );
     let (_, events) = d.get(&format!("/v1/sessions/{id}/events")).await;
     let last = events.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["reason"], "hook: Stop", "{events}");

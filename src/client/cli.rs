@@ -486,6 +486,14 @@ async fn send(
             print!("{}", m.reply.unwrap_or_default());
             Ok(())
         }
+        herd_actors::MessageState::Failed => bail!(
+            "message {} failed: {}",
+            m.id,
+            m.failure
+                .map(|f| f.to_string())
+                .or(m.error)
+                .unwrap_or_default()
+        ),
         other => bail!(
             "message {} ended {:?}: {}",
             m.id,
@@ -589,6 +597,45 @@ fn print_show(s: &SessionInfo) {
         ("inputs", m.inputs.to_string()),
         ("errors", m.errors.to_string()),
     ];
+    let mut rows = rows.to_vec();
+    if let Some(w) = &s.waiting {
+        let mut v = w.reason.as_str().to_string();
+        if let Some(t) = &w.tool {
+            v.push_str(&format!(": {t}"));
+        }
+        if let Some(sum) = &w.summary {
+            v.push_str(&format!(" ({sum})"));
+        }
+        rows.push(("waiting", v));
+        if !w.choices.is_empty() {
+            let choices: Vec<String> = w
+                .choices
+                .iter()
+                .map(|c| format!("{:?} = {}", c.meaning, c.label).to_lowercase())
+                .collect();
+            rows.push(("choices", choices.join("; ")));
+        }
+    }
+    if let Some(e) = &s.error {
+        rows.push(("error", e.to_string()));
+    }
+    if !s.usage.is_empty() {
+        let u = &s.usage;
+        rows.push((
+            "tokens",
+            format!(
+                "{} in, {} out, {} cache write, {} cache read{}",
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_creation_input_tokens,
+                u.cache_read_input_tokens,
+                u.model
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
         println!("{k:<w$}  {v}");

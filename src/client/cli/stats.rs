@@ -55,6 +55,17 @@ pub fn render(s: &Stats) -> String {
             format!("{} / {}", t.bytes_in, t.bytes_out),
         ),
         ("inputs".into(), t.inputs.to_string()),
+        (
+            "tokens in/out".into(),
+            format!("{} / {}", t.usage.input_tokens, t.usage.output_tokens),
+        ),
+        (
+            "cache tokens".into(),
+            format!(
+                "{} written / {} read",
+                t.usage.cache_creation_input_tokens, t.usage.cache_read_input_tokens
+            ),
+        ),
         ("sessions rss".into(), human_bytes(t.rss_bytes)),
         ("sessions cpu".into(), format!("{:.1}%", t.cpu_percent)),
         ("daemon rss".into(), or_dash(d.rss_bytes.map(human_bytes))),

@@ -199,6 +199,30 @@ const SESSION_FAMILIES: &[SessionFamily] = &[
         value: |s| s.metrics.rss_bytes.into(),
     },
     SessionFamily {
+        name: "herd_session_input_tokens_total",
+        kind: "counter",
+        help: "Input tokens of the session's answered messages (Claude; not from the cache).",
+        value: |s| s.usage.input_tokens.into(),
+    },
+    SessionFamily {
+        name: "herd_session_output_tokens_total",
+        kind: "counter",
+        help: "Output tokens of the session's answered messages (Claude).",
+        value: |s| s.usage.output_tokens.into(),
+    },
+    SessionFamily {
+        name: "herd_session_cache_creation_tokens_total",
+        kind: "counter",
+        help: "Input tokens written to the prompt cache (Claude).",
+        value: |s| s.usage.cache_creation_input_tokens.into(),
+    },
+    SessionFamily {
+        name: "herd_session_cache_read_tokens_total",
+        kind: "counter",
+        help: "Input tokens read from the prompt cache (Claude).",
+        value: |s| s.usage.cache_read_input_tokens.into(),
+    },
+    SessionFamily {
         name: "herd_session_processes",
         kind: "gauge",
         help: "Processes in the child's tree at the last sample.",
@@ -280,6 +304,35 @@ pub fn render(stats: &Stats, sessions: &[SessionInfo]) -> String {
                 ("state", s.state.as_str()),
             ];
             e.sample(f.name, &labels, (f.value)(s));
+        }
+    }
+    e.family(
+        "herd_session_waiting",
+        "gauge",
+        "1 for each session waiting for a person, labelled with why (permission, question, login, error, other) and the tool.",
+    );
+    for s in sessions {
+        if let Some(w) = &s.waiting {
+            let id = s.id.to_string();
+            let labels = [
+                ("id", id.as_str()),
+                ("name", s.name.as_deref().unwrap_or("")),
+                ("reason", w.reason.as_str()),
+                ("tool", w.tool.as_deref().unwrap_or("")),
+            ];
+            e.sample("herd_session_waiting", &labels, 1u64);
+        }
+    }
+    e.family(
+        "herd_session_failed_turn",
+        "gauge",
+        "1 for each session whose last turn failed, labelled with the failure (not_logged_in, rate_limited, ...).",
+    );
+    for s in sessions {
+        if let Some(f) = &s.error {
+            let id = s.id.to_string();
+            let labels = [("id", id.as_str()), ("kind", f.kind())];
+            e.sample("herd_session_failed_turn", &labels, 1u64);
         }
     }
     e.finish()

@@ -55,6 +55,9 @@ pub struct Totals {
     pub rss_bytes: u64,
     /// CPU of every child process tree, in percent of one core (last samples).
     pub cpu_percent: f64,
+    /// Tokens used by answered messages (Claude sessions).
+    #[serde(default)]
+    pub usage: herd_actors::Usage,
 }
 
 /// The daemon's own process (Linux `/proc/self`; null where unreadable).
@@ -96,6 +99,7 @@ pub fn gather(app: &AppState, sessions: &[SessionInfo]) -> Stats {
         totals.bytes_in += m.bytes_in;
         totals.bytes_out += m.bytes_out;
         totals.inputs += m.inputs;
+        totals.usage.add(&s.usage);
         if !s.state.is_final() {
             totals.rss_bytes += m.rss_bytes;
             totals.cpu_percent += f64::from(m.cpu_percent);
