@@ -41,6 +41,11 @@ const SUBMIT_CHECKS: u32 = 4;
 /// With hooks: how long a turn may look finished on screen with no hook
 /// before herd concludes the hooks are not coming and reads the screen.
 const HOOK_GRACE: Duration = Duration::from_secs(3);
+/// After a Stop hook: reads of the transcript at most, waiting for it to
+/// hold the turn's last message (the CLI may write it a moment later).
+const STOP_READS: u32 = 25;
+/// Between two reads.
+const STOP_READ_EVERY: Duration = Duration::from_millis(20);
 /// Ctrl-U: clears Claude's input line.
 const CLEAR_LINE: &[u8] = b"\x15";
 /// Clears of a dirty input line at most before giving up on verifying it.
@@ -86,6 +91,9 @@ pub(crate) struct Claude {
     /// it cleared) before the next prompt goes in, so prompts never merge.
     input_dirty: bool,
     clears: u32,
+    /// A Stop hook came (with this last message) and the transcript has not
+    /// caught up with it yet: the message completes when it has.
+    stopped: Option<Option<String>>,
 }
 
 impl Claude {
@@ -103,6 +111,7 @@ impl Claude {
             waiting: None,
             input_dirty: false,
             clears: 0,
+            stopped: None,
         }
     }
 
@@ -120,17 +129,36 @@ impl Claude {
 
     /// The turn's reply from the transcript (matched by prompt id), or from
     /// `fallback` (the Stop hook's last message) when the transcript has none.
-    fn finish_turn(&mut self, cx: &Ctx<'_>, fallback: Option<String>, out: &mut Effects) {
-        let turn = self.turn.take();
+    /// The transcript may lag the Stop hook by a write: until it holds the
+    /// last message, look again a few times (the state is ready already).
+    fn finish_turn(
+        &mut self,
+        cx: &Ctx<'_>,
+        fallback: Option<String>,
+        attempt: u32,
+        out: &mut Effects,
+    ) {
+        self.stopped = None;
         if !cx.in_flight() {
+            self.turn = None;
             return;
         }
-        let read = match (&self.transcript, &turn) {
+        let read = match (&self.transcript, &self.turn) {
             (Some(path), Some(t)) => {
                 transcript::turn(path, t.prompt_id.as_deref(), t.transcript_start)
             }
             _ => transcript::Turn::default(),
         };
+        let caught_up = match &fallback {
+            Some(last) => read.texts.last() == Some(last),
+            None => true,
+        };
+        if !caught_up && self.transcript.is_some() && attempt < STOP_READS {
+            self.stopped = Some(fallback);
+            out.push(Effect::After(STOP_READ_EVERY, Timer::Reply(attempt + 1)));
+            return;
+        }
+        self.turn = None;
         let mut texts = read.texts;
         // The transcript can lag the hook by a write: the Stop hook's last
         // message is the turn's last words.
@@ -211,9 +239,9 @@ impl Claude {
             }
             ClaudeHook::Stop { last_message, .. } => {
                 self.set_waiting(None, out);
-                self.finish_turn(cx, last_message.clone(), out);
                 out.push(Effect::Error(None));
                 out.push(Effect::Go(Ready, "hook: Stop".into()));
+                self.finish_turn(cx, last_message.clone(), 0, out);
             }
             ClaudeHook::StopFailure {
                 error,
@@ -343,7 +371,7 @@ impl Claude {
                 {
                     tracing::warn!(session = %cx.handle.id(), "no Stop hook for a finished turn: reading the screen");
                     self.hooks = self.hooks_seen;
-                    self.finish_turn(cx, None, out);
+                    self.finish_turn(cx, None, 0, out);
                     out.push(Effect::Go(Ready, "screen: input prompt (no hook)".into()));
                 } else {
                     out.push(Effect::After(HOOK_GRACE, Timer::Screen));
@@ -546,6 +574,7 @@ impl Strategy for Claude {
         self.waiting = None;
         self.finished_on_screen = None;
         self.input_dirty = false;
+        self.stopped = None;
     }
 
     fn output(&mut self, _cx: &Ctx<'_>, _offset: u64, _data: &[u8], out: &mut Effects) {
@@ -565,6 +594,10 @@ impl Strategy for Claude {
                 self.check_pending = false;
                 let quiet = self.finished_on_screen.is_some();
                 self.apply_screen(cx, quiet, out);
+            }
+            Timer::Reply(attempt) if self.stopped.is_some() => {
+                let last = self.stopped.take().flatten();
+                self.finish_turn(cx, last, attempt, out);
             }
             Timer::Reply(attempt) if cx.state == Ready => self.reply_from_screen(cx, attempt, out),
             Timer::Reply(_) => {}
