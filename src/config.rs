@@ -118,6 +118,13 @@ pub struct ClaudeConfig {
     /// Inject hooks that report each session's events to the daemon (the
     /// exact source of its state); off: the state is read from the screen.
     pub hooks: bool,
+    /// Claude sessions answering at once, across the daemon (0: no cap);
+    /// prompts wait in their queues, served by enqueue time.
+    pub max_busy: usize,
+    /// First fleet-wide pause after a rate limit that names no reset time;
+    /// doubles at each rate limit in a row.
+    #[serde(with = "humantime_serde")]
+    pub rate_limit_backoff: std::time::Duration,
 }
 
 impl Default for ClaudeConfig {
@@ -128,6 +135,8 @@ impl Default for ClaudeConfig {
             permission_mode: None,
             env: BTreeMap::new(),
             hooks: true,
+            max_busy: 0,
+            rate_limit_backoff: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -230,6 +239,10 @@ impl Config {
             restart: self.restart.clone(),
             limits: self.limits.clone(),
             metrics: self.metrics.clone(),
+            fleet: herd_actors::FleetConfig {
+                max_busy: self.claude.max_busy,
+                rate_limit_backoff: self.claude.rate_limit_backoff,
+            },
         }
     }
 }

@@ -274,11 +274,16 @@ async fn failures_are_named_and_no_restart_storm_follows() {
     // A logged-in session: API errors are named, the next turn clears them.
     let id = claude(&d, cwd.path(), json!({})).await;
     d.wait_session(&id, T, |s| s["state"] == "ready").await;
-    let (_, m) = send_wait(&d, &id, "limit MOCK-STATUS=429").await;
-    assert_eq!(m["state"], "failed", "{m}");
-    assert_eq!(m["failure"]["kind"], "rate_limited", "{m}");
-    assert_eq!(m["failure"]["reset"], "3pm (UTC)", "{m}");
-    assert_eq!(d.session(&id).await["error"]["kind"], "rate_limited");
+    // A rate limit pauses delivery and the prompt is written again after it:
+    // answered once, not lost.
+    let (_, m) = send_wait(&d, &id, "limit MOCK-429=1").await;
+    assert_eq!(m["state"], "done", "{m}");
+    assert_eq!(m["reply"], "MOCK-REPLY: limit MOCK-429=1", "{m}");
+    let r = reasons(&d, &id).await;
+    assert!(
+        r.iter().any(|r| r == "hook: StopFailure (rate_limit)"),
+        "{r:?}"
+    );
     let (_, m) = send_wait(&d, &id, "auth MOCK-STATUS=401").await;
     assert_eq!(m["failure"]["kind"], "authentication", "{m}");
     let (_, m) = send_wait(&d, &id, "fine now").await;
@@ -402,4 +407,49 @@ async fn after_kill_9_mid_turn_the_hooks_still_work() {
     let (_, events) = d.get(&format!("/v1/sessions/{id}/events")).await;
     let last = events.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["reason"], "hook: Stop", "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_busy_caps_the_fleet_and_serves_prompts_by_enqueue_time() {
+    let cfg = config().replace("[claude]\n", "[claude]\nmax_busy = 2\n");
+    let d = Daemon::start(&cfg).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let mut ids = vec![];
+    for _ in 0..5 {
+        ids.push(claude(&d, cwd.path(), json!({})).await);
+    }
+    for id in &ids {
+        d.wait_session(id, T, |s| s["state"] == "ready").await;
+    }
+    let mut mids = vec![];
+    for (i, id) in ids.iter().enumerate() {
+        let (st, m) = d
+            .post(
+                &format!("/v1/sessions/{id}/messages"),
+                json!({"text": format!("job {i} MOCK-WAIT=400")}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{m}");
+        mids.push(m["id"].as_str().unwrap().to_string());
+    }
+    let mut done = vec![];
+    for (id, mid) in ids.iter().zip(&mids) {
+        let m = wait_message(&d, id, mid).await;
+        assert_eq!(m["state"], "done", "{m}");
+        done.push(m);
+    }
+    // Never more than two answering at once: the delivery..completion spans overlap at most pairwise.
+    let t = |v: &Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    let spans: Vec<_> = done
+        .iter()
+        .map(|m| (t(&m["delivered_at"]), t(&m["completed_at"])))
+        .collect();
+    for (a, _) in &spans {
+        let overlapping = spans.iter().filter(|(s, e)| s <= a && a < e).count();
+        assert!(overlapping <= 2, "{overlapping} at once: {spans:?}");
+    }
+    // Served by enqueue time.
+    let mut by_delivery: Vec<usize> = (0..5).collect();
+    by_delivery.sort_by_key(|i| spans[*i].0);
+    assert_eq!(by_delivery, [0, 1, 2, 3, 4], "{spans:?}");
 }

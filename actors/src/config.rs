@@ -157,6 +157,9 @@ pub struct SessionDefaults {
     pub limits: LimitsConfig,
     /// Sampling.
     pub metrics: MetricsConfig,
+    /// The fleet's delivery gate (max busy sessions, rate-limit pauses).
+    #[serde(default)]
+    pub fleet: crate::gate::FleetConfig,
 }
 
 /// Per-session restart overrides: each field absent keeps the default.

@@ -39,6 +39,7 @@ mod config;
 mod credits;
 mod error;
 mod events;
+mod gate;
 mod handle;
 mod info;
 mod journal;
@@ -69,6 +70,7 @@ pub use config::{
 pub use credits::CreditToken;
 pub use error::HerdError;
 pub use events::{Event, EventBus};
+pub use gate::FleetConfig;
 pub use handle::{OutputChunk, SessionHandle};
 pub use info::{Metrics, SessionInfo};
 pub use journal::{Journal, Record};

@@ -31,6 +31,11 @@ pub(crate) trait Strategy: Send + Sync + 'static {
     /// Adjusts a child's launch before it starts (argv, environment).
     fn prepare(&mut self, _launch: &mut Launch) {}
 
+    /// True if the fleet's gate applies (`max_busy`, rate-limit pauses).
+    fn gated(&self) -> bool {
+        false
+    }
+
     /// True if the profile reads the screen: it is then parsed for every
     /// chunk, even during an output flood.
     fn reads_screen(&self) -> bool {

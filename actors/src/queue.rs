@@ -204,6 +204,30 @@ impl Queue {
             .filter(|m| m.state == MessageState::Delivering)
     }
 
+    /// When the next message to write was queued, if one waits and none is in flight.
+    pub(crate) fn next_queued_at(&self) -> Option<SystemTime> {
+        self.pending
+            .front()
+            .filter(|m| m.state == MessageState::Queued)
+            .map(|m| m.created_at)
+    }
+
+    /// Puts the message in flight back at the head of the queue, untouched
+    /// but for a note (it will be written again, e.g. after a rate limit).
+    pub(crate) fn requeue(&mut self, note: String) {
+        if let Some(m) = self
+            .pending
+            .front_mut()
+            .filter(|m| m.state == MessageState::Delivering)
+        {
+            m.state = MessageState::Queued;
+            m.delivered_at = None;
+            m.output_start = None;
+            m.error = Some(note);
+            self.changed.push(m.clone());
+        }
+    }
+
     /// The next message to write, marked delivering, if none is in flight.
     pub(crate) fn start_next(&mut self, output_start: u64) -> Option<&Message> {
         let m = self.pending.front_mut()?;

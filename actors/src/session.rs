@@ -18,6 +18,7 @@ mod lifecycle;
 use crate::cause::EndCause;
 use crate::config::{LimitsConfig, RestartConfig, SessionDefaults};
 use crate::error::HerdError;
+use crate::gate::{Gate, Slot, Wake};
 use crate::handle::{lock, SessionHandle, Stamp};
 use crate::info::SessionInfo;
 use crate::metrics::{MetricsActor, MetricsArgs, MetricsMsg, Sample};
@@ -106,6 +107,22 @@ impl TryFrom<SessionMsg> for PtyEvent {
     }
 }
 
+impl From<Wake> for SessionMsg {
+    fn from(_: Wake) -> Self {
+        Self::Deliver
+    }
+}
+
+impl TryFrom<SessionMsg> for Wake {
+    type Error = SessionMsg;
+    fn try_from(m: SessionMsg) -> Result<Self, SessionMsg> {
+        match m {
+            SessionMsg::Deliver => Ok(Wake),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Sample> for SessionMsg {
     fn from(s: Sample) -> Self {
         Self::Metrics(s)
@@ -128,6 +145,8 @@ pub(crate) struct SessionArgs {
     pub(crate) handle: Arc<SessionHandle>,
     /// Defaults, for a patch to resolve against and for sampling.
     pub(crate) defaults: Arc<SessionDefaults>,
+    /// The fleet's delivery gate.
+    pub(crate) gate: Gate,
     /// Set when this actor replaces one that failed: why it failed.
     pub(crate) recovered_from: Option<String>,
 }
@@ -169,6 +188,10 @@ pub(crate) struct SessionActorState {
     /// Why the previous child ended (marked at the start of the next recording).
     last_exit: Option<EndCause>,
     spawn_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<SessionMsg>>>>,
+    /// The fleet's delivery gate, and the slot this session holds while a
+    /// gated message is in flight (freed when dropped, also if the actor dies).
+    gate: Gate,
+    slot: Option<Slot>,
 }
 
 /// The actor of one session.
@@ -216,6 +239,8 @@ impl Actor for SessionActor {
             argv: Vec::new(),
             last_exit: None,
             spawn_timer: None,
+            gate: args.gate,
+            slot: None,
         };
         *lock(&st.handle.actor) = Some(myself.get_cell());
         st.metrics = Some(st.start_metrics(&myself).await?);

@@ -28,6 +28,8 @@
 //! - `FAKE_CLAUDE_LOGGED_OUT`: behave as a CLI with no credentials (footer
 //!   `Not logged in · Run /login`, every prompt fails with StopFailure
 //!   `authentication_failed`);
+//! - prompt switch `MOCK-429=<n>`: the first n submissions of that prompt
+//!   fail with StopFailure `rate_limit` ("try again in 200ms");
 //! - `FAKE_CLAUDE_NOTIFY_MS` (default 6000): the `permission_prompt`
 //!   notification this long after a permission dialog opens.
 //!
@@ -553,6 +555,8 @@ struct App {
     permission_since: Option<Instant>,
     notified: bool,
     notify_ms: u64,
+    /// Submissions per prompt text (for `MOCK-429=<n>`: the first n fail).
+    attempts: std::collections::HashMap<String, u32>,
 }
 
 impl App {
@@ -693,6 +697,17 @@ impl App {
         );
         if self.logged_out {
             return self.fail_turn("authentication_failed", "Not logged in · Please run /login");
+        }
+        let attempt = {
+            let n = self.attempts.entry(prompt.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if switch(&prompt, "MOCK-429").is_some_and(|n| u64::from(attempt) <= n) {
+            return self.fail_turn(
+                "rate_limit",
+                "API Error: Rate limit reached · try again in 200ms",
+            );
         }
         match switch(&prompt, "MOCK-STATUS") {
             Some(401) => {
@@ -1381,6 +1396,7 @@ fn main() {
         permission_since: None,
         notified: false,
         notify_ms: env_ms("FAKE_CLAUDE_NOTIFY_MS", 6000),
+        attempts: Default::default(),
     };
     if let Some(text) = earlier {
         app.load_transcript(&text);

@@ -568,6 +568,10 @@ impl Strategy for Claude {
         true
     }
 
+    fn gated(&self) -> bool {
+        true
+    }
+
     fn started(&mut self, _cx: &Ctx<'_>, _out: &mut Effects) {
         self.hooks_seen = false;
         self.turn = None;

@@ -8,6 +8,7 @@ use crate::cause::EndCause;
 use crate::config::SessionDefaults;
 use crate::error::HerdError;
 use crate::events::EventBus;
+use crate::gate::Gate;
 use crate::handle::{lock, SessionHandle};
 use crate::info::{Metrics, SessionInfo};
 use crate::journal::{Journal, Record};
@@ -66,6 +67,8 @@ pub(super) struct RegistryState {
     tap: Option<Arc<dyn Tap>>,
     /// Per-session budget for actor (not child) restarts.
     actor_restarts: HashMap<Uuid, RestartTracker>,
+    /// The fleet's delivery gate, shared by every session.
+    gate: Gate,
 }
 
 /// Supervises the SessionActors.
@@ -90,6 +93,7 @@ impl Actor for RegistryActor {
         _myself: ActorRef<Self::Msg>,
         args: RegistryArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let gate = Gate::new(args.defaults.fleet.clone());
         Ok(RegistryState {
             table: args.table,
             by_actor: HashMap::new(),
@@ -98,6 +102,7 @@ impl Actor for RegistryActor {
             journal: args.journal,
             tap: args.tap,
             actor_restarts: HashMap::new(),
+            gate,
         })
     }
 
@@ -315,6 +320,7 @@ impl RegistryState {
         let args = SessionArgs {
             handle: Arc::clone(handle),
             defaults: Arc::clone(&self.defaults),
+            gate: self.gate.clone(),
             recovered_from,
         };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await?;

@@ -8,9 +8,10 @@ use crate::error::HerdError;
 use crate::handle::lock;
 use crate::profile::Effect;
 use crate::pty::PtyMsg;
-use crate::queue::{Message, Outcome};
+use crate::queue::{Message, MessageState, Outcome};
 use crate::state::SessionState::{Ready, Stopping};
 use crate::tap::TapEvent;
+use crate::waiting::Failure;
 use bytes::Bytes;
 use ractor::ActorRef;
 use std::sync::atomic::Ordering;
@@ -66,8 +67,26 @@ impl SessionActorState {
                     if let Some(u) = &outcome.usage {
                         self.handle.info.send_modify(|i| i.usage.add(u));
                     }
-                    let end = lock(&self.handle.output).end();
-                    self.handle.update_queue(|q| q.finish(outcome, end));
+                    if let Some(Failure::RateLimited { reset, .. }) = &outcome.failure {
+                        // Not lost: back at the head of the queue, written
+                        // again once the fleet's pause ends.
+                        self.gate.rate_limited(reset.as_deref().and_then(reset_in));
+                        self.slot = None;
+                        let note = format!(
+                            "rate limited; written again after the pause ({})",
+                            outcome
+                                .failure
+                                .as_ref()
+                                .map(|f| f.to_string())
+                                .unwrap_or_default()
+                        );
+                        self.handle.update_queue(|q| q.requeue(note));
+                    } else {
+                        if outcome.state == MessageState::Done {
+                            self.gate.succeeded();
+                        }
+                        self.end_in_flight(outcome);
+                    }
                     let _ = myself.send_message(SessionMsg::Deliver);
                 }
                 Effect::Waiting(w) => {
@@ -122,23 +141,49 @@ impl SessionActorState {
         Ok(m)
     }
 
-    /// Writes the next queued message if the session is ready and none is in flight.
+    /// Ends the message in flight, and frees the fleet slot it held.
+    pub(super) fn end_in_flight(&mut self, outcome: Outcome) {
+        let end = lock(&self.handle.output).end();
+        self.handle.update_queue(|q| q.finish(outcome, end));
+        self.slot = None;
+    }
+
+    /// Writes the next queued message if the session is ready and none is in
+    /// flight (and, for a gated profile, the fleet's gate lets it).
     pub(super) async fn try_deliver(&mut self, myself: &ActorRef<SessionMsg>) {
         if self.state != Ready || self.pty.is_none() {
             return;
         }
-        if lock(&self.handle.queue).in_flight().is_some() {
+        let next = {
+            let q = lock(&self.handle.queue);
+            if q.in_flight().is_some() {
+                return;
+            }
+            q.next_queued_at()
+        };
+        let Some(queued_at) = next else {
             return;
-        }
+        };
         let (profile, cx) = self.profile();
         if !profile.ready_to_deliver(&cx) {
             return;
+        }
+        if profile.gated() && self.slot.is_none() {
+            match self
+                .gate
+                .enter(self.handle.id(), queued_at, myself.get_derived())
+            {
+                Some(slot) => self.slot = Some(slot),
+                // Woken with a Deliver when its turn comes.
+                None => return,
+            }
         }
         let start = lock(&self.handle.output).end();
         let Some(text) = self
             .handle
             .update_queue(|q| q.start_next(start).map(|m| m.text.clone()))
         else {
+            self.slot = None;
             return;
         };
         let mut out = vec![];
@@ -148,9 +193,16 @@ impl SessionActorState {
         self.schedule_quiet(myself, self.limits.quiet_after);
         self.apply(myself, out);
         if let Err(e) = self.input(data).await {
-            let end = lock(&self.handle.output).end();
-            self.handle
-                .update_queue(|q| q.finish(Outcome::interrupted(e.to_string()), end));
+            self.end_in_flight(Outcome::interrupted(e.to_string()));
         }
     }
+}
+
+/// How long until a rate limit resets, when the program said it as a
+/// duration (`5m`, `in 30 seconds`); a clock time is left to the backoff.
+fn reset_in(reset: &str) -> Option<std::time::Duration> {
+    let text = reset.trim().trim_start_matches("in ").trim();
+    humantime::parse_duration(text)
+        .or_else(|_| humantime::parse_duration(&text.replace(' ', "")))
+        .ok()
 }

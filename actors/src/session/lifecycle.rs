@@ -205,10 +205,8 @@ impl SessionActorState {
         self.handle
             .tap(self.generation, TapEvent::End(cause.clone()));
         self.last_exit = Some(cause.clone());
-        let end = lock(&self.handle.output).end();
         let why = format!("the child ended while the message was being answered ({status})");
-        self.handle
-            .update_queue(|q| q.finish(Outcome::interrupted(why), end));
+        self.end_in_flight(Outcome::interrupted(why));
         self.handle.info.send_modify(|i| {
             i.pid = None;
             i.exit_code = status.code;
@@ -275,6 +273,8 @@ impl SessionActorState {
         let end = lock(&self.handle.output).end();
         let why = format!("the session is {}", self.state);
         self.handle.update_queue(|q| q.cancel_all(&why, end));
+        self.slot = None;
+        self.gate.leave(self.handle.id());
         if let Some(t) = self.spawn_timer.take() {
             t.abort();
         }
