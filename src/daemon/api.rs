@@ -4,6 +4,7 @@ mod attach;
 mod auth;
 pub mod error;
 mod events;
+mod lifecycle;
 mod messages;
 mod metrics;
 pub mod openapi;
@@ -63,6 +64,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::create_in_project))
         .routes(routes!(sessions::show, sessions::stop, messages::patch))
         .routes(routes!(messages::send))
+        .routes(routes!(messages::cancel))
+        .routes(routes!(lifecycle::wait))
+        .routes(routes!(lifecycle::remove))
         .routes(routes!(messages::queue))
         .routes(routes!(messages::answer))
         .routes(routes!(sessions::input))

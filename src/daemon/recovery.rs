@@ -146,15 +146,34 @@ fn kill_stale(s: &StoredSession, mut pids: Vec<Pid>) -> usize {
     tree.len()
 }
 
-/// Hands the settled sessions to the registry: live ones start again, the rest is history.
-pub async fn restore(registry: &Registry, settled: Vec<(StoredSession, bool)>) -> Result<()> {
+/// Hands the settled sessions to the registry: live ones start again, the
+/// rest is history. `events` are the stored transitions (oldest first), each
+/// session gets its own; `last_output` reads the tail of a session's last
+/// recording, shown by `logs` and `screen` of a session that ended.
+pub async fn restore(
+    registry: &Registry,
+    settled: Vec<(StoredSession, bool)>,
+    events: &[herd_actors::Event],
+    last_output: impl Fn(&str) -> Vec<u8>,
+) -> Result<()> {
     let mut errors: HashMap<String, String> = HashMap::new();
+    let mut by_session: HashMap<uuid::Uuid, Vec<herd_actors::Event>> = HashMap::new();
+    for e in events {
+        by_session.entry(e.session_id).or_default().push(e.clone());
+    }
     for (s, live) in settled {
         let id = s.info.id;
+        let output = if live {
+            vec![]
+        } else {
+            last_output(&id.to_string())
+        };
         let restore = Restore {
             info: s.info,
             messages: s.messages,
             live,
+            events: by_session.remove(&id).unwrap_or_default(),
+            output,
         };
         if let Err(e) = registry.restore(s.spec, restore).await {
             errors.insert(id.to_string(), e.to_string());

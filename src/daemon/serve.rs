@@ -25,6 +25,10 @@ pub struct ServeOptions {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Stored transitions read back at start, for `herd events` (what the event
+/// bus keeps in memory).
+const RECENT_EVENTS: usize = 10_000;
+
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn run(opts: ServeOptions) -> Result<()> {
     let mut cfg = Config::load(opts.config.as_deref())?;
@@ -46,10 +50,16 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         Some(t) => t,
         None => load_or_create_token(&data_dir)?,
     };
+    // Bind before anything else changes: a daemon that cannot listen must
+    // leave the store and every session as they were.
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
     let store_path = data_dir.join(STORE_FILE);
     let mut store = Store::open(&store_path)?;
     let pruned = store.prune(cfg.store.retention)?;
     let stored = store.load()?;
+    let history = store.recent_events(RECENT_EVENTS)?;
     let (settled, report) = recovery::settle(&mut store, stored, &cfg.session_defaults())?;
     let (journal, records) = Journal::channel();
     store
@@ -75,7 +85,16 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let registry = Registry::start_with(cfg.session_defaults(), hooks)
         .await
         .context("starting the actor system")?;
-    recovery::restore(&registry, settled).await?;
+    // The stored history goes first: recovery's own transitions come after it.
+    registry.events().seed(history.clone());
+    let output_limit = cfg.limits.output_buffer.0 as usize;
+    recovery::restore(&registry, settled, &history, |id| {
+        formats::source::last_output(&data_dir, id, output_limit).unwrap_or_else(|e| {
+            tracing::warn!(session = id, "cannot read the last output back: {e:#}");
+            vec![]
+        })
+    })
+    .await?;
     tracing::info!(
         store = %store_path.display(),
         restarted = report.restarted,
@@ -102,9 +121,6 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         data_dir: data_dir.clone(),
     };
     let app = api::router(state, cfg.server.body_limit.0 as usize);
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let url = format!("http://{addr}");
     // Clients (and tests on port 0) find the daemon through this file.
