@@ -1,9 +1,13 @@
 //! The command line: `herd serve` runs the daemon, every other command talks to it.
 
+mod doctor;
 mod events;
+mod ops;
+mod setup;
+mod show;
 mod stats;
 
-use crate::client::http::{enc, Client};
+use crate::client::http::{enc, session_path, Client};
 use crate::client::output::{age, short_id, Table};
 use crate::size::parse_size;
 use anyhow::{bail, Context, Result};
@@ -17,13 +21,19 @@ use std::path::PathBuf;
 
 /// herd: a supervisor for fleets of interactive Claude Code sessions.
 #[derive(Debug, Parser)]
-#[command(name = "herd", version, about)]
+#[command(
+    name = "herd",
+    version = crate::version::LONG,
+    about,
+    after_help = crate::client::exit::Exit::TABLE
+)]
 pub struct Cli {
     /// URL of the daemon (default: <data dir>/url, else http://127.0.0.1:7777).
-    #[arg(long, global = true, env = "HERD_URL")]
+    /// Also accepted after the subcommand, except `serve` (see [`command`]).
+    #[arg(long, env = "HERD_URL")]
     pub url: Option<String>,
     /// API token (default: <data dir>/token).
-    #[arg(long, global = true, env = "HERD_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// The daemon's data dir (default: $HERD_HOME, else ~/.local/share/herd).
     #[arg(long, global = true)]
@@ -40,12 +50,69 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon (HTTP API on 127.0.0.1:7777 by default).
     Serve {
-        /// Config file (TOML); the embedded defaults when absent.
+        /// Config file (TOML); else $HERD_CONFIG, $XDG_CONFIG_HOME/herd/config.toml,
+        /// /etc/herd/config.toml, else the embedded defaults.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Address to listen on, e.g. 127.0.0.1:7777.
         #[arg(long)]
         listen: Option<SocketAddr>,
+    },
+    /// Wait until a session is in one of the given states. Exits 0 when it
+    /// is, 7 on timeout, 6 if it ended in another state.
+    Wait {
+        /// Session id or unique prefix.
+        id: String,
+        /// States to wait for, comma-separated (ready, busy, waiting_input, stopped, ...).
+        #[arg(long, required = true, value_delimiter = ',')]
+        state: Vec<SessionState>,
+        /// Give up after this long, e.g. 30s or 2h (default: wait as long as it takes).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Print the session's JSON when reached.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove stopped or failed sessions with their data (store rows, recordings).
+    Rm {
+        /// Session ids or unique prefixes.
+        #[arg(required_unless_present = "stopped")]
+        ids: Vec<String>,
+        /// Every stopped and failed session.
+        #[arg(long)]
+        stopped: bool,
+        /// Print the removed sessions' JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a queued message (one not yet typed into the session).
+    Cancel {
+        /// Session id or unique prefix.
+        id: String,
+        /// The message id (`herd send` prints it).
+        message: String,
+        /// Print the message's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `herd completions bash > /etc/bash_completion.d/herd`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `herd man > herd.1`.
+    Man,
+    /// The configuration: the effective one with its origins, or check a file.
+    #[command(subcommand)]
+    Config(setup::ConfigCommand),
+    /// Check the data dir, token, daemon, port, store and Claude binary; say what to fix.
+    Doctor {
+        /// Config file, as for `herd serve`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Start a session; prints its id.
     New(NewArgs),
@@ -75,18 +142,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Stop a session (SIGTERM, grace period, SIGKILL).
+    /// Stop a session (SIGTERM, grace period, SIGKILL); one that ended already is left as it is.
     Kill {
         /// Session id or unique prefix.
         id: String,
         /// SIGKILL at once.
         #[arg(long)]
         force: bool,
+        /// Print the session's JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Replace a session's child process now.
+    /// Replace a session's child process now; a stopped or failed session starts again.
     Restart {
         /// Session id or unique prefix.
         id: String,
+        /// Print the session's JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Send raw input: key names (Enter, Escape, Tab, C-c, M-x, Up, F1, ...) or literal text.
     Keys {
@@ -142,7 +215,8 @@ pub enum Command {
         /// COLSxROWS.
         size: String,
     },
-    /// SIGINT to the session's foreground process group.
+    /// Interrupt the current turn the profile's way: Ctrl-C (SIGINT to the
+    /// foreground process group) for programs and shells, Escape for Claude.
     Interrupt {
         /// Session id or unique prefix.
         id: String,
@@ -246,20 +320,95 @@ pub struct NewArgs {
     command: Vec<String>,
 }
 
+/// The command line as clap sees it. `--url` and `--token` are accepted
+/// after every client subcommand too; `serve` takes no `--url` (it listens
+/// on `--listen`) and its `--token` is the one clients must present.
+pub fn command() -> clap::Command {
+    use clap::{Arg, CommandFactory};
+    let url = Arg::new("url")
+        .long("url")
+        .env("HERD_URL")
+        .help("URL of the daemon (default: <data dir>/url, else http://127.0.0.1:7777)");
+    let token = |help: &'static str| {
+        Arg::new("token")
+            .long("token")
+            .env("HERD_TOKEN")
+            .hide_env_values(true)
+            .help(help)
+    };
+    let mut cmd = Cli::command();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |s| {
+            if name == "serve" {
+                s.arg(token(
+                    "API token clients must present (default: server.token, else <data dir>/token, generated at first start)",
+                ))
+            } else {
+                s.arg(url.clone())
+                    .arg(token("API token (default: <data dir>/token)"))
+            }
+        });
+    }
+    cmd
+}
+
+/// Parses the command line with [`command`]: `--url`/`--token` given after
+/// the subcommand win over those before it.
+pub fn parse(matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut cli = Cli::from_arg_matches(matches)?;
+    if let Some((_, sub)) = matches.subcommand() {
+        let get = |id: &str| sub.try_get_one::<String>(id).ok().flatten().cloned();
+        if let Some(u) = get("url") {
+            cli.url = Some(u);
+        }
+        if let Some(t) = get("token") {
+            cli.token = Some(t);
+        }
+    }
+    Ok(cli)
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
-    if let Command::Serve { config, listen } = cli.command {
-        return crate::daemon::serve::run(crate::daemon::serve::ServeOptions {
-            config,
-            listen,
-            data_dir: cli.data_dir,
-        })
-        .await;
+    match cli.command {
+        Command::Serve { config, listen } => {
+            return crate::daemon::serve::run(crate::daemon::serve::ServeOptions {
+                config,
+                listen,
+                data_dir: cli.data_dir,
+                token: cli.token,
+            })
+            .await;
+        }
+        Command::Completions { shell } => return setup::completions(shell),
+        Command::Man => return setup::man(),
+        Command::Config(c) => return setup::config(c, cli.data_dir.as_deref()),
+        Command::Doctor { config, json } => {
+            return doctor::run(cli.url, cli.token, cli.data_dir.as_deref(), config, json).await
+        }
+        _ => {}
     }
     let client = Client::discover(cli.url, cli.token, cli.data_dir.as_deref())?;
     let c = &client;
     match cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Serve { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Config(_)
+        | Command::Doctor { .. } => unreachable!("handled above"),
+        Command::Wait {
+            id,
+            state,
+            timeout,
+            json,
+        } => ops::wait(c, &id, &state, timeout, json).await,
+        Command::Rm { ids, stopped, json } => ops::rm(c, ids, stopped, json).await,
+        Command::Cancel { id, message, json } => ops::cancel(c, &id, &message, json).await,
         Command::New(args) => new(c, args).await,
         Command::Ls {
             state,
@@ -299,17 +448,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             if json {
                 return print_json(&v);
             }
-            let info: SessionInfo = serde_json::from_value(v).context("reading the session")?;
-            print_show(&info);
+            print!("{}", show::render(&v)?);
             Ok(())
         }
-        Command::Kill { id, force } => {
-            let path = format!("{}?force={force}", session_path(&id, ""));
-            let info: SessionInfo = c.json(Method::DELETE, &path, None).await?;
+        Command::Kill { id, force, json } => {
+            let info = c.stop(&id, force).await?;
+            if json {
+                return print_json(&info);
+            }
             println!("{} {}", short_id(&info.id), info.state);
             Ok(())
         }
-        Command::Restart { id } => state_command(c, &id, "/restart", None).await,
+        Command::Restart { id, json } => ops::restart(c, &id, json).await,
         Command::Interrupt { id } => state_command(c, &id, "/interrupt", None).await,
         Command::Suspend { id } => state_command(c, &id, "/suspend", None).await,
         Command::Resume { id } => state_command(c, &id, "/resume", None).await,
@@ -325,8 +475,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             if json {
                 return print_json(&v);
             }
-            let info: SessionInfo = serde_json::from_value(v).context("reading the session")?;
-            print_show(&info);
+            print!("{}", show::render(&v)?);
             Ok(())
         }
         Command::Resize { id, size } => {
@@ -364,10 +513,6 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
         } => send(c, &id, text, wait, timeout, json).await,
     }
-}
-
-fn session_path(id: &str, rest: &str) -> String {
-    format!("/v1/sessions/{}{rest}", enc(id))
 }
 
 async fn state_command(c: &Client, id: &str, route: &str, body: Option<Value>) -> Result<()> {
@@ -485,12 +630,14 @@ async fn send(
             print!("{}", m.reply.unwrap_or_default());
             Ok(())
         }
-        other => bail!(
-            "message {} ended {:?}: {}",
-            m.id,
-            other,
-            m.error.unwrap_or_default()
-        ),
+        other => Err(crate::client::exit::CliError::new(
+            crate::client::exit::Exit::MessageFailed,
+            format!(
+                "message {} ended {other}: {}",
+                m.id,
+                m.error.unwrap_or_default()
+            ),
+        )),
     }
 }
 
@@ -520,7 +667,8 @@ async fn logs(c: &Client, id: &str, follow: bool) -> Result<()> {
     }
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+/// Prints a value as pretty JSON (every `--json`).
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -542,54 +690,5 @@ fn print_list(list: &[SessionInfo]) {
             s.command.join(" "),
         ]);
     }
-    print!("{}", t.render());
-}
-
-fn print_show(s: &SessionInfo) {
-    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    let m = &s.metrics;
-    let rows = [
-        ("id", s.id.to_string()),
-        ("name", or_dash(s.name.clone())),
-        ("state", format!("{} ({})", s.state, s.reason)),
-        ("pid", or_dash(s.pid.map(|p| p.to_string()))),
-        ("generation", s.generation.to_string()),
-        ("restarts", s.restarts.to_string()),
-        (
-            "exit",
-            match (s.exit_code, s.exit_signal) {
-                (_, Some(sig)) => format!("signal {sig}"),
-                (Some(c), None) => format!("code {c}"),
-                _ => "-".into(),
-            },
-        ),
-        ("task", or_dash(s.task_id.clone())),
-        ("project", or_dash(s.project_id.clone())),
-        ("command", s.command.join(" ")),
-        (
-            "cwd",
-            or_dash(s.cwd.as_ref().map(|p| p.display().to_string())),
-        ),
-        ("size", format!("{}x{}", s.cols, s.rows)),
-        ("created", format!("{} ago", age(s.created_at))),
-        (
-            "restart policy",
-            format!(
-                "{} (max {} in {})",
-                s.restart.policy.as_str(),
-                s.restart.max_restarts,
-                humantime::format_duration(s.restart.restart_window)
-            ),
-        ),
-        ("cpu", format!("{:.1}%", m.cpu_percent)),
-        ("rss", format!("{}", herd_actors::ByteSize(m.rss_bytes))),
-        ("processes", m.processes.to_string()),
-        ("bytes in/out", format!("{} / {}", m.bytes_in, m.bytes_out)),
-        ("inputs", m.inputs.to_string()),
-        ("errors", m.errors.to_string()),
-    ];
-    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in rows {
-        println!("{k:<w$}  {v}");
-    }
+    print!("{}", t.render_fit(crate::client::output::terminal_width()));
 }

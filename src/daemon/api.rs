@@ -135,6 +135,7 @@ async fn healthz(
     Json(serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
+        "commit": crate::version::COMMIT,
         "uptime_seconds": app.started.elapsed().as_secs(),
         "sessions": app.registry.live_count(),
     }))

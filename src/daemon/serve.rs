@@ -23,6 +23,9 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--token` / `HERD_TOKEN`: the token clients must present (over
+    /// `server.token` and the token file).
+    pub token: Option<String>,
 }
 
 /// Stored transitions read back at start, for `herd events` (what the event
@@ -31,9 +34,12 @@ const RECENT_EVENTS: usize = 10_000;
 
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn run(opts: ServeOptions) -> Result<()> {
-    let mut cfg = Config::load(opts.config.as_deref())?;
+    let (mut cfg, found) = Config::discover(opts.config.as_deref())?;
     if let Some(l) = opts.listen {
         cfg.server.listen = l;
+    }
+    if let Some(t) = opts.token.filter(|t| !t.trim().is_empty()) {
+        cfg.server.token = Some(t.trim().to_string());
     }
     let data_dir = paths::data_dir(opts.data_dir.as_deref().or(cfg.server.data_dir.as_deref()))?;
     paths::ensure_private_dir(&data_dir)?;
@@ -125,11 +131,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let url = format!("http://{addr}");
     // Clients (and tests on port 0) find the daemon through this file.
     paths::write_private(&data_dir.join(paths::URL_FILE), url.as_bytes())?;
-    tracing::info!(%url, data_dir = %data_dir.display(), "herd listening");
+    tracing::info!(%url, data_dir = %data_dir.display(), config = %found.describe(), "herd listening");
     eprintln!(
-        "herd {} listening on {url} (data dir {})",
-        env!("CARGO_PKG_VERSION"),
-        data_dir.display()
+        "herd {} listening on {url} (data dir {}, config: {})",
+        crate::version::LONG,
+        data_dir.display(),
+        found.describe()
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
