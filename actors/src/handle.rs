@@ -215,7 +215,9 @@ impl SessionHandle {
         cause: Option<EndCause>,
         stamp: Option<Stamp>,
     ) -> Result<Event, TransitionError> {
-        let mut info = self.info.borrow().clone();
+        // The counters live outside the snapshot; the stored snapshot gets
+        // them too, so they survive a daemon restart.
+        let mut info = self.info();
         if let Some(s) = stamp {
             info.generation = s.generation;
             info.restarts = s.restarts;

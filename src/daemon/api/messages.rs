@@ -80,8 +80,12 @@ pub async fn send(
         let m = app.registry.send(id, body.text).await?;
         return Ok((StatusCode::ACCEPTED, Json(m)));
     }
+    let started = std::time::Instant::now();
     let m = app.registry.send_and_wait(id, body.text, timeout).await?;
-    if m.state.is_final() {
+    // Cancelled once the wait was over: by the wait itself, for nobody
+    // waits for it any more. That is a timeout, not an answer.
+    let cancelled_by_timeout = m.state == MessageState::Cancelled && started.elapsed() >= timeout;
+    if m.state.is_final() && !cancelled_by_timeout {
         return Ok((StatusCode::OK, Json(m)));
     }
     Err(ApiError {
