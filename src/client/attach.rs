@@ -48,7 +48,7 @@ pub async fn run(client: &Client, id: &str) -> Result<()> {
         .await?;
     let id8 = short_id(&info.id);
     if info.state.is_final() {
-        return Err(crate::client::exit::CliError::new(
+        return Err(crate::client::exit::CliError::error(
             crate::client::exit::Exit::Conflict,
             format!(
                 "session {id8} is {} ({}): nothing to attach to; see `herd logs {id8}` or `herd replay {id8}`",

@@ -499,7 +499,7 @@ async fn send(
             print!("{}", m.reply.unwrap_or_default());
             Ok(())
         }
-        other => Err(crate::client::exit::CliError::new(
+        other => Err(crate::client::exit::CliError::error(
             crate::client::exit::Exit::MessageFailed,
             format!(
                 "message {} ended {other}: {}",

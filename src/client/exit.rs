@@ -52,8 +52,8 @@ pub struct CliError {
 }
 
 impl CliError {
-    /// An error with this exit code.
-    pub fn new(exit: Exit, message: impl Into<String>) -> anyhow::Error {
+    /// An [`anyhow::Error`] carrying this exit code.
+    pub fn error(exit: Exit, message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Self {
             exit,
             message: message.into(),

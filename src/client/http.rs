@@ -46,7 +46,7 @@ impl Client {
                 Some(d) => format!("the token file in {} cannot be read", d.display()),
                 None => "no data dir to read the daemon token from".to_string(),
             };
-            return Err(CliError::new(
+            return Err(CliError::error(
                 Exit::Unreachable,
                 format!("{where_}; set --data-dir, HERD_HOME, or --token/HERD_TOKEN"),
             ));
@@ -119,7 +119,7 @@ impl Client {
                     .unwrap_or_else(|| format!("the daemon answered {status}"));
                 Err(status_error(status, message))
             }
-            Err(WsError::Io(io)) => Err(CliError::new(
+            Err(WsError::Io(io)) => Err(CliError::error(
                 Exit::Unreachable,
                 format!(
                     "cannot reach the herd daemon at {}: {io} (is `herd serve` running? set --url or HERD_URL)",
@@ -142,9 +142,9 @@ impl Client {
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_connect() {
-                CliError::new(Exit::Unreachable, format!("cannot reach the herd daemon at {}: is `herd serve` running? (set --url or HERD_URL)", self.base))
+                CliError::error(Exit::Unreachable, format!("cannot reach the herd daemon at {}: is `herd serve` running? (set --url or HERD_URL)", self.base))
             } else {
-                CliError::new(Exit::Unreachable, format!("request to {url} failed: {e}"))
+                CliError::error(Exit::Unreachable, format!("request to {url} failed: {e}"))
             }
         })?;
         if resp.status().is_success() {
@@ -248,7 +248,7 @@ pub fn is_exit(e: &anyhow::Error, exit: Exit) -> bool {
 fn status_error(status: StatusCode, message: String) -> anyhow::Error {
     let exit = match status {
         StatusCode::UNAUTHORIZED => {
-            return CliError::new(
+            return CliError::error(
                 Exit::Unauthorized,
                 format!("{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)"),
             )
@@ -258,7 +258,7 @@ fn status_error(status: StatusCode, message: String) -> anyhow::Error {
         StatusCode::GATEWAY_TIMEOUT => Exit::Timeout,
         _ => Exit::Failure,
     };
-    CliError::new(exit, message)
+    CliError::error(exit, message)
 }
 
 /// Percent-encodes a path segment or query value.

@@ -119,7 +119,7 @@ pub async fn run(
         }
     }
     if failed {
-        return Err(CliError::new(
+        return Err(CliError::error(
             Exit::Unhealthy,
             "doctor found a problem (see above)",
         ));

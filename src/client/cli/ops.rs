@@ -57,7 +57,7 @@ pub async fn rm(c: &Client, ids: Vec<String>, stopped: bool, json: bool) -> Resu
     }
     match first_error {
         // Already printed: exit with its code, without printing it twice.
-        Some(e) => Err(CliError::new(
+        Some(e) => Err(CliError::error(
             exit_of(&e),
             format!(
                 "{} of {} not removed",
