@@ -16,6 +16,9 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Why there is no token, said when a request needs one (commands on
+    /// local files never do).
+    no_token: String,
 }
 
 impl Client {
@@ -37,7 +40,7 @@ impl Client {
             .or_else(|| read(paths::URL_FILE))
             .unwrap_or_else(|| format!("http://{}", crate::config::DEFAULT_LISTEN));
         let token = token.or_else(|| read(paths::TOKEN_FILE));
-        if token.is_none() {
+        let no_token = {
             let where_ = match &dir {
                 Some(d) if !d.join(paths::TOKEN_FILE).exists() => format!(
                     "no daemon token in {} (is that the daemon's data dir? it is created by `herd serve`)",
@@ -46,11 +49,8 @@ impl Client {
                 Some(d) => format!("the token file in {} cannot be read", d.display()),
                 None => "no data dir to read the daemon token from".to_string(),
             };
-            return Err(CliError::error(
-                Exit::Unreachable,
-                format!("{where_}; set --data-dir, HERD_HOME, or --token/HERD_TOKEN"),
-            ));
-        }
+            format!("{where_}; set --data-dir, HERD_HOME, or --token/HERD_TOKEN")
+        };
         let http = reqwest::Client::builder()
             .build()
             .context("building the HTTP client")?;
@@ -58,7 +58,15 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_string(),
             token,
+            no_token,
         })
+    }
+
+    /// The token, or the error that says where none was found.
+    fn token(&self) -> Result<&str> {
+        self.token
+            .as_deref()
+            .ok_or_else(|| CliError::error(Exit::Unreachable, self.no_token.clone()))
     }
 
     /// The daemon's base URL, e.g. `http://127.0.0.1:7777`.
@@ -88,11 +96,9 @@ impl Client {
             .as_str()
             .into_client_request()
             .with_context(|| format!("invalid daemon URL {url:?}"))?;
-        if let Some(t) = &self.token {
-            let v = HeaderValue::from_str(&format!("Bearer {t}"))
-                .context("the token contains characters not allowed in a header")?;
-            req.headers_mut().insert(AUTHORIZATION, v);
-        }
+        let v = HeaderValue::from_str(&format!("Bearer {}", self.token()?))
+            .context("the token contains characters not allowed in a header")?;
+        req.headers_mut().insert(AUTHORIZATION, v);
         Ok(req)
     }
 
@@ -133,10 +139,7 @@ impl Client {
     /// Sends a request; a non-2xx answer becomes an error with the API's message.
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        let mut req = self.http.request(method, &url).bearer_auth(self.token()?);
         if let Some(b) = body {
             req = req.json(b);
         }
