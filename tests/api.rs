@@ -243,7 +243,10 @@ async fn session_lifecycle_over_http() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "stopped");
-    assert_eq!(v["updated_at"], s["updated_at"], "stopping again changed it");
+    assert_eq!(
+        v["updated_at"], s["updated_at"],
+        "stopping again changed it"
+    );
     let (st, _) = d
         .post(&format!("/v1/sessions/{id}/input"), json!({"text": "x"}))
         .await;
