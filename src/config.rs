@@ -4,6 +4,8 @@
 //! a user file only needs the keys it changes. An unknown key or a bad value
 //! is an error naming the key and the value.
 
+pub mod discover;
+
 use herd_actors::{ByteSize, LimitsConfig, MetricsConfig, RestartConfig, SessionDefaults};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

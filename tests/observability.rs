@@ -256,7 +256,7 @@ async fn metrics_expose_each_session_with_its_labels() {
     assert_eq!(st, StatusCode::OK);
     // cat echoes: bytes_out reaches the metrics.
     let prefix = format!(
-        "herd_session_bytes_out_total{{id=\"{id}\",name=\"web \\\"one\\\"\",task=\"task-m\",project=\"proj-m\",state=\""
+        "herd_session_bytes_out_total{{id=\"{id}\",name=\"web \\\"one\\\"\",task=\"task-m\",project=\"proj-m\"}} "
     );
     let deadline = Instant::now() + T;
     loop {

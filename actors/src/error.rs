@@ -34,6 +34,25 @@ pub enum HerdError {
         /// The state it is in.
         state: SessionState,
     },
+    /// The session has no message with this id (404).
+    #[error("session {session} has no message {message}")]
+    MessageNotFound {
+        /// The session.
+        session: String,
+        /// The message id asked for.
+        message: String,
+    },
+    /// The message is past the point where the action is possible (409),
+    /// e.g. cancelling one that is being answered.
+    #[error("cannot {action} message {message}: it is {state}")]
+    MessageConflict {
+        /// The message.
+        message: String,
+        /// What was asked.
+        action: String,
+        /// The state it is in.
+        state: crate::queue::MessageState,
+    },
     /// `max_sessions` live sessions exist already (429).
     #[error("session limit reached: {max} live sessions (limits.max_sessions = {max})")]
     LimitReached {
@@ -64,7 +83,8 @@ impl HerdError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Invalid { .. } => "invalid_input",
-            Self::NotFound(_) => "not_found",
+            Self::NotFound(_) | Self::MessageNotFound { .. } => "not_found",
+            Self::MessageConflict { .. } => "conflict",
             Self::Ambiguous { .. } => "ambiguous_id",
             Self::Conflict { .. } => "conflict",
             Self::LimitReached { .. } => "session_limit",

@@ -87,6 +87,18 @@ impl EventBus {
         let _ = self.live.send(event);
     }
 
+    /// Puts events that happened before this bus existed (read back from a
+    /// store) in front of the recent ones, oldest first; nobody is notified.
+    pub fn seed(&self, older: Vec<Event>) {
+        if let Ok(mut recent) = self.recent.lock() {
+            let room = RECENT.saturating_sub(recent.len());
+            let skip = older.len().saturating_sub(room);
+            for e in older.into_iter().skip(skip).rev() {
+                recent.push_front(e);
+            }
+        }
+    }
+
     /// The newest events (up to 10,000), oldest first.
     pub fn recent(&self) -> Vec<Event> {
         self.recent

@@ -97,6 +97,13 @@ impl SessionHandle {
         bus: EventBus,
     ) -> Self {
         let (live, _) = broadcast::channel(LIVE_CHUNKS);
+        // Counters continue across a daemon restart or a revival, so
+        // `_total` series never go back.
+        let counters = Arc::new(Counters {
+            bytes_in: info.metrics.bytes_in.into(),
+            bytes_out: info.metrics.bytes_out.into(),
+            inputs: info.metrics.inputs.into(),
+        });
         Self {
             id: info.id,
             screen: Mutex::new(Screen::new(spec.cols, spec.rows)),
@@ -106,13 +113,27 @@ impl SessionHandle {
             live,
             actor: Mutex::new(None),
             spec: Mutex::new(spec),
-            counters: Arc::default(),
+            counters,
             events: Mutex::default(),
             queue: Mutex::default(),
             queue_changed: watch::Sender::new(0),
             journal,
             tap,
             bus,
+        }
+    }
+
+    /// Seeds a new handle with what its session had before (its stored
+    /// transitions and the tail of its output), before any actor runs.
+    pub(crate) fn seed_history(&self, events: Vec<Event>, output: &[u8]) {
+        let mut kept = lock(&self.events);
+        for e in events.into_iter().rev().take(EVENTS_KEPT).rev() {
+            kept.push_back(e);
+        }
+        drop(kept);
+        if !output.is_empty() {
+            lock(&self.output).push(output);
+            lock(&self.screen).feed(output);
         }
     }
 
@@ -194,7 +215,9 @@ impl SessionHandle {
         cause: Option<EndCause>,
         stamp: Option<Stamp>,
     ) -> Result<Event, TransitionError> {
-        let mut info = self.info.borrow().clone();
+        // The counters live outside the snapshot; the stored snapshot gets
+        // them too, so they survive a daemon restart.
+        let mut info = self.info();
         if let Some(s) = stamp {
             info.generation = s.generation;
             info.restarts = s.restarts;

@@ -40,6 +40,24 @@ impl MessageState {
             Self::Done | Self::Interrupted | Self::Cancelled | Self::Failed
         )
     }
+
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Delivering => "delivering",
+            Self::Done => "done",
+            Self::Interrupted => "interrupted",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for MessageState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One prompt sent to a session.
@@ -257,6 +275,26 @@ impl Queue {
         Some(m)
     }
 
+    /// Cancels one message that is still queued (never one being answered:
+    /// its text is typed already). `Err(Some(state))`: it is past queued;
+    /// `Err(None)`: no such message.
+    pub(crate) fn cancel(&mut self, id: Uuid, why: &str) -> Result<Message, Option<MessageState>> {
+        let Some(pos) = self.pending.iter().position(|m| m.id == id) else {
+            return Err(self.get(id).map(|m| m.state));
+        };
+        if self.pending[pos].state != MessageState::Queued {
+            return Err(Some(self.pending[pos].state));
+        }
+        let Some(mut m) = self.pending.remove(pos) else {
+            return Err(None);
+        };
+        m.state = MessageState::Cancelled;
+        m.completed_at = Some(SystemTime::now());
+        m.error = Some(why.to_string());
+        self.remember(m.clone());
+        Ok(m)
+    }
+
     /// Ends every pending message (the session is over).
     pub(crate) fn cancel_all(&mut self, why: &str, output_end: u64) {
         while let Some(m) = self.pending.front() {
@@ -358,6 +396,25 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].state, MessageState::Interrupted);
         assert_eq!(q.pending(), 0);
+    }
+
+    #[test]
+    fn cancel_takes_only_queued_messages() {
+        let sid = Uuid::new_v4();
+        let mut q = Queue::default();
+        let a = Message::new(sid, "a".into());
+        let b = Message::new(sid, "b".into());
+        let (aid, bid) = (a.id, b.id);
+        q.push(a);
+        q.push(b);
+        q.start_next(0);
+        assert_eq!(q.cancel(aid, "x"), Err(Some(MessageState::Delivering)));
+        let m = q.cancel(bid, "by request").unwrap();
+        assert_eq!(m.state, MessageState::Cancelled);
+        assert_eq!(m.error.as_deref(), Some("by request"));
+        assert_eq!(q.cancel(bid, "x"), Err(Some(MessageState::Cancelled)));
+        assert_eq!(q.cancel(Uuid::new_v4(), "x"), Err(None));
+        assert_eq!(q.pending(), 1, "the one in flight stays");
     }
 
     #[test]

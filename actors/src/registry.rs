@@ -52,6 +52,12 @@ pub struct Restore {
     pub messages: Vec<Message>,
     /// Start its next generation (true) or keep it as history (false).
     pub live: bool,
+    /// Its stored transitions, oldest first, so its event history survives
+    /// the daemon (the newest 512 are kept).
+    pub events: Vec<crate::events::Event>,
+    /// The tail of its last generation's output (from its recording), so
+    /// `logs` and `screen` of a session that ended still show it.
+    pub output: Vec<u8>,
 }
 
 /// Which sessions to list.
@@ -326,8 +332,15 @@ impl Registry {
         self.command(id, "resume", SessionMsg::Resume).await
     }
 
-    /// Replaces the session's child now.
+    /// Replaces the session's child now; a session that ended starts again
+    /// (see [`Self::revive`]).
     pub async fn restart(&self, id: Uuid) -> Result<SessionInfo, HerdError> {
+        let ended = self
+            .get(id)
+            .is_some_and(|h| h.actor().is_none() && h.info().state.is_final());
+        if ended {
+            return self.revive(id).await;
+        }
         self.command(id, "restart", SessionMsg::Restart).await
     }
 
@@ -384,7 +397,17 @@ impl Registry {
         let handle = self
             .get(id)
             .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
-        Ok(handle.wait_message(m.id, timeout).await.unwrap_or(m))
+        let m = handle.wait_message(m.id, timeout).await.unwrap_or(m);
+        if m.state != crate::queue::MessageState::Queued {
+            return Ok(m);
+        }
+        // Nobody waits for it any more: a prompt typed later, unwatched,
+        // would surprise whoever uses the session next. One being answered
+        // cannot be taken back and stays.
+        match self.cancel(id, m.id).await {
+            Ok(cancelled) => Ok(cancelled),
+            Err(_) => Ok(handle.message(m.id).unwrap_or(m)),
+        }
     }
 
     /// Changes metadata, limits or the restart policy of a live session.
@@ -392,6 +415,57 @@ impl Registry {
         patch.validate()?;
         self.command(id, "change", |r| SessionMsg::Patch(Box::new(patch), r))
             .await
+    }
+
+    /// Cancels a message that is still queued (409 once it is being answered).
+    pub async fn cancel(&self, id: Uuid, message: Uuid) -> Result<Message, HerdError> {
+        let handle = self
+            .get(id)
+            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let settled = |handle: &SessionHandle| match handle.message(message) {
+            Some(m) => HerdError::MessageConflict {
+                message: message.to_string(),
+                action: "cancel".into(),
+                state: m.state,
+            },
+            None => HerdError::MessageNotFound {
+                session: id.to_string(),
+                message: message.to_string(),
+            },
+        };
+        // A session that ended has no queued message left: each was cancelled.
+        let Some(actor) = handle.actor().map(session_actor) else {
+            return Err(settled(&handle));
+        };
+        let why = "cancelled by request".to_string();
+        match unwrap_call(
+            actor
+                .call(|r| SessionMsg::Cancel(message, why, r), Some(CALL_TIMEOUT))
+                .await,
+        ) {
+            Ok(r) => {
+                // Stored before the caller hears of it.
+                self.journal.flush().await;
+                r
+            }
+            Err(_) if handle.info().state.is_final() => Err(settled(&handle)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts a stopped or failed session again: a new actor and child with
+    /// the same id, spec, task and message history, generation + 1.
+    pub async fn revive(&self, id: Uuid) -> Result<SessionInfo, HerdError> {
+        let r = self
+            .actor
+            .call(
+                |reply| RegistryMsg::Revive { id, reply },
+                Some(CALL_TIMEOUT),
+            )
+            .await;
+        let handle = unwrap_call(r)??;
+        self.journal.flush().await;
+        Ok(handle.info())
     }
 
     /// Forgets a stopped or failed session.

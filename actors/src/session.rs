@@ -34,6 +34,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// Reply to a command: the session afterwards, or why not.
 pub(crate) type Reply = RpcReplyPort<Result<SessionInfo, HerdError>>;
@@ -78,6 +79,8 @@ pub(crate) enum SessionMsg {
     Deliver,
     /// Queue a prompt: written when the session is ready, then Enter.
     Send(String, RpcReplyPort<Result<Message, HerdError>>),
+    /// Cancel a message that is still queued (with why).
+    Cancel(Uuid, String, RpcReplyPort<Result<Message, HerdError>>),
     /// Change metadata, limits or the restart policy.
     Patch(Box<SessionPatch>, Reply),
     /// The program reported an event through a hook.
@@ -342,6 +345,9 @@ impl Actor for SessionActor {
                 let r = st.enqueue(text);
                 let _ = reply.send(r);
                 st.try_deliver(&myself).await;
+            }
+            SessionMsg::Cancel(message, why, reply) => {
+                let _ = reply.send(st.cancel_message(message, &why));
             }
             SessionMsg::Patch(patch, reply) => {
                 let _ = reply.send(st.patch(&myself, &patch));

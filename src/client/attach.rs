@@ -47,6 +47,15 @@ pub async fn run(client: &Client, id: &str) -> Result<()> {
         .json(Method::GET, &format!("/v1/sessions/{}", enc(id)), None)
         .await?;
     let id8 = short_id(&info.id);
+    if info.state.is_final() {
+        return Err(crate::client::exit::CliError::error(
+            crate::client::exit::Exit::Conflict,
+            format!(
+                "session {id8} is {} ({}): nothing to attach to; see `herd logs {id8}` or `herd replay {id8}`",
+                info.state, info.reason
+            ),
+        ));
+    }
     let size = window_size();
     let query = match size {
         Some((cols, rows)) => format!("?cols={cols}&rows={rows}"),
@@ -55,6 +64,8 @@ pub async fn run(client: &Client, id: &str) -> Result<()> {
     let ws = client
         .ws_connect(&format!("/v1/sessions/{}/attach{query}", info.id))
         .await?;
+    // Said before the screen changes, on stderr so it never mixes with output.
+    eprintln!("attached to {id8}: detach with Ctrl+\\ (C-\\)");
     let (outcome, alt_screen) = {
         let raw = RawMode::enable(Output::Raw)?;
         let screen = AltScreen::enter();

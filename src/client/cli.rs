@@ -1,14 +1,19 @@
 //! The command line: `herd serve` runs the daemon, every other command talks to it.
 
+mod doctor;
 mod events;
+mod new;
+mod ops;
+mod setup;
+mod show;
 mod stats;
 
-use crate::client::http::{enc, Client};
+use crate::client::http::{enc, session_path, Client};
 use crate::client::output::{age, short_id, Table};
 use crate::size::parse_size;
-use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
-use herd_actors::{RestartPolicy, SessionInfo, SessionState};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use herd_actors::{SessionInfo, SessionState};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -17,13 +22,19 @@ use std::path::PathBuf;
 
 /// herd: a supervisor for fleets of interactive Claude Code sessions.
 #[derive(Debug, Parser)]
-#[command(name = "herd", version, about)]
+#[command(
+    name = "herd",
+    version = crate::version::LONG,
+    about,
+    after_help = crate::client::exit::Exit::TABLE
+)]
 pub struct Cli {
     /// URL of the daemon (default: <data dir>/url, else http://127.0.0.1:7777).
-    #[arg(long, global = true, env = "HERD_URL")]
+    /// Also accepted after the subcommand, except `serve` (see [`command`]).
+    #[arg(long, env = "HERD_URL")]
     pub url: Option<String>,
     /// API token (default: <data dir>/token).
-    #[arg(long, global = true, env = "HERD_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// The daemon's data dir (default: $HERD_HOME, else ~/.local/share/herd).
     #[arg(long, global = true)]
@@ -40,15 +51,72 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon (HTTP API on 127.0.0.1:7777 by default).
     Serve {
-        /// Config file (TOML); the embedded defaults when absent.
+        /// Config file (TOML); else $HERD_CONFIG, $XDG_CONFIG_HOME/herd/config.toml,
+        /// /etc/herd/config.toml, else the embedded defaults.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Address to listen on, e.g. 127.0.0.1:7777.
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Wait until a session is in one of the given states. Exits 0 when it
+    /// is, 7 on timeout, 6 if it ended in another state.
+    Wait {
+        /// Session id or unique prefix.
+        id: String,
+        /// States to wait for, comma-separated (ready, busy, waiting_input, stopped, ...).
+        #[arg(long, required = true, value_delimiter = ',')]
+        state: Vec<SessionState>,
+        /// Give up after this long, e.g. 30s or 2h (default: wait as long as it takes).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Print the session's JSON when reached.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove stopped or failed sessions with their data (store rows, recordings).
+    Rm {
+        /// Session ids or unique prefixes.
+        #[arg(required_unless_present = "stopped")]
+        ids: Vec<String>,
+        /// Every stopped and failed session.
+        #[arg(long)]
+        stopped: bool,
+        /// Print the removed sessions' JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a queued message (one not yet typed into the session).
+    Cancel {
+        /// Session id or unique prefix.
+        id: String,
+        /// The message id (`herd send` prints it).
+        message: String,
+        /// Print the message's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `herd completions bash > /etc/bash_completion.d/herd`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `herd man > herd.1`.
+    Man,
+    /// The configuration: the effective one with its origins, or check a file.
+    #[command(subcommand)]
+    Config(setup::ConfigCommand),
+    /// Check the data dir, token, daemon, port, store and Claude binary; say what to fix.
+    Doctor {
+        /// Config file, as for `herd serve`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a session; prints its id.
-    New(NewArgs),
+    New(new::NewArgs),
     /// List sessions.
     Ls {
         /// Only sessions in this state.
@@ -75,18 +143,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Stop a session (SIGTERM, grace period, SIGKILL).
+    /// Stop a session (SIGTERM, grace period, SIGKILL); one that ended already is left as it is.
     Kill {
         /// Session id or unique prefix.
         id: String,
         /// SIGKILL at once.
         #[arg(long)]
         force: bool,
+        /// Print the session's JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Replace a session's child process now.
+    /// Replace a session's child process now; a stopped or failed session starts again.
     Restart {
         /// Session id or unique prefix.
         id: String,
+        /// Print the session's JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Send raw input: key names (Enter, Escape, Tab, C-c, M-x, Up, F1, ...) or literal text.
     Keys {
@@ -143,7 +217,8 @@ pub enum Command {
         /// COLSxROWS.
         size: String,
     },
-    /// SIGINT to the session's foreground process group.
+    /// Interrupt the current turn the profile's way: Ctrl-C (SIGINT to the
+    /// foreground process group) for programs and shells, Escape for Claude.
     Interrupt {
         /// Session id or unique prefix.
         id: String,
@@ -190,78 +265,96 @@ pub enum Command {
     },
 }
 
-/// Options of `herd new`.
-#[derive(Debug, Args)]
-pub struct NewArgs {
-    /// Human name.
-    #[arg(long)]
-    name: Option<String>,
-    /// Task id of the job runner.
-    #[arg(long)]
-    task: Option<String>,
-    /// Project id.
-    #[arg(long)]
-    project: Option<String>,
-    /// Working directory (default: the current one).
-    #[arg(long)]
-    cwd: Option<PathBuf>,
-    /// Environment variable for the child, KEY=VALUE (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    /// Restart policy: always, on-failure or never.
-    #[arg(long)]
-    restart: Option<RestartPolicy>,
-    /// Terminal size COLSxROWS (default 120x40).
-    #[arg(long)]
-    size: Option<String>,
-    /// Run Claude Code (the `[claude]` binary) with the Claude profile: state
-    /// from its screen, replies from its transcript, `--resume` on restarts.
-    #[arg(long)]
-    claude: bool,
-    /// How herd reads the session's state: `generic` (busy while output
-    /// flows, ready after quiet), `shell` (bash/zsh prompt marks: a message's
-    /// reply is the command's output and exit status). For Claude Code use
-    /// `--claude`.
-    #[arg(long, value_parser = ["generic", "shell"], conflicts_with = "claude")]
-    profile: Option<String>,
-    /// Claude: model (`--model`).
-    #[arg(long, requires = "claude")]
-    model: Option<String>,
-    /// Claude: text appended to the system prompt.
-    #[arg(long, requires = "claude")]
-    system_prompt: Option<String>,
-    /// Claude: allowed tools, comma-separated (e.g. "Bash,Read").
-    #[arg(long, requires = "claude", value_delimiter = ',')]
-    allowed_tools: Vec<String>,
-    /// Claude: disallowed tools, comma-separated.
-    #[arg(long, requires = "claude", value_delimiter = ',')]
-    disallowed_tools: Vec<String>,
-    /// Claude: permission mode (default, acceptEdits, plan, bypassPermissions, dontAsk, auto).
-    #[arg(long, requires = "claude")]
-    permission_mode: Option<String>,
-    /// Claude: maximum agentic turns, where the CLI supports it.
-    #[arg(long, requires = "claude")]
-    max_turns: Option<u32>,
-    /// The program and its arguments (after `--`); not with --claude.
-    #[arg(last = true, required_unless_present = "claude", value_name = "CMD")]
-    command: Vec<String>,
+/// The command line as clap sees it. `--url` and `--token` are accepted
+/// after every client subcommand too; `serve` takes no `--url` (it listens
+/// on `--listen`) and its `--token` is the one clients must present.
+pub fn command() -> clap::Command {
+    use clap::{Arg, CommandFactory};
+    let url = Arg::new("url")
+        .long("url")
+        .env("HERD_URL")
+        .help("URL of the daemon (default: <data dir>/url, else http://127.0.0.1:7777)");
+    let token = |help: &'static str| {
+        Arg::new("token")
+            .long("token")
+            .env("HERD_TOKEN")
+            .hide_env_values(true)
+            .help(help)
+    };
+    let mut cmd = Cli::command();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |s| {
+            if name == "serve" {
+                s.arg(token(
+                    "API token clients must present (default: server.token, else <data dir>/token, generated at first start)",
+                ))
+            } else {
+                s.arg(url.clone())
+                    .arg(token("API token (default: <data dir>/token)"))
+            }
+        });
+    }
+    cmd
+}
+
+/// Parses the command line with [`command`]: `--url`/`--token` given after
+/// the subcommand win over those before it.
+pub fn parse(matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut cli = Cli::from_arg_matches(matches)?;
+    if let Some((_, sub)) = matches.subcommand() {
+        let get = |id: &str| sub.try_get_one::<String>(id).ok().flatten().cloned();
+        if let Some(u) = get("url") {
+            cli.url = Some(u);
+        }
+        if let Some(t) = get("token") {
+            cli.token = Some(t);
+        }
+    }
+    Ok(cli)
 }
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
-    if let Command::Serve { config, listen } = cli.command {
-        return crate::daemon::serve::run(crate::daemon::serve::ServeOptions {
-            config,
-            listen,
-            data_dir: cli.data_dir,
-        })
-        .await;
+    match cli.command {
+        Command::Serve { config, listen } => {
+            return crate::daemon::serve::run(crate::daemon::serve::ServeOptions {
+                config,
+                listen,
+                data_dir: cli.data_dir,
+                token: cli.token,
+            })
+            .await;
+        }
+        Command::Completions { shell } => return setup::completions(shell),
+        Command::Man => return setup::man(),
+        Command::Config(c) => return setup::config(c, cli.data_dir.as_deref()),
+        Command::Doctor { config, json } => {
+            return doctor::run(cli.url, cli.token, cli.data_dir.as_deref(), config, json).await
+        }
+        _ => {}
     }
     let client = Client::discover(cli.url, cli.token, cli.data_dir.as_deref())?;
     let c = &client;
     match cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
-        Command::New(args) => new(c, args).await,
+        Command::Serve { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Config(_)
+        | Command::Doctor { .. } => unreachable!("handled above"),
+        Command::Wait {
+            id,
+            state,
+            timeout,
+            json,
+        } => ops::wait(c, &id, &state, timeout, json).await,
+        Command::Rm { ids, stopped, json } => ops::rm(c, ids, stopped, json).await,
+        Command::Cancel { id, message, json } => ops::cancel(c, &id, &message, json).await,
+        Command::New(args) => new::run(c, args).await,
         Command::Ls {
             state,
             task,
@@ -300,17 +393,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             if json {
                 return print_json(&v);
             }
-            let info: SessionInfo = serde_json::from_value(v).context("reading the session")?;
-            print_show(&info);
+            print!("{}", show::render(&v)?);
             Ok(())
         }
-        Command::Kill { id, force } => {
-            let path = format!("{}?force={force}", session_path(&id, ""));
-            let info: SessionInfo = c.json(Method::DELETE, &path, None).await?;
+        Command::Kill { id, force, json } => {
+            let info = c.stop(&id, force).await?;
+            if json {
+                return print_json(&info);
+            }
             println!("{} {}", short_id(&info.id), info.state);
             Ok(())
         }
-        Command::Restart { id } => state_command(c, &id, "/restart", None).await,
+        Command::Restart { id, json } => ops::restart(c, &id, json).await,
         Command::Interrupt { id } => state_command(c, &id, "/interrupt", None).await,
         Command::Suspend { id } => state_command(c, &id, "/suspend", None).await,
         Command::Resume { id } => state_command(c, &id, "/resume", None).await,
@@ -326,8 +420,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             if json {
                 return print_json(&v);
             }
-            let info: SessionInfo = serde_json::from_value(v).context("reading the session")?;
-            print_show(&info);
+            print!("{}", show::render(&v)?);
             Ok(())
         }
         Command::Resize { id, size } => {
@@ -367,90 +460,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn session_path(id: &str, rest: &str) -> String {
-    format!("/v1/sessions/{}{rest}", enc(id))
-}
-
 async fn state_command(c: &Client, id: &str, route: &str, body: Option<Value>) -> Result<()> {
     let info: SessionInfo = c
         .json(Method::POST, &session_path(id, route), body.as_ref())
         .await?;
     println!("{} {}", short_id(&info.id), info.state);
-    Ok(())
-}
-
-async fn new(c: &Client, a: NewArgs) -> Result<()> {
-    let mut env = serde_json::Map::new();
-    for kv in &a.env {
-        match kv.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                env.insert(k.to_string(), Value::String(v.to_string()));
-            }
-            _ => bail!("invalid --env {kv:?}: expected KEY=VALUE"),
-        }
-    }
-    let cwd = match a.cwd {
-        Some(d) => d,
-        None => std::env::current_dir().context("reading the current directory")?,
-    };
-    let cwd = std::fs::canonicalize(&cwd)
-        .with_context(|| format!("invalid --cwd {:?}", cwd.display().to_string()))?;
-    let mut body = json!({
-        "command": a.command,
-        "cwd": cwd,
-        "env": env,
-    });
-    if let Some(p) = &a.profile {
-        body["profile"] = json!(p);
-    }
-    if a.claude {
-        if !a.command.is_empty() {
-            bail!("with --claude, give no command: herd builds the claude command line");
-        }
-        let mut opts = serde_json::Map::new();
-        let mut put = |k: &str, v: Value| {
-            opts.insert(k.into(), v);
-        };
-        if let Some(m) = a.model {
-            put("model", json!(m));
-        }
-        if let Some(p) = a.system_prompt {
-            put("append_system_prompt", json!(p));
-        }
-        if !a.allowed_tools.is_empty() {
-            put("allowed_tools", json!(a.allowed_tools));
-        }
-        if !a.disallowed_tools.is_empty() {
-            put("disallowed_tools", json!(a.disallowed_tools));
-        }
-        if let Some(p) = a.permission_mode {
-            put("permission_mode", json!(p));
-        }
-        if let Some(n) = a.max_turns {
-            put("max_turns", json!(n));
-        }
-        body["profile"] = json!("claude");
-        body["claude"] = Value::Object(opts);
-    }
-    if let Some(n) = a.name {
-        body["name"] = json!(n);
-    }
-    if let Some(t) = a.task {
-        body["task_id"] = json!(t);
-    }
-    if let Some(p) = a.project {
-        body["project_id"] = json!(p);
-    }
-    if let Some(r) = a.restart {
-        body["restart"] = json!({ "policy": r.as_str() });
-    }
-    if let Some(s) = a.size {
-        let (cols, rows) = parse_size(&s)?;
-        body["cols"] = json!(cols);
-        body["rows"] = json!(rows);
-    }
-    let info: SessionInfo = c.json(Method::POST, "/v1/sessions", Some(&body)).await?;
-    println!("{}", info.id);
     Ok(())
 }
 
@@ -486,20 +500,25 @@ async fn send(
             print!("{}", m.reply.unwrap_or_default());
             Ok(())
         }
-        herd_actors::MessageState::Failed => bail!(
-            "message {} failed: {}",
-            m.id,
-            m.failure
-                .map(|f| f.to_string())
-                .or(m.error)
-                .unwrap_or_default()
-        ),
-        other => bail!(
-            "message {} ended {:?}: {}",
-            m.id,
-            other,
-            m.error.unwrap_or_default()
-        ),
+        herd_actors::MessageState::Failed => Err(crate::client::exit::CliError::error(
+            crate::client::exit::Exit::MessageFailed,
+            format!(
+                "message {} failed: {}",
+                m.id,
+                m.failure
+                    .map(|f| f.to_string())
+                    .or(m.error)
+                    .unwrap_or_default()
+            ),
+        )),
+        other => Err(crate::client::exit::CliError::error(
+            crate::client::exit::Exit::MessageFailed,
+            format!(
+                "message {} ended {other}: {}",
+                m.id,
+                m.error.unwrap_or_default()
+            ),
+        )),
     }
 }
 
@@ -529,7 +548,8 @@ async fn logs(c: &Client, id: &str, follow: bool) -> Result<()> {
     }
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+/// Prints a value as pretty JSON (every `--json`).
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -551,93 +571,5 @@ fn print_list(list: &[SessionInfo]) {
             s.command.join(" "),
         ]);
     }
-    print!("{}", t.render());
-}
-
-fn print_show(s: &SessionInfo) {
-    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    let m = &s.metrics;
-    let rows = [
-        ("id", s.id.to_string()),
-        ("name", or_dash(s.name.clone())),
-        ("state", format!("{} ({})", s.state, s.reason)),
-        ("pid", or_dash(s.pid.map(|p| p.to_string()))),
-        ("generation", s.generation.to_string()),
-        ("restarts", s.restarts.to_string()),
-        (
-            "exit",
-            match (s.exit_code, s.exit_signal) {
-                (_, Some(sig)) => format!("signal {sig}"),
-                (Some(c), None) => format!("code {c}"),
-                _ => "-".into(),
-            },
-        ),
-        ("task", or_dash(s.task_id.clone())),
-        ("project", or_dash(s.project_id.clone())),
-        ("command", s.command.join(" ")),
-        (
-            "cwd",
-            or_dash(s.cwd.as_ref().map(|p| p.display().to_string())),
-        ),
-        ("size", format!("{}x{}", s.cols, s.rows)),
-        ("created", format!("{} ago", age(s.created_at))),
-        (
-            "restart policy",
-            format!(
-                "{} (max {} in {})",
-                s.restart.policy.as_str(),
-                s.restart.max_restarts,
-                humantime::format_duration(s.restart.restart_window)
-            ),
-        ),
-        ("cpu", format!("{:.1}%", m.cpu_percent)),
-        ("rss", format!("{}", herd_actors::ByteSize(m.rss_bytes))),
-        ("processes", m.processes.to_string()),
-        ("bytes in/out", format!("{} / {}", m.bytes_in, m.bytes_out)),
-        ("inputs", m.inputs.to_string()),
-        ("errors", m.errors.to_string()),
-    ];
-    let mut rows = rows.to_vec();
-    if let Some(w) = &s.waiting {
-        let mut v = w.reason.as_str().to_string();
-        if let Some(t) = &w.tool {
-            v.push_str(&format!(": {t}"));
-        }
-        if let Some(sum) = &w.summary {
-            v.push_str(&format!(" ({sum})"));
-        }
-        rows.push(("waiting", v));
-        if !w.choices.is_empty() {
-            let choices: Vec<String> = w
-                .choices
-                .iter()
-                .map(|c| format!("{:?} = {}", c.meaning, c.label).to_lowercase())
-                .collect();
-            rows.push(("choices", choices.join("; ")));
-        }
-    }
-    if let Some(e) = &s.error {
-        rows.push(("error", e.to_string()));
-    }
-    if !s.usage.is_empty() {
-        let u = &s.usage;
-        rows.push((
-            "tokens",
-            format!(
-                "{} in, {} out, {} cache write, {} cache read{}",
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_creation_input_tokens,
-                u.cache_read_input_tokens,
-                u.model
-                    .as_ref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
-            ),
-        ));
-    }
-    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in rows {
-        println!("{k:<w$}  {v}");
-    }
+    print!("{}", t.render_fit(crate::client::output::terminal_width()));
 }

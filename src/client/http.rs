@@ -1,7 +1,11 @@
-//! The CLI's HTTP client for the daemon.
+//! The typed HTTP client of the daemon's public API, used by every command:
+//! discovery of the URL and token, one error type per failure (with its exit
+//! code), and a method per route the CLI uses.
 
+use crate::client::exit::{CliError, Exit};
 use crate::paths;
 use anyhow::{anyhow, Context, Result};
+use herd_actors::{Message, SessionInfo, SessionState};
 use reqwest::{Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -12,6 +16,9 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Why there is no token, said when a request needs one (commands on
+    /// local files never do).
+    no_token: String,
 }
 
 impl Client {
@@ -33,6 +40,17 @@ impl Client {
             .or_else(|| read(paths::URL_FILE))
             .unwrap_or_else(|| format!("http://{}", crate::config::DEFAULT_LISTEN));
         let token = token.or_else(|| read(paths::TOKEN_FILE));
+        let no_token = {
+            let where_ = match &dir {
+                Some(d) if !d.join(paths::TOKEN_FILE).exists() => format!(
+                    "no daemon token in {} (is that the daemon's data dir? it is created by `herd serve`)",
+                    d.display()
+                ),
+                Some(d) => format!("the token file in {} cannot be read", d.display()),
+                None => "no data dir to read the daemon token from".to_string(),
+            };
+            format!("{where_}; set --data-dir, HERD_HOME, or --token/HERD_TOKEN")
+        };
         let http = reqwest::Client::builder()
             .build()
             .context("building the HTTP client")?;
@@ -40,7 +58,15 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_string(),
             token,
+            no_token,
         })
+    }
+
+    /// The token, or the error that says where none was found.
+    fn token(&self) -> Result<&str> {
+        self.token
+            .as_deref()
+            .ok_or_else(|| CliError::error(Exit::Unreachable, self.no_token.clone()))
     }
 
     /// The daemon's base URL, e.g. `http://127.0.0.1:7777`.
@@ -70,11 +96,9 @@ impl Client {
             .as_str()
             .into_client_request()
             .with_context(|| format!("invalid daemon URL {url:?}"))?;
-        if let Some(t) = &self.token {
-            let v = HeaderValue::from_str(&format!("Bearer {t}"))
-                .context("the token contains characters not allowed in a header")?;
-            req.headers_mut().insert(AUTHORIZATION, v);
-        }
+        let v = HeaderValue::from_str(&format!("Bearer {}", self.token()?))
+            .context("the token contains characters not allowed in a header")?;
+        req.headers_mut().insert(AUTHORIZATION, v);
         Ok(req)
     }
 
@@ -99,17 +123,14 @@ impl Client {
                     .and_then(|b| serde_json::from_slice::<Value>(b).ok())
                     .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
                     .unwrap_or_else(|| format!("the daemon answered {status}"));
-                if status == StatusCode::UNAUTHORIZED {
-                    Err(anyhow!(
-                        "{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)"
-                    ))
-                } else {
-                    Err(anyhow!(message))
-                }
+                Err(status_error(status, message))
             }
-            Err(WsError::Io(io)) => Err(anyhow!(
-                "cannot reach the herd daemon at {}: {io} (is `herd serve` running? set --url or HERD_URL)",
-                self.base
+            Err(WsError::Io(io)) => Err(CliError::error(
+                Exit::Unreachable,
+                format!(
+                    "cannot reach the herd daemon at {}: {io} (is `herd serve` running? set --url or HERD_URL)",
+                    self.base
+                ),
             )),
             Err(other) => Err(anyhow!("WebSocket to {} failed: {other}", self.base)),
         }
@@ -118,18 +139,15 @@ impl Client {
     /// Sends a request; a non-2xx answer becomes an error with the API's message.
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        let mut req = self.http.request(method, &url).bearer_auth(self.token()?);
         if let Some(b) = body {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_connect() {
-                anyhow!("cannot reach the herd daemon at {}: is `herd serve` running? (set --url or HERD_URL)", self.base)
+                CliError::error(Exit::Unreachable, format!("cannot reach the herd daemon at {}: is `herd serve` running? (set --url or HERD_URL)", self.base))
             } else {
-                anyhow!("request to {url} failed: {e}")
+                CliError::error(Exit::Unreachable, format!("request to {url} failed: {e}"))
             }
         })?;
         if resp.status().is_success() {
@@ -141,12 +159,68 @@ impl Client {
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| format!("{status}: {text}"));
-        if status == StatusCode::UNAUTHORIZED {
-            return Err(anyhow!(
-                "{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)"
-            ));
+        Err(status_error(status, message))
+    }
+
+    /// Every session matching the query string (e.g. `state=ready&all=true`).
+    pub async fn list(&self, query: &str) -> Result<Vec<SessionInfo>> {
+        self.json(Method::GET, &format!("/v1/sessions?{query}"), None)
+            .await
+    }
+
+    /// One session by id or unique prefix.
+    pub async fn session(&self, id: &str) -> Result<SessionInfo> {
+        self.json(Method::GET, &session_path(id, ""), None).await
+    }
+
+    /// Waits (up to `timeout`, in requests of at most an hour) until the
+    /// session is in one of `states`.
+    pub async fn wait(
+        &self,
+        id: &str,
+        states: &[SessionState],
+        timeout: Option<std::time::Duration>,
+    ) -> Result<SessionInfo> {
+        const CHUNK: std::time::Duration = std::time::Duration::from_secs(3600);
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            // Whole milliseconds: the daemon's message quotes the timeout.
+            let this = left
+                .unwrap_or(CHUNK)
+                .clamp(std::time::Duration::from_millis(1), CHUNK);
+            let this =
+                std::time::Duration::from_millis(this.as_micros().div_ceil(1000).max(1) as u64);
+            let path = format!(
+                "{}?state={}&timeout={}",
+                session_path(id, "/wait"),
+                enc(&names.join(",")),
+                enc(&humantime::format_duration(this).to_string())
+            );
+            match self.json(Method::GET, &path, None).await {
+                Err(e) if is_exit(&e, Exit::Timeout) && left.is_none_or(|l| l > this) => continue,
+                r => return r,
+            }
         }
-        Err(anyhow!(message))
+    }
+
+    /// Cancels a queued message.
+    pub async fn cancel(&self, id: &str, message: &str) -> Result<Message> {
+        let path = format!("{}/{}", session_path(id, "/messages"), enc(message));
+        self.json(Method::DELETE, &path, None).await
+    }
+
+    /// Removes a session that ended, with its data.
+    pub async fn remove(&self, id: &str) -> Result<SessionInfo> {
+        self.json(Method::POST, &session_path(id, "/remove"), None)
+            .await
+    }
+
+    /// Stops a session (at once with `force`).
+    pub async fn stop(&self, id: &str, force: bool) -> Result<SessionInfo> {
+        let path = format!("{}?force={force}", session_path(id, ""));
+        self.json(Method::DELETE, &path, None).await
     }
 
     /// A request whose answer is JSON.
@@ -161,6 +235,33 @@ impl Client {
             .await
             .context("reading the daemon's answer")
     }
+}
+
+/// `/v1/sessions/{id}{rest}`, the id encoded.
+pub fn session_path(id: &str, rest: &str) -> String {
+    format!("/v1/sessions/{}{rest}", enc(id))
+}
+
+/// Whether the error (or one it wraps) exits with `exit`.
+pub fn is_exit(e: &anyhow::Error, exit: Exit) -> bool {
+    crate::client::exit::code_of(e) == exit.code()
+}
+
+/// The error for a non-2xx answer, with the exit code its status means.
+fn status_error(status: StatusCode, message: String) -> anyhow::Error {
+    let exit = match status {
+        StatusCode::UNAUTHORIZED => {
+            return CliError::error(
+                Exit::Unauthorized,
+                format!("{message} (set --token or HERD_TOKEN, or --data-dir of the daemon)"),
+            )
+        }
+        StatusCode::NOT_FOUND => Exit::NotFound,
+        StatusCode::CONFLICT => Exit::Conflict,
+        StatusCode::GATEWAY_TIMEOUT => Exit::Timeout,
+        _ => Exit::Failure,
+    };
+    CliError::error(exit, message)
 }
 
 /// Percent-encodes a path segment or query value.

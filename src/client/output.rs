@@ -22,6 +22,22 @@ pub fn age(t: SystemTime) -> String {
     }
 }
 
+/// Columns of the terminal on stdout; `None` when stdout is not a terminal
+/// (a pipe or a file gets whole lines).
+pub fn terminal_width() -> Option<usize> {
+    // SAFETY: isatty and TIOCGWINSZ only inspect the descriptor; `ws` is ours.
+    unsafe {
+        if libc::isatty(libc::STDOUT_FILENO) != 1 {
+            return None;
+        }
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) != 0 || ws.ws_col == 0 {
+            return None;
+        }
+        Some(ws.ws_col as usize)
+    }
+}
+
 /// A table whose columns are padded to their widest cell.
 pub struct Table {
     rows: Vec<Vec<String>>,
@@ -38,6 +54,26 @@ impl Table {
     /// Adds a row.
     pub fn row<const N: usize>(&mut self, cells: [String; N]) {
         self.rows.push(cells.to_vec());
+    }
+
+    /// Like [`Self::render`], each line cut to `width` characters (with `…`)
+    /// when a width is given: the last column (a command) gives way.
+    pub fn render_fit(&self, width: Option<usize>) -> String {
+        let text = self.render();
+        let Some(w) = width.filter(|w| *w > 1) else {
+            return text;
+        };
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines() {
+            if line.chars().count() > w {
+                out.extend(line.chars().take(w - 1));
+                out.push('…');
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        out
     }
 
     /// The text, one line per row; the last column is not padded.
@@ -78,5 +114,7 @@ mod tests {
         let mut t = Table::new(["A", "BB"]);
         t.row(["xxx".into(), "y".into()]);
         assert_eq!(t.render(), "A    BB\nxxx  y\n");
+        assert_eq!(t.render_fit(Some(6)), "A    …\nxxx  y\n");
+        assert_eq!(t.render_fit(None), t.render());
     }
 }

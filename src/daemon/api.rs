@@ -5,6 +5,7 @@ mod auth;
 pub mod error;
 mod events;
 mod hooks;
+mod lifecycle;
 mod messages;
 mod metrics;
 pub mod openapi;
@@ -64,6 +65,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::create_in_project))
         .routes(routes!(sessions::show, sessions::stop, messages::patch))
         .routes(routes!(messages::send))
+        .routes(routes!(messages::cancel))
+        .routes(routes!(lifecycle::wait))
+        .routes(routes!(lifecycle::remove))
         .routes(routes!(messages::queue))
         .routes(routes!(messages::answer))
         .routes(routes!(sessions::input))
@@ -134,6 +138,7 @@ async fn healthz(
     Json(serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
+        "commit": crate::version::COMMIT,
         "uptime_seconds": app.started.elapsed().as_secs(),
         "sessions": app.registry.live_count(),
     }))

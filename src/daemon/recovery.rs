@@ -147,23 +147,40 @@ fn kill_stale(s: &StoredSession, mut pids: Vec<Pid>) -> usize {
     tree.len()
 }
 
-/// Hands the settled sessions to the registry: live ones start again, the rest is history.
+/// Hands the settled sessions to the registry: live ones start again (a
+/// Claude session's hooks rewritten for the daemon's address), the rest is
+/// history. `events` are the stored transitions (oldest first), each
+/// session gets its own; `last_output` reads the tail of a session's last
+/// recording, shown by `logs` and `screen` of a session that ended.
 pub async fn restore(
     registry: &Registry,
     settled: Vec<(StoredSession, bool)>,
+    events: &[herd_actors::Event],
     claude: &ClaudeProfile,
+    last_output: impl Fn(&str) -> Vec<u8>,
 ) -> Result<()> {
     let mut errors: HashMap<String, String> = HashMap::new();
+    let mut by_session: HashMap<uuid::Uuid, Vec<herd_actors::Event>> = HashMap::new();
+    for e in events {
+        by_session.entry(e.session_id).or_default().push(e.clone());
+    }
     for (s, live) in settled {
         let id = s.info.id;
         if live {
             // The daemon may listen on another port now: the hooks follow it.
             claude.refresh_hooks(&s.spec, id);
         }
+        let output = if live {
+            vec![]
+        } else {
+            last_output(&id.to_string())
+        };
         let restore = Restore {
             info: s.info,
             messages: s.messages,
             live,
+            events: by_session.remove(&id).unwrap_or_default(),
+            output,
         };
         if let Err(e) = registry.restore(s.spec, restore).await {
             errors.insert(id.to_string(), e.to_string());

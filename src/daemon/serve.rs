@@ -23,13 +23,23 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--token` / `HERD_TOKEN`: the token clients must present (over
+    /// `server.token` and the token file).
+    pub token: Option<String>,
 }
+
+/// Stored transitions read back at start, for `herd events` (what the event
+/// bus keeps in memory).
+const RECENT_EVENTS: usize = 10_000;
 
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn run(opts: ServeOptions) -> Result<()> {
-    let mut cfg = Config::load(opts.config.as_deref())?;
+    let (mut cfg, found) = Config::discover(opts.config.as_deref())?;
     if let Some(l) = opts.listen {
         cfg.server.listen = l;
+    }
+    if let Some(t) = opts.token.filter(|t| !t.trim().is_empty()) {
+        cfg.server.token = Some(t.trim().to_string());
     }
     let data_dir = paths::data_dir(opts.data_dir.as_deref().or(cfg.server.data_dir.as_deref()))?;
     paths::ensure_private_dir(&data_dir)?;
@@ -46,10 +56,16 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         Some(t) => t,
         None => load_or_create_token(&data_dir)?,
     };
+    // Bind before anything else changes: a daemon that cannot listen must
+    // leave the store and every session as they were.
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
     let store_path = data_dir.join(STORE_FILE);
     let mut store = Store::open(&store_path)?;
     let pruned = store.prune(cfg.store.retention)?;
     let stored = store.load()?;
+    let history = store.recent_events(RECENT_EVENTS)?;
     let (settled, report) = recovery::settle(&mut store, stored, &cfg.session_defaults())?;
     let (journal, records) = Journal::channel();
     store
@@ -75,17 +91,23 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let registry = Registry::start_with(cfg.session_defaults(), hooks)
         .await
         .context("starting the actor system")?;
-    // Bound before sessions come back: their Claude hooks must know the port.
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let claude = Arc::new(crate::daemon::claude::ClaudeProfile::new(
         cfg.claude.clone(),
         data_dir.clone(),
     ));
+    // Before sessions come back: their Claude hooks must know the port.
     claude.set_hook_base(hook_base(addr));
-    recovery::restore(&registry, settled, &claude).await?;
+    // The stored history goes first: recovery's own transitions come after it.
+    registry.events().seed(history.clone());
+    let output_limit = cfg.limits.output_buffer.0 as usize;
+    recovery::restore(&registry, settled, &history, &claude, |id| {
+        formats::source::last_output(&data_dir, id, output_limit).unwrap_or_else(|e| {
+            tracing::warn!(session = id, "cannot read the last output back: {e:#}");
+            vec![]
+        })
+    })
+    .await?;
     tracing::info!(
         store = %store_path.display(),
         restarted = report.restarted,
@@ -112,11 +134,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let url = format!("http://{addr}");
     // Clients (and tests on port 0) find the daemon through this file.
     paths::write_private(&data_dir.join(paths::URL_FILE), url.as_bytes())?;
-    tracing::info!(%url, data_dir = %data_dir.display(), "herd listening");
+    tracing::info!(%url, data_dir = %data_dir.display(), config = %found.describe(), "herd listening");
     eprintln!(
-        "herd {} listening on {url} (data dir {})",
-        env!("CARGO_PKG_VERSION"),
-        data_dir.display()
+        "herd {} listening on {url} (data dir {}, config: {})",
+        crate::version::LONG,
+        data_dir.display(),
+        found.describe()
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -223,6 +223,76 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest `limit` stored transitions, oldest first, each with its
+    /// session's task and project (for filters), so event history outlives
+    /// the daemon.
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT e.session_id, e.from_state, e.to_state, e.reason, e.at, e.generation, e.cause,
+                        s.task_id, s.project_id
+                   FROM events e LEFT JOIN sessions s ON s.id = e.session_id
+                  ORDER BY e.seq DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = q
+            .query_map([limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, from, to, reason, at, generation, cause, task_id, project_id) in
+            rows.into_iter().rev()
+        {
+            let bad = |what: &'static str, e: String| self.corrupt(what, &id, e);
+            let state = |s: &str| {
+                serde_json::from_value(serde_json::Value::String(s.to_string()))
+                    .map_err(|e| bad("event state", e.to_string()))
+            };
+            out.push(Event {
+                session_id: id
+                    .parse()
+                    .map_err(|e: uuid::Error| bad("event session", e.to_string()))?,
+                task_id,
+                project_id,
+                from: state(&from)?,
+                to: state(&to)?,
+                reason,
+                cause: cause
+                    .map(|c| serde_json::from_str(&c))
+                    .transpose()
+                    .map_err(|e| bad("event cause", e.to_string()))?,
+                at: humantime::parse_rfc3339(&at).map_err(|e| bad("event time", e.to_string()))?,
+                generation: generation.max(0) as u64,
+            });
+        }
+        Ok(out)
+    }
+
     fn messages(&self, session: &str) -> Result<Vec<Message>, StoreError> {
         let mut q = self
             .conn

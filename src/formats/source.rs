@@ -109,6 +109,32 @@ impl Recording {
     }
 }
 
+/// The last `limit` bytes of output of a session's newest recording (empty
+/// when it has none), so a session that ended before the daemon restarted
+/// still shows its last screen and logs.
+pub fn last_output(data_dir: &Path, session: &str, limit: usize) -> Result<Vec<u8>> {
+    let files = super::files::list(data_dir, session)
+        .with_context(|| format!("listing the recordings of session {session}"))?;
+    let Some(newest) = files.last() else {
+        return Ok(vec![]);
+    };
+    let mut tail: Vec<u8> = Vec::new();
+    for event in Recording::open(&newest.path, DEFAULT_SIZE)? {
+        let event = event?;
+        if event.code == super::cast::Code::Output {
+            tail.extend_from_slice(event.data.as_bytes());
+            // Trim in large steps: the copy stays rare.
+            if tail.len() > limit.saturating_mul(2).max(64 * 1024) {
+                tail.drain(..tail.len() - limit);
+            }
+        }
+    }
+    if tail.len() > limit {
+        tail.drain(..tail.len() - limit);
+    }
+    Ok(tail)
+}
+
 /// A zstd stream cut short (a recording still being written) ends where the
 /// data ends instead of failing: what was decoded is kept.
 pub struct EndAtTruncation<R>(pub R);

@@ -48,6 +48,13 @@ pub(super) enum RegistryMsg {
         /// The new session, or why not.
         reply: RpcReplyPort<Result<Arc<SessionHandle>, HerdError>>,
     },
+    /// Start a stopped or failed session again.
+    Revive {
+        /// Which.
+        id: Uuid,
+        /// The session, or why not.
+        reply: RpcReplyPort<Result<Arc<SessionHandle>, HerdError>>,
+    },
     /// Forget a session that reached a final state.
     Remove {
         /// Which.
@@ -69,6 +76,14 @@ pub(super) struct RegistryState {
     actor_restarts: HashMap<Uuid, RestartTracker>,
     /// The fleet's delivery gate, shared by every session.
     gate: Gate,
+}
+
+/// What a session brings into a new handle besides its snapshot and spec.
+#[derive(Default)]
+struct History {
+    messages: Vec<Message>,
+    events: Vec<crate::events::Event>,
+    output: Vec<u8>,
 }
 
 /// Supervises the SessionActors.
@@ -124,6 +139,9 @@ impl Actor for RegistryActor {
                     None => st.create(&myself, *spec, id).await,
                 };
                 let _ = reply.send(r);
+            }
+            RegistryMsg::Revive { id, reply } => {
+                let _ = reply.send(st.revive(&myself, id).await);
             }
             RegistryMsg::Remove { id, reply } => {
                 let mut table = st.table.write().unwrap_or_else(|e| e.into_inner());
@@ -250,7 +268,8 @@ impl RegistryState {
             info: Box::new(info.clone()),
             spec: Box::new(spec.clone()),
         });
-        self.admit(myself, info, spec, vec![], true).await
+        self.admit(myself, info, spec, History::default(), true)
+            .await
     }
 
     /// Builds the session's handle, starts its actor (if `live`) and puts it in the table.
@@ -259,7 +278,7 @@ impl RegistryState {
         myself: &ActorRef<RegistryMsg>,
         info: SessionInfo,
         spec: SessionSpec,
-        messages: Vec<Message>,
+        history: History,
         live: bool,
     ) -> Result<Arc<SessionHandle>, HerdError> {
         let id = info.id;
@@ -272,7 +291,9 @@ impl RegistryState {
             self.tap.clone(),
             self.bus.clone(),
         ));
-        crate::handle::lock(&handle.queue).restore(messages);
+        crate::handle::lock(&handle.queue).restore(history.messages);
+        // Before the actor starts: its first transitions come after these.
+        handle.seed_history(history.events, &history.output);
         if live {
             self.start_actor(myself, &handle, None)
                 .await
@@ -308,7 +329,64 @@ impl RegistryState {
             info.restarts += 1;
             info.metrics.restarts = info.restarts;
         }
-        self.admit(myself, info, spec, r.messages, r.live).await
+        let history = History {
+            messages: r.messages,
+            events: r.events,
+            output: r.output,
+        };
+        self.admit(myself, info, spec, history, r.live).await
+    }
+
+    /// Starts a session that ended again: a new handle and actor in its
+    /// place, with its history. Not a transition (the table keeps `stopped`
+    /// and `failed` final): the session is admitted anew, as recovery does.
+    async fn revive(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        id: Uuid,
+    ) -> Result<Arc<SessionHandle>, HerdError> {
+        let old = self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let mut info = old.info();
+        if !info.state.is_final() {
+            return Err(HerdError::Conflict {
+                id: id.to_string(),
+                action: "revive".into(),
+                state: info.state,
+            });
+        }
+        let max = self.defaults.limits.max_sessions;
+        if self.live_count() >= max {
+            return Err(HerdError::LimitReached { max });
+        }
+        let spec = old.spec();
+        let effective = spec.effective(&self.defaults);
+        info.restart = effective.restart;
+        info.limits = effective.limits;
+        info.state = SessionState::Pending;
+        info.reason = format!("restarted by request after it was {}", old.info().state);
+        info.cause = None;
+        info.pid = None;
+        info.generation += 1;
+        info.restarts += 1;
+        info.metrics.restarts = info.restarts;
+        info.updated_at = SystemTime::now();
+        self.journal.record(Record::Updated {
+            info: Box::new(info.clone()),
+            spec: Box::new(spec.clone()),
+        });
+        self.actor_restarts.remove(&id);
+        let history = History {
+            messages: old.messages(),
+            events: old.events(),
+            output: vec![],
+        };
+        self.admit(myself, info, spec, history, true).await
     }
 
     async fn start_actor(

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use ractor::ActorRef;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use uuid::Uuid;
 
 impl SessionActorState {
     pub(super) fn on_output(
@@ -146,6 +147,25 @@ impl SessionActorState {
         let end = lock(&self.handle.output).end();
         self.handle.update_queue(|q| q.finish(outcome, end));
         self.slot = None;
+    }
+
+    /// Cancels a message that is still queued; one being answered cannot be
+    /// (its text is typed already).
+    pub(super) fn cancel_message(&mut self, id: Uuid, why: &str) -> Result<Message, HerdError> {
+        let session = self.handle.id().to_string();
+        self.handle
+            .update_queue(|q| q.cancel(id, why))
+            .map_err(|state| match state {
+                Some(state) => HerdError::MessageConflict {
+                    message: id.to_string(),
+                    action: "cancel".into(),
+                    state,
+                },
+                None => HerdError::MessageNotFound {
+                    session,
+                    message: id.to_string(),
+                },
+            })
     }
 
     /// Writes the next queued message if the session is ready and none is in

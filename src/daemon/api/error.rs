@@ -75,8 +75,10 @@ impl From<HerdError> for ApiError {
     fn from(e: HerdError) -> Self {
         let status = match &e {
             HerdError::Invalid { .. } | HerdError::Ambiguous { .. } => StatusCode::BAD_REQUEST,
-            HerdError::NotFound(_) => StatusCode::NOT_FOUND,
-            HerdError::Conflict { .. } | HerdError::Transition(_) => StatusCode::CONFLICT,
+            HerdError::NotFound(_) | HerdError::MessageNotFound { .. } => StatusCode::NOT_FOUND,
+            HerdError::Conflict { .. }
+            | HerdError::MessageConflict { .. }
+            | HerdError::Transition(_) => StatusCode::CONFLICT,
             HerdError::LimitReached { .. } | HerdError::InputFull(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }

@@ -39,7 +39,8 @@ pub struct MessageQuery {
 
 /// `POST /v1/sessions/{id}/messages[?wait=true&timeout=60s]`: queue a prompt.
 /// 202 with the queued message; with `wait`, 200 once the session answered
-/// and is ready again (the message carries `reply`), 504 if it did not in time.
+/// and is ready again (the message carries `reply`), 504 if it did not in
+/// time (a message not typed by then is cancelled: nobody waits for it).
 #[utoipa::path(
     post,
     path = "/v1/sessions/{id}/messages",
@@ -55,7 +56,7 @@ pub struct MessageQuery {
         (status = 409, description = "Illegal in the session's state", body = ErrorBody),
         (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
         (status = 429, description = "The session's queue is full", body = ErrorBody),
-        (status = 504, description = "With wait: no reply in time", body = ErrorBody),
+        (status = 504, description = "With wait: no reply in time (a message still queued then is cancelled)", body = ErrorBody),
     )
 )]
 pub async fn send(
@@ -79,20 +80,25 @@ pub async fn send(
         let m = app.registry.send(id, body.text).await?;
         return Ok((StatusCode::ACCEPTED, Json(m)));
     }
+    let started = std::time::Instant::now();
     let m = app.registry.send_and_wait(id, body.text, timeout).await?;
-    if m.state.is_final() {
+    // Cancelled once the wait was over: by the wait itself, for nobody
+    // waits for it any more. That is a timeout, not an answer.
+    let cancelled_by_timeout = m.state == MessageState::Cancelled && started.elapsed() >= timeout;
+    if m.state.is_final() && !cancelled_by_timeout {
         return Ok((StatusCode::OK, Json(m)));
     }
     Err(ApiError {
         status: StatusCode::GATEWAY_TIMEOUT,
         code: "timeout",
         message: format!(
-            "no reply within {}: message {} is still {}",
+            "no reply within {}: message {} {}",
             humantime::format_duration(timeout),
             m.id,
             match m.state {
-                MessageState::Queued => "queued",
-                _ => "being answered",
+                MessageState::Cancelled => "was never typed and is cancelled",
+                MessageState::Queued => "is still queued",
+                _ => "is still being answered",
             }
         ),
     })
@@ -116,6 +122,33 @@ pub async fn queue(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<Message>>> {
     Ok(Json(app.registry.resolve(&id)?.messages()))
+}
+
+/// `DELETE /v1/sessions/{id}/messages/{mid}`: cancel a message still queued.
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{id}/messages/{mid}",
+    tag = "sessions",
+    summary = "Cancel a queued message (never one being answered)",
+    params(
+        ("id" = String, Path, description = "Session id or unique prefix"),
+        ("mid" = String, Path, description = "Message id"),
+    ),
+    responses(
+        (status = 200, description = "Cancelled: the message, in state cancelled", body = Message),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such session or message", body = ErrorBody),
+        (status = 409, description = "The message is being answered or finished", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(app): State<AppState>,
+    ApiPath((id, mid)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Message>> {
+    let id = app.registry.resolve(&id)?.id();
+    let mid = uuid::Uuid::parse_str(&mid)
+        .map_err(|_| ApiError::invalid("mid", format!("{mid:?} is not a message id")))?;
+    Ok(Json(app.registry.cancel(id, mid).await?))
 }
 
 /// Body of `POST /v1/sessions/{id}/answer`.

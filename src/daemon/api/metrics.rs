@@ -1,8 +1,11 @@
 //! `GET /metrics`: Prometheus text exposition format (version 0.0.4).
 //!
-//! Per-session series carry the labels `id`, `name`, `task`, `project` and
-//! `state` (absent values are empty strings, which Prometheus treats as no
-//! label); daemon-wide series describe the registry and the daemon process.
+//! Per-session series carry the labels `id`, `name`, `task` and `project`
+//! (absent values are empty strings, which Prometheus treats as no label);
+//! only `herd_session_info` adds `state`. A label that changes starts a new
+//! series, so a counter labelled with the state would restart from zero at
+//! every transition and break `rate()`; join on `id` to get the state.
+//! Daemon-wide series describe the registry and the daemon process.
 
 use super::stats::{self, Stats};
 use super::AppState;
@@ -143,11 +146,14 @@ struct SessionFamily {
     value: fn(&SessionInfo) -> Num,
 }
 
+/// The one per-session family labelled with the state.
+const INFO: &str = "herd_session_info";
+
 const SESSION_FAMILIES: &[SessionFamily] = &[
     SessionFamily {
-        name: "herd_session_info",
+        name: INFO,
         kind: "gauge",
-        help: "Always 1: one series per session, with its labels.",
+        help: "Always 1: one series per session, with its labels and its state.",
         value: |_| Num::Int(1),
     },
     SessionFamily {
@@ -296,13 +302,15 @@ pub fn render(stats: &Stats, sessions: &[SessionInfo]) -> String {
         e.family(f.name, f.kind, f.help);
         for s in sessions {
             let id = s.id.to_string();
-            let labels = [
+            let mut labels = vec![
                 ("id", id.as_str()),
                 ("name", s.name.as_deref().unwrap_or("")),
                 ("task", s.task_id.as_deref().unwrap_or("")),
                 ("project", s.project_id.as_deref().unwrap_or("")),
-                ("state", s.state.as_str()),
             ];
+            if f.name == INFO {
+                labels.push(("state", s.state.as_str()));
+            }
             e.sample(f.name, &labels, (f.value)(s));
         }
     }

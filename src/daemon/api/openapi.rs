@@ -58,15 +58,46 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document of every served route, built once.
-pub fn document() -> &'static Document {
-    static DOC: OnceLock<Document> = OnceLock::new();
+/// The document of every served route, built once, as served: JSON in which
+/// every duration is a humantime string (see [`humantime_durations`]).
+pub fn document() -> &'static serde_json::Value {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let mut doc = super::routes().into_openapi();
         add_unauthorized(&mut doc);
         doc.merge(super::public_routes().into_openapi());
-        doc
+        let mut json = serde_json::to_value(&doc).unwrap_or_default();
+        humantime_durations(&mut json);
+        json
     })
+}
+
+/// Rewrites every `{"secs": S, "nanos": N}` object into a humantime string.
+///
+/// utoipa fills a field's `default` from `Default::default()` serialized
+/// with serde's plain `Duration` form, not the field's `humantime_serde`: the
+/// schema then says `"type": "string"` and shows an object, which validators
+/// reject and clients cannot send back. Walking the finished document catches
+/// every such default, today's and any added later.
+pub fn humantime_durations(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let is_duration = map.len() == 2
+                && map.get("secs").is_some_and(Value::is_u64)
+                && map.get("nanos").is_some_and(Value::is_u64);
+            if is_duration {
+                let secs = map.get("secs").and_then(Value::as_u64).unwrap_or(0);
+                let nanos = map.get("nanos").and_then(Value::as_u64).unwrap_or(0);
+                let d = std::time::Duration::new(secs, nanos as u32);
+                *v = Value::String(humantime::format_duration(d).to_string());
+                return;
+            }
+            map.values_mut().for_each(humantime_durations);
+        }
+        Value::Array(items) => items.iter_mut().for_each(humantime_durations),
+        _ => {}
+    }
 }
 
 /// Every operation of `doc` sits behind the token: each can answer 401.
@@ -108,7 +139,7 @@ fn add_unauthorized(doc: &mut Document) {
     summary = "This API's OpenAPI 3 document",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = serde_json::Value))
 )]
-pub async fn openapi_json() -> Json<&'static Document> {
+pub async fn openapi_json() -> Json<&'static serde_json::Value> {
     Json(document())
 }
 
@@ -142,7 +173,7 @@ mod tests {
 
     #[test]
     fn document_is_openapi_3_and_self_contained() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = document().clone();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for name in [
@@ -177,6 +208,15 @@ mod tests {
             "string"
         );
         assert_eq!(schemas["ByteSize"]["type"], "integer");
+        // Defaults are what the API takes: humantime strings, never {secs, nanos}.
+        let limits = &schemas["LimitsConfig"]["properties"];
+        assert_eq!(limits["idle_timeout"]["default"], "30m");
+        assert_eq!(limits["quiet_after"]["default"], "500ms");
+        assert_eq!(
+            schemas["RestartConfig"]["properties"]["backoff_initial"]["default"],
+            "100ms"
+        );
+        assert!(!text.contains("\"secs\""), "a duration left as an object");
         // Every operation but /healthz requires the token and documents the 401.
         for (method, path) in operations(&doc) {
             let op = &doc["paths"][&path][method.to_lowercase()];
@@ -227,7 +267,7 @@ mod tests {
         let server = tokio::spawn(async move {
             axum::serve(listener, router(state, 1 << 20)).await.unwrap();
         });
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = document().clone();
         let documented = operations(&doc);
         assert!(documented.len() >= 20, "{documented:?}");
         let paths: BTreeSet<String> = documented.iter().map(|(_, p)| p.clone()).collect();

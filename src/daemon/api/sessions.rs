@@ -208,8 +208,13 @@ pub async fn stop(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<StopQuery>,
 ) -> ApiResult<Json<SessionInfo>> {
-    let id = resolve(&app, &id)?;
-    Ok(Json(app.registry.stop(id, q.force).await?))
+    let handle = app.registry.resolve(&id)?;
+    // Stopping what has ended is done already: the same answer every time.
+    let info = handle.info();
+    if info.state.is_final() {
+        return Ok(Json(info));
+    }
+    Ok(Json(app.registry.stop(handle.id(), q.force).await?))
 }
 
 /// Body of `POST /v1/sessions/{id}/input`: exactly one of the fields.
