@@ -127,8 +127,6 @@ async fn a_permission_wait_names_its_tool_and_is_answered_by_meaning() {
         .map(|c| c["meaning"].as_str().unwrap())
         .collect();
     assert_eq!(meanings, ["yes", "always", "no"], "{w}");
-    // The permission notification comes too; it changes nothing.
-    tokio::time::sleep(Duration::from_millis(0)).await;
     let (st, v) = d
         .post(
             &format!("/v1/sessions/{id}/answer"),
@@ -145,23 +143,8 @@ async fn a_permission_wait_names_its_tool_and_is_answered_by_meaning() {
     let o = d.cli(&["answer", &id[..8], "always"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mid = m["id"].as_str().unwrap().to_string();
-    let (st, m) = d
-        .req(
-            reqwest::Method::GET,
-            &format!("/v1/sessions/{id}/queue"),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK);
-    let _ = m;
-    let done = loop {
-        let (_, q) = d.get(&format!("/v1/sessions/{id}/queue")).await;
-        if q[0]["state"] == "done" {
-            break q[0].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
-    assert_eq!(done["id"], mid.as_str());
+    let done = d.wait_message(&id, &mid, T).await;
+    assert_eq!(done["state"], "done", "{done}");
     assert_eq!(
         done["reply"],
         "MOCK-TOOL: running a command.\n\nMOCK-REPLY: tool_result: mock-tool-ran"
@@ -200,7 +183,7 @@ async fn interrupts_end_the_message_and_prompts_never_merge() {
     let o = d.cli(&["interrupt", &id[..8]]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mid = m["id"].as_str().unwrap().to_string();
-    let m = wait_message(&d, &id, &mid).await;
+    let m = d.wait_message(&id, &mid, T).await;
     assert_eq!(m["state"], "interrupted", "{m}");
     // The next prompt goes in alone.
     let (st, m) = send_wait(&d, &id, "after the interrupt").await;
@@ -216,7 +199,7 @@ async fn interrupts_end_the_message_and_prompts_never_merge() {
         .await;
     d.wait_screen(&id, "tokens)", T).await;
     d.cli(&["interrupt", &id[..8]]);
-    let m = wait_message(&d, &id, m["id"].as_str().unwrap()).await;
+    let m = d.wait_message(&id, m["id"].as_str().unwrap(), T).await;
     assert_eq!(m["state"], "interrupted", "{m}");
     assert!(
         m["reply"].as_str().unwrap_or("").starts_with("MOCK-REPLY"),
@@ -228,23 +211,6 @@ async fn interrupts_end_the_message_and_prompts_never_merge() {
         (StatusCode::OK, Some("MOCK-REPLY: clean again")),
         "{m}"
     );
-}
-
-async fn wait_message(d: &Daemon, id: &str, mid: &str) -> Value {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let (_, q) = d.get(&format!("/v1/sessions/{id}/queue")).await;
-        if let Some(m) = q
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == mid && m["state"] != "queued" && m["state"] != "delivering")
-        {
-            return m.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "message {mid}: {q}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,7 +400,7 @@ async fn max_busy_caps_the_fleet_and_serves_prompts_by_enqueue_time() {
     }
     let mut done = vec![];
     for (id, mid) in ids.iter().zip(&mids) {
-        let m = wait_message(&d, id, mid).await;
+        let m = d.wait_message(id, mid, T).await;
         assert_eq!(m["state"], "done", "{m}");
         done.push(m);
     }

@@ -114,21 +114,6 @@ async fn send_wait(d: &Daemon, id: &str, text: &str) -> Value {
     m
 }
 
-/// Waits until the message `mid` is final; returns it.
-async fn wait_final(d: &Daemon, id: &str, mid: &str) -> Value {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let (_, q) = d.get(&format!("/v1/sessions/{id}/queue")).await;
-        if let Some(m) = q.as_array().unwrap().iter().find(|m| {
-            m["id"] == mid && !matches!(m["state"].as_str(), Some("queued" | "delivering"))
-        }) {
-            return m.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "message {mid}: {q}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_claude_cli_end_to_end() {
     let harness_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/claude-harness");
@@ -208,7 +193,7 @@ async fn the_real_claude_cli_end_to_end() {
         .await;
     assert_eq!(st, StatusCode::OK);
     let mid = m["id"].as_str().unwrap().to_string();
-    let m = wait_final(&d, &id, &mid).await;
+    let m = d.wait_message(&id, &mid, T).await;
     assert_eq!(
         m["reply"], "MOCK-TOOL: running a command.\n\nMOCK-REPLY: tool_result: mock-tool-ran",
         "{m}"
@@ -227,7 +212,7 @@ async fn the_real_claude_cli_end_to_end() {
         .post(&format!("/v1/sessions/{id}/interrupt"), json!({}))
         .await;
     assert_eq!(st, StatusCode::OK);
-    let m = wait_final(&d, &id, m["id"].as_str().unwrap()).await;
+    let m = d.wait_message(&id, m["id"].as_str().unwrap(), T).await;
     assert_eq!(m["state"], "interrupted", "{m}");
     d.wait_session(&id, T, |s| s["state"] == "ready").await;
 
@@ -243,7 +228,7 @@ async fn the_real_claude_cli_end_to_end() {
         .await;
     d.post(&format!("/v1/sessions/{id}/interrupt"), json!({}))
         .await;
-    let m = wait_final(&d, &id, m["id"].as_str().unwrap()).await;
+    let m = d.wait_message(&id, m["id"].as_str().unwrap(), T).await;
     assert_eq!(m["state"], "interrupted", "{m}");
     let m = send_wait(&d, &id, "a clean prompt").await;
     assert_eq!(m["reply"], "MOCK-REPLY: a clean prompt", "{m}");

@@ -247,23 +247,34 @@ impl Registry {
             .cloned()
     }
 
+    /// The session and its actor, or why `action` cannot reach it.
+    fn session_and_actor(
+        &self,
+        id: Uuid,
+        action: &str,
+    ) -> Result<(Arc<SessionHandle>, ActorRef<SessionMsg>), HerdError> {
+        let handle = self
+            .get(id)
+            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
+        let actor = handle
+            .actor()
+            .map(session_actor)
+            .ok_or_else(|| HerdError::Conflict {
+                id: id.to_string(),
+                action: action.into(),
+                state: handle.info().state,
+            })?;
+        Ok((handle, actor))
+    }
+
     async fn command(
         &self,
         id: Uuid,
         action: &str,
         msg: impl FnOnce(Reply) -> SessionMsg,
     ) -> Result<SessionInfo, HerdError> {
-        let handle = self
-            .get(id)
-            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
-        let Some(actor) = handle.actor() else {
-            return Err(HerdError::Conflict {
-                id: id.to_string(),
-                action: action.into(),
-                state: handle.info().state,
-            });
-        };
-        match unwrap_call(session_actor(actor).call(msg, Some(CALL_TIMEOUT)).await) {
+        let (handle, actor) = self.session_and_actor(id, action)?;
+        match unwrap_call(actor.call(msg, Some(CALL_TIMEOUT)).await) {
             Ok(r) => r,
             // The actor ended between lookup and call: the session just reached a final state.
             Err(_) if handle.info().state.is_final() => Err(HerdError::Conflict {
@@ -306,17 +317,7 @@ impl Registry {
     /// Hands a hook event to its session without waiting: the program that
     /// reported it must never be slowed down by herd.
     pub fn hook(&self, id: Uuid, hook: ClaudeHook) -> Result<(), HerdError> {
-        let handle = self
-            .get(id)
-            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
-        let actor = handle
-            .actor()
-            .map(session_actor)
-            .ok_or_else(|| HerdError::Conflict {
-                id: id.to_string(),
-                action: "report a hook to".into(),
-                state: handle.info().state,
-            })?;
+        let (_, actor) = self.session_and_actor(id, "report a hook to")?;
         actor
             .send_message(SessionMsg::Hook(Box::new(hook)))
             .map_err(|_| HerdError::Internal("the session actor is gone".into()))
@@ -529,13 +530,7 @@ impl Registry {
     /// Test hook: makes the session's actor panic.
     #[cfg(feature = "test-hooks")]
     pub fn inject_panic(&self, id: Uuid) -> Result<(), HerdError> {
-        let handle = self
-            .get(id)
-            .ok_or_else(|| HerdError::NotFound(id.to_string()))?;
-        let actor = handle
-            .actor()
-            .map(session_actor)
-            .ok_or_else(|| HerdError::Internal("no actor".into()))?;
+        let (_, actor) = self.session_and_actor(id, "inject a panic into")?;
         actor
             .send_message(SessionMsg::Panic)
             .map_err(|e| HerdError::Internal(e.to_string()))

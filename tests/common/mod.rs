@@ -164,6 +164,22 @@ impl Daemon {
         }
     }
 
+    /// Polls the session's queue until message `mid` is final; returns it.
+    pub async fn wait_message(&self, id: &str, mid: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, q) = self.get(&format!("/v1/sessions/{id}/queue")).await;
+            let found = q.as_array().into_iter().flatten().find(|m| {
+                m["id"] == mid && !matches!(m["state"].as_str(), Some("queued" | "delivering"))
+            });
+            if let Some(m) = found {
+                return m.clone();
+            }
+            assert!(Instant::now() < deadline, "message {mid} never ended: {q}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Polls the screen until it contains `text`.
     pub async fn wait_screen(&self, id: &str, text: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;

@@ -115,6 +115,16 @@ impl Claude {
         }
     }
 
+    /// What the transcript holds of `turn` so far (nothing without one).
+    fn read_turn(&self, turn: Option<&Turn>) -> transcript::Turn {
+        match (&self.transcript, turn) {
+            (Some(path), Some(t)) => {
+                transcript::turn(path, t.prompt_id.as_deref(), t.transcript_start)
+            }
+            _ => transcript::Turn::default(),
+        }
+    }
+
     /// Hooks are the truth for this child (configured, and not proven absent).
     fn hook_mode(&self) -> bool {
         self.hooks
@@ -143,12 +153,7 @@ impl Claude {
             self.turn = None;
             return;
         }
-        let read = match (&self.transcript, &self.turn) {
-            (Some(path), Some(t)) => {
-                transcript::turn(path, t.prompt_id.as_deref(), t.transcript_start)
-            }
-            _ => transcript::Turn::default(),
-        };
+        let read = self.read_turn(self.turn.as_ref());
         let caught_up = match &fallback {
             Some(last) => read.texts.last() == Some(last),
             None => true,
@@ -400,10 +405,8 @@ impl Claude {
         }
         if cx.in_flight() {
             let partial = self
-                .transcript
-                .as_deref()
-                .map(|p| transcript::turn(p, turn.prompt_id.as_deref(), turn.transcript_start))
-                .and_then(|t| t.reply())
+                .read_turn(Some(&turn))
+                .reply()
                 .or_else(|| screen::partial_reply(text, &turn.prompt));
             out.push(Effect::Complete(Outcome {
                 state: MessageState::Interrupted,
@@ -515,10 +518,7 @@ impl Claude {
             self.turn = None;
             return;
         }
-        let read = match (&self.transcript, &self.turn) {
-            (Some(p), Some(t)) => transcript::turn(p, t.prompt_id.as_deref(), t.transcript_start),
-            _ => transcript::Turn::default(),
-        };
+        let read = self.read_turn(self.turn.as_ref());
         let reply = match read.reply() {
             Some(r) => r,
             None if attempt < REPLY_RETRIES && self.transcript.is_some() => {
