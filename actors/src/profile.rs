@@ -21,7 +21,9 @@ use crate::spec::{Profile, SessionSpec};
 use crate::state::SessionState;
 use crate::waiting::{Failure, Waiting};
 use bytes::Bytes;
-use claude::hook::ClaudeHook;
+/// An event a program reports through its hooks (Claude Code's, today):
+/// profiles that have hooks read it in [`Strategy::hook`].
+pub(crate) use claude::hook::ClaudeHook as Hook;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -55,7 +57,7 @@ pub(crate) trait Strategy: Send + Sync + 'static {
     fn timer(&mut self, _cx: &Ctx<'_>, _timer: Timer, _out: &mut Effects) {}
 
     /// The program reported an event through a hook (Claude Code's hooks).
-    fn hook(&mut self, _cx: &Ctx<'_>, _hook: &ClaudeHook, _out: &mut Effects) {}
+    fn hook(&mut self, _cx: &Ctx<'_>, _hook: &Hook, _out: &mut Effects) {}
 
     /// False while the next prompt must not go in yet (e.g. the input box
     /// still holds an interrupted one); the profile asks for delivery again

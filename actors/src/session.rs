@@ -23,8 +23,7 @@ use crate::handle::{lock, SessionHandle, Stamp};
 use crate::info::SessionInfo;
 use crate::metrics::{MetricsActor, MetricsArgs, MetricsMsg, Sample};
 use crate::policy::RestartTracker;
-use crate::profile::claude::hook::ClaudeHook;
-use crate::profile::{self, Ctx, Strategy, Timer};
+use crate::profile::{self, Ctx, Hook, Strategy, Timer};
 use crate::pty::{PtyEvent, PtyMsg};
 use crate::queue::Message;
 use crate::spec::SessionPatch;
@@ -84,7 +83,7 @@ pub(crate) enum SessionMsg {
     /// Change metadata, limits or the restart policy.
     Patch(Box<SessionPatch>, Reply),
     /// The program reported an event through a hook.
-    Hook(Box<ClaudeHook>),
+    Hook(Box<Hook>),
     /// Answer the dialog the session waits on, by meaning or with text.
     Answer(String, Reply),
     /// Test hook: panic inside `handle`.
