@@ -91,6 +91,9 @@ pub struct RecordingConfig {
     /// Recordings older than this are deleted (their session must have ended).
     #[serde(with = "humantime_serde")]
     pub retention: std::time::Duration,
+    /// Largest recording of one generation (uncompressed asciicast bytes);
+    /// past it only the exit marker is written. 0: no limit.
+    pub max_bytes: ByteSize,
 }
 
 impl Default for RecordingConfig {
@@ -99,6 +102,7 @@ impl Default for RecordingConfig {
             enabled: true,
             compress: false,
             retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            max_bytes: ByteSize(256 * 1024 * 1024),
         }
     }
 }

@@ -69,7 +69,7 @@ pub use error::HerdError;
 pub use events::{Event, EventBus};
 pub use handle::{OutputChunk, SessionHandle};
 pub use info::{Metrics, SessionInfo};
-pub use journal::{Journal, Record};
+pub use journal::{Journal, Record, StoreFailure, StoreFault};
 pub use output::OutputSlice;
 pub use policy::ExitStatus;
 pub use profile::claude::transcript::transcript_path as claude_transcript_path;

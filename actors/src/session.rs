@@ -309,7 +309,7 @@ impl Actor for SessionActor {
             }
             SessionMsg::Deliver => st.try_deliver(&myself).await,
             SessionMsg::Send(text, reply) => {
-                let r = st.enqueue(text);
+                let r = st.enqueue(text).await;
                 let _ = reply.send(r);
                 st.try_deliver(&myself).await;
             }

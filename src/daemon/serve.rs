@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::daemon::api::{self, AppState};
 use crate::daemon::recorder::Recorder;
 use crate::daemon::recovery;
-use crate::daemon::store::{Store, STORE_FILE};
+use crate::daemon::store::{Store, StoreHealth, STORE_FILE};
 use crate::formats;
 use crate::paths;
 use anyhow::{bail, Context, Result};
@@ -52,8 +52,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let stored = store.load()?;
     let (settled, report) = recovery::settle(&mut store, stored, &cfg.session_defaults())?;
     let (journal, records) = Journal::channel();
+    let health = StoreHealth::default();
     store
-        .spawn_writer(records)
+        .spawn_writer(records, health.clone())
         .context("starting the store writer")?;
     let recorder = if cfg.recording.enabled {
         let dir = formats::files::recordings_dir(&data_dir);
@@ -62,8 +63,13 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             .unwrap_or(2)
             .min(4);
         Some(Arc::new(
-            Recorder::start(dir, cfg.recording.compress, shards)
-                .context("starting the recorder")?,
+            Recorder::start(
+                dir,
+                cfg.recording.compress,
+                cfg.recording.max_bytes.0,
+                shards,
+            )
+            .context("starting the recorder")?,
         ))
     } else {
         None
@@ -100,6 +106,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             data_dir.clone(),
         )),
         data_dir: data_dir.clone(),
+        store_health: health,
     };
     let app = api::router(state, cfg.server.body_limit.0 as usize);
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)

@@ -348,3 +348,70 @@ impl Daemon {
         seen
     }
 }
+
+/// A small tmpfs mounted for one test (a disk that can be filled), unmounted
+/// (by its path) when dropped.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "4m") on `path` (created if absent);
+    /// `None`, with a message saying the test is skipped, when not root or
+    /// when mounting is not allowed here.
+    pub fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).expect("mount point");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: mounting a small tmpfs to fill needs root");
+            return None;
+        }
+        let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+        let target = c(path.to_str().expect("utf-8 path"));
+        let opts = c(&format!("size={size},mode=0700"));
+        // SAFETY: valid NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::mount(
+                c("tmpfs").as_ptr(),
+                target.as_ptr(),
+                c("tmpfs").as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs on {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+            return None;
+        }
+        Some(Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Fills the file system with one file until it is full; returns its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let p = self.path.join("filler");
+        let mut f = std::fs::File::create(&p).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        // The last partial chunk: byte by byte until nothing fits.
+        while f.write_all(&[0]).is_ok() {}
+        let _ = f.sync_all();
+        p
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Ok(target) = std::ffi::CString::new(self.path.to_str().unwrap_or_default()) {
+            // SAFETY: a valid NUL-terminated path; a lazy unmount of the mount we made.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
