@@ -42,6 +42,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
     // One daemon per data dir: held until the process exits.
     let _lock = paths::lock_data_dir(&data_dir)?;
+    contain();
     let token = match cfg.server.token.clone() {
         Some(t) => t,
         None => load_or_create_token(&data_dir)?,
@@ -135,6 +136,31 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let _ = std::fs::remove_file(data_dir.join(paths::URL_FILE));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Containment: detached descendants of sessions are adopted by the daemon
+/// (not init), so they stay within reach of the sweep by marker, and are
+/// reaped when they die.
+fn contain() {
+    if let Err(e) = herd_actors::process::become_subreaper() {
+        tracing::warn!("cannot become child subreaper ({e}); detached session processes are still swept by their marker");
+        return;
+    }
+    tokio::spawn(async {
+        let mut sigchld =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+        loop {
+            // SIGCHLD says a child changed; the slow tick covers coalesced signals.
+            let tick = tokio::time::sleep(Duration::from_secs(5));
+            match &mut sigchld {
+                Some(s) => {
+                    tokio::select! { _ = s.recv() => {}, _ = tick => {} }
+                }
+                None => tick.await,
+            }
+            let _ = tokio::task::spawn_blocking(herd_actors::process::reap_orphans).await;
+        }
+    });
 }
 
 fn load_or_create_token(data_dir: &Path) -> Result<String> {

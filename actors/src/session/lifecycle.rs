@@ -42,9 +42,11 @@ impl SessionActorState {
             env: spec.env.clone().into_iter().collect(),
             runtime_dir: crate::profile::runtime_dir(),
         };
-        launch
-            .env
-            .push(("HERD_SESSION_ID".into(), self.handle.id().to_string()));
+        let marks = vec![
+            ("HERD_SESSION_ID".to_string(), self.handle.id().to_string()),
+            ("HERD_GENERATION".to_string(), self.generation.to_string()),
+        ];
+        launch.env.extend(marks.iter().cloned());
         self.profile.prepare(&mut launch);
         self.argv = launch.argv.clone();
         let args = PtyArgs {
@@ -55,6 +57,7 @@ impl SessionActorState {
             cols: spec.cols,
             rows: spec.rows,
             generation: self.generation,
+            marks,
             session: myself.get_derived(),
         };
         self.child_started = Instant::now();
