@@ -34,6 +34,17 @@ pub struct Config {
     pub claude: ClaudeConfig,
     /// `[store]`.
     pub store: StoreConfig,
+    /// `[session]`.
+    pub session: SessionConfig,
+}
+
+/// `[session]`: what every session gets beyond its own spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Variables of the daemon's environment passed to every session beyond
+    /// the base allowlist (names, or prefixes ending in `*`).
+    pub inherit_env: Vec<String>,
 }
 
 /// `[store]`: the SQLite store of sessions, events and messages.
@@ -197,13 +208,9 @@ impl Config {
         if l.quiet_after.is_zero() {
             return Err("limits.quiet_after = \"0s\": must be positive".into());
         }
-        if r.backoff_max < r.backoff_initial {
-            return Err(format!(
-                "restart.backoff_max = {:?} is below restart.backoff_initial = {:?}",
-                humantime::format_duration(r.backoff_max).to_string(),
-                humantime::format_duration(r.backoff_initial).to_string()
-            ));
-        }
+        r.validate("restart").map_err(|e| e.to_string())?;
+        l.validate("limits").map_err(|e| e.to_string())?;
+        herd_actors::validate_env_patterns("session.inherit_env", &self.session.inherit_env)?;
         if self.metrics.sample_interval.as_millis() < 50 {
             return Err(format!(
                 "metrics.sample_interval = {:?}: must be at least 50ms",
@@ -230,6 +237,7 @@ impl Config {
             restart: self.restart.clone(),
             limits: self.limits.clone(),
             metrics: self.metrics.clone(),
+            inherit_env: self.session.inherit_env.clone(),
         }
     }
 }

@@ -61,8 +61,8 @@ mod tap;
 pub use bytesize::ByteSize;
 pub use cause::{EndCause, Request};
 pub use config::{
-    LimitOverrides, LimitsConfig, MetricsConfig, RestartConfig, RestartOverrides, RestartPolicy,
-    SessionDefaults,
+    bounds, env_matches, validate_env_patterns, LimitOverrides, LimitsConfig, MetricsConfig,
+    RestartConfig, RestartOverrides, RestartPolicy, SessionDefaults, BASE_ENV,
 };
 pub use credits::CreditToken;
 pub use error::HerdError;

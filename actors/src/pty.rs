@@ -48,8 +48,11 @@ pub(crate) struct PtyArgs {
     pub argv: Vec<String>,
     /// Working directory.
     pub cwd: Option<PathBuf>,
-    /// Environment added to the daemon's.
+    /// The session's own environment.
     pub env: Vec<(String, String)>,
+    /// Variables of the daemon's environment passed on (names, or prefixes
+    /// ending in `*`); nothing else of it reaches the child.
+    pub inherit: Vec<String>,
     /// Secret environment: set in the child, never printed.
     pub secret_env: Vec<(String, crate::spec::Secret)>,
     /// Terminal size.
@@ -309,11 +312,16 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(format!("{what}: {e}"))
 }
 
-/// The child's environment: the daemon's, then `TERM`, the session's
-/// variables and its secrets.
+/// The child's environment: what it inherits of the daemon's (an
+/// allowlist), then `TERM`, the session's variables and its secrets.
 fn child_env(args: &PtyArgs) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
-        std::env::vars_os().collect();
+        std::env::vars_os()
+            .filter(|(k, _)| {
+                k.to_str()
+                    .is_some_and(|k| crate::config::env_matches(k, &args.inherit))
+            })
+            .collect();
     env.insert("TERM".into(), "xterm-256color".into());
     for (k, v) in &args.env {
         env.insert(k.into(), v.into());

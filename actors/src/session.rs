@@ -314,7 +314,7 @@ impl Actor for SessionActor {
                 st.try_deliver(&myself).await;
             }
             SessionMsg::Patch(patch, reply) => {
-                let _ = reply.send(st.patch(&myself, &patch));
+                let _ = reply.send(st.patch(&myself, &patch).await);
             }
             #[cfg(feature = "test-hooks")]
             SessionMsg::Panic => panic!("injected panic (test hook)"),

@@ -50,6 +50,21 @@ impl Daemon {
     /// Like [`Self::start_in`] with a `RUST_LOG` level; the daemon's log goes
     /// to `<dir>/daemon.log` (see [`Self::log`]).
     pub async fn start_logged(dir: tempfile::TempDir, config: &str, level: &str) -> Daemon {
+        Self::start_full(dir, config, level, &[]).await
+    }
+
+    /// Starts `herd serve` with extra variables in the daemon's environment.
+    pub async fn start_env(config: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_full(dir, config, "warn", env).await
+    }
+
+    async fn start_full(
+        dir: tempfile::TempDir,
+        config: &str,
+        level: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let _ = std::fs::remove_file(dir.path().join("data").join("url"));
         let cfg_path = dir.path().join("herd.toml");
         std::fs::write(&cfg_path, config).expect("write config");
@@ -60,6 +75,7 @@ impl Daemon {
             .arg("--data-dir")
             .arg(&data)
             .env("RUST_LOG", level)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(

@@ -230,6 +230,7 @@ impl RegistryState {
         self.ensure_new(id)?;
         let now = SystemTime::now();
         let effective = spec.effective(&self.defaults);
+        effective.check(&spec)?;
         let info = SessionInfo {
             id,
             name: spec.name.clone(),

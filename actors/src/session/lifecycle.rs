@@ -53,6 +53,7 @@ impl SessionActorState {
             argv: launch.argv,
             cwd: spec.cwd.clone(),
             env: launch.env,
+            inherit: self.inherit_env(&spec),
             secret_env: spec.secret_env.clone().into_iter().collect(),
             cols: spec.cols,
             rows: spec.rows,
@@ -78,6 +79,19 @@ impl SessionActorState {
                 self.after_exit(myself, status, false);
             }
         }
+    }
+
+    /// What the child inherits of the daemon's environment: the base
+    /// allowlist, the config's `inherit_env`, the profile's needs and the
+    /// session's own `inherit_env`.
+    fn inherit_env(&self, spec: &crate::spec::SessionSpec) -> Vec<String> {
+        crate::config::BASE_ENV
+            .iter()
+            .chain(spec.profile.inherited_env())
+            .map(|s| s.to_string())
+            .chain(self.defaults.inherit_env.iter().cloned())
+            .chain(spec.inherit_env.iter().cloned())
+            .collect()
     }
 
     pub(super) fn on_spawned(&mut self, myself: &ActorRef<SessionMsg>, pid: Pid) {
