@@ -76,6 +76,15 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// Largest request body accepted.
     pub body_limit: ByteSize,
+    /// Connections served at once (half as many more get one quick request each).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers; also how long a
+    /// keep-alive connection may idle.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: std::time::Duration,
+    /// Time a client has to send a request's body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +96,9 @@ impl Default for ServerConfig {
             data_dir: None,
             token: None,
             body_limit: ByteSize(1024 * 1024),
+            max_connections: 512,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -222,6 +234,21 @@ impl Config {
                 "server.body_limit = {}: must be at least 1KiB",
                 self.server.body_limit
             ));
+        }
+        if self.server.max_connections == 0 {
+            return Err("server.max_connections = 0: must be at least 1".into());
+        }
+        for (key, v) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.body_timeout", self.server.body_timeout),
+        ] {
+            if v < std::time::Duration::from_millis(100) || v > std::time::Duration::from_secs(3600)
+            {
+                return Err(format!(
+                    "{key} = {:?}: must be between 100ms and 1h",
+                    humantime::format_duration(v).to_string()
+                ));
+            }
         }
         if let Some(t) = &self.server.token {
             if t.len() < 16 {

@@ -92,7 +92,7 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
 }
 
 /// The whole router.
-pub fn router(state: AppState, body_limit: usize) -> Router {
+pub fn router(state: AppState, body_limit: usize, body_timeout: std::time::Duration) -> Router {
     let (v1, _) = routes().split_for_parts();
     let v1 = v1.route_layer(middleware::from_fn_with_state(
         state.clone(),
@@ -111,6 +111,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        // A client that trickles its body cannot hold a connection forever.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
         .with_state(state)
 }
 

@@ -43,6 +43,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     // One daemon per data dir: held until the process exits.
     let _lock = paths::lock_data_dir(&data_dir)?;
     contain();
+    match crate::daemon::server::raise_nofile_limit() {
+        Ok(n) => tracing::debug!(nofile = n, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let token = match cfg.server.token.clone() {
         Some(t) => t,
         None => load_or_create_token(&data_dir)?,
@@ -109,7 +113,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         data_dir: data_dir.clone(),
         store_health: health,
     };
-    let app = api::router(state, cfg.server.body_limit.0 as usize);
+    let app = api::router(
+        state,
+        cfg.server.body_limit.0 as usize,
+        cfg.server.body_timeout,
+    );
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
@@ -123,10 +131,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    let limits = crate::daemon::server::Limits {
+        max_connections: cfg.server.max_connections,
+        header_timeout: cfg.server.header_timeout,
+    };
+    crate::daemon::server::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("shutting down: stopping sessions");
     registry.shutdown(Duration::from_secs(15)).await;
     // shutdown() flushed the journal: everything is stored. Now the recordings.

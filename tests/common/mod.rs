@@ -50,13 +50,19 @@ impl Daemon {
     /// Like [`Self::start_in`] with a `RUST_LOG` level; the daemon's log goes
     /// to `<dir>/daemon.log` (see [`Self::log`]).
     pub async fn start_logged(dir: tempfile::TempDir, config: &str, level: &str) -> Daemon {
-        Self::start_full(dir, config, level, &[]).await
+        Self::start_full(dir, config, level, &[], None).await
+    }
+
+    /// Starts `herd serve` with a hard limit of `nofile` open files.
+    pub async fn start_nofile(config: &str, nofile: u64) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_full(dir, config, "warn", &[], Some(nofile)).await
     }
 
     /// Starts `herd serve` with extra variables in the daemon's environment.
     pub async fn start_env(config: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_full(dir, config, "warn", env).await
+        Self::start_full(dir, config, "warn", env, None).await
     }
 
     async fn start_full(
@@ -64,12 +70,30 @@ impl Daemon {
         config: &str,
         level: &str,
         env: &[(&str, &str)],
+        nofile: Option<u64>,
     ) -> Daemon {
         let _ = std::fs::remove_file(dir.path().join("data").join("url"));
         let cfg_path = dir.path().join("herd.toml");
         std::fs::write(&cfg_path, config).expect("write config");
         let data = dir.path().join("data");
-        let child = Command::new(herd_bin())
+        let mut cmd = Command::new(herd_bin());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit (async-signal-safe) runs in the child before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&cfg_path)
             .arg("--data-dir")

@@ -209,7 +209,12 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router(state, 1 << 20)).await.unwrap();
+            axum::serve(
+                listener,
+                router(state, 1 << 20, std::time::Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
         });
         let doc = serde_json::to_value(document()).unwrap();
         let documented = operations(&doc);
