@@ -36,6 +36,17 @@ pub struct Config {
     pub claude: ClaudeConfig,
     /// `[store]`.
     pub store: StoreConfig,
+    /// `[session]`.
+    pub session: SessionConfig,
+}
+
+/// `[session]`: what every session gets beyond its own spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Variables of the daemon's environment passed to every session beyond
+    /// the base allowlist (names, or prefixes ending in `*`).
+    pub inherit_env: Vec<String>,
 }
 
 /// `[store]`: the SQLite store of sessions, events and messages.
@@ -67,6 +78,15 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// Largest request body accepted.
     pub body_limit: ByteSize,
+    /// Connections served at once (half as many more get one quick request each).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers; also how long a
+    /// keep-alive connection may idle.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: std::time::Duration,
+    /// Time a client has to send a request's body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +98,9 @@ impl Default for ServerConfig {
             data_dir: None,
             token: None,
             body_limit: ByteSize(1024 * 1024),
+            max_connections: 512,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -93,6 +116,9 @@ pub struct RecordingConfig {
     /// Recordings older than this are deleted (their session must have ended).
     #[serde(with = "humantime_serde")]
     pub retention: std::time::Duration,
+    /// Largest recording of one generation (uncompressed asciicast bytes);
+    /// past it only the exit marker is written. 0: no limit.
+    pub max_bytes: ByteSize,
 }
 
 impl Default for RecordingConfig {
@@ -101,6 +127,7 @@ impl Default for RecordingConfig {
             enabled: true,
             compress: false,
             retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            max_bytes: ByteSize(256 * 1024 * 1024),
         }
     }
 }
@@ -208,13 +235,9 @@ impl Config {
         if l.quiet_after.is_zero() {
             return Err("limits.quiet_after = \"0s\": must be positive".into());
         }
-        if r.backoff_max < r.backoff_initial {
-            return Err(format!(
-                "restart.backoff_max = {:?} is below restart.backoff_initial = {:?}",
-                humantime::format_duration(r.backoff_max).to_string(),
-                humantime::format_duration(r.backoff_initial).to_string()
-            ));
-        }
+        r.validate("restart").map_err(|e| e.to_string())?;
+        l.validate("limits").map_err(|e| e.to_string())?;
+        herd_actors::validate_env_patterns("session.inherit_env", &self.session.inherit_env)?;
         if self.metrics.sample_interval.as_millis() < 50 {
             return Err(format!(
                 "metrics.sample_interval = {:?}: must be at least 50ms",
@@ -226,6 +249,21 @@ impl Config {
                 "server.body_limit = {}: must be at least 1KiB",
                 self.server.body_limit
             ));
+        }
+        if self.server.max_connections == 0 {
+            return Err("server.max_connections = 0: must be at least 1".into());
+        }
+        for (key, v) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.body_timeout", self.server.body_timeout),
+        ] {
+            if v < std::time::Duration::from_millis(100) || v > std::time::Duration::from_secs(3600)
+            {
+                return Err(format!(
+                    "{key} = {:?}: must be between 100ms and 1h",
+                    humantime::format_duration(v).to_string()
+                ));
+            }
         }
         if let Some(t) = &self.server.token {
             if t.len() < 16 {
@@ -245,6 +283,7 @@ impl Config {
                 max_busy: self.claude.max_busy,
                 rate_limit_backoff: self.claude.rate_limit_backoff,
             },
+            inherit_env: self.session.inherit_env.clone(),
         }
     }
 }

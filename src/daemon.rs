@@ -14,4 +14,5 @@ mod claude;
 mod recorder;
 mod recovery;
 pub mod serve;
+mod server;
 mod store;

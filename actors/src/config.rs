@@ -4,6 +4,7 @@
 //! the key, never a silently ignored setting.
 
 use crate::bytesize::ByteSize;
+use crate::error::HerdError;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -160,6 +161,41 @@ pub struct SessionDefaults {
     /// The fleet's delivery gate (max busy sessions, rate-limit pauses).
     #[serde(default)]
     pub fleet: crate::gate::FleetConfig,
+    /// Variables of the daemon's environment every session inherits beyond
+    /// [`BASE_ENV`] (names, or prefixes ending in `*`).
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
+}
+
+/// What every child gets of the daemon's environment: nothing else passes
+/// unless `inherit_env` names it (so the daemon's secrets stay its own).
+pub const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_*", "TERM", "TZ",
+];
+
+/// True if the variable `name` matches one of `patterns` (a name, or a
+/// prefix ending in `*`).
+pub fn env_matches(name: &str, patterns: &[String]) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == p,
+    })
+}
+
+/// Checks `inherit_env` patterns: a variable name, or a prefix ending in `*`.
+pub fn validate_env_patterns(field: &str, patterns: &[String]) -> Result<(), String> {
+    for p in patterns {
+        let name = p.strip_suffix('*').unwrap_or(p);
+        if (name.is_empty() && p != "*")
+            || name.contains(['=', '\0', '*'])
+            || name.chars().any(char::is_whitespace)
+        {
+            return Err(format!(
+                "{field}: {p:?} is not a variable name or a prefix ending in *"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Per-session restart overrides: each field absent keeps the default.
@@ -233,6 +269,199 @@ impl RestartOverrides {
             backoff_max,
             backoff_reset_after
         );
+    }
+}
+
+/// The bounds of every setting herd accepts, far inside what would overflow
+/// a timer, and a floor on restart backoff that makes restart storms
+/// impossible (at most 10 restarts a second once the backoff has doubled).
+pub mod bounds {
+    use std::time::Duration;
+
+    /// A day.
+    const DAY: Duration = Duration::from_secs(86_400);
+    /// Longest duration any setting accepts.
+    pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+    /// Shortest `backoff_initial`.
+    pub const MIN_BACKOFF: Duration = Duration::from_millis(10);
+    /// Shortest `backoff_max`.
+    pub const MIN_BACKOFF_MAX: Duration = Duration::from_millis(100);
+    /// Longest backoff.
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+    /// Shortest `restart_window`.
+    pub const MIN_WINDOW: Duration = Duration::from_secs(1);
+    /// Longest `restart_window`.
+    pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 86_400);
+    /// Most restarts in a window.
+    pub const MAX_RESTARTS: u32 = 10_000;
+    /// Shortest `quiet_after` (shorter spins the quiet timer).
+    pub const MIN_QUIET: Duration = Duration::from_millis(10);
+    /// Longest `quiet_after` and `stop_grace`.
+    pub const MAX_SHORT: Duration = Duration::from_secs(3600);
+    /// Shortest enabled idle timeout or max duration.
+    pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Smallest `max_memory`.
+    pub const MIN_MEMORY: u64 = 1024 * 1024;
+    /// Longest `backoff_reset_after`.
+    pub const MAX_RESET: Duration = DAY;
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Checks a duration against `[min, max]` (0 also allowed with `zero_ok`).
+fn within(
+    field: &str,
+    v: Duration,
+    min: Duration,
+    max: Duration,
+    zero_ok: bool,
+) -> Result<(), HerdError> {
+    if zero_ok && v.is_zero() {
+        return Ok(());
+    }
+    if v < min || v > max {
+        let zero = if zero_ok { " (or 0s to disable)" } else { "" };
+        return Err(HerdError::invalid(
+            field,
+            format!(
+                "{:?} is out of range {}..={}{zero}",
+                human(v),
+                human(min),
+                human(max)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl RestartOverrides {
+    /// Checks each field given against its bounds; `section` prefixes the
+    /// field's name in the error (`restart.backoff_max`).
+    pub fn validate(&self, section: &str) -> Result<(), HerdError> {
+        use bounds::*;
+        let f = |name: &str| format!("{section}.{name}");
+        if let Some(n) = self.max_restarts {
+            if n > MAX_RESTARTS {
+                return Err(HerdError::invalid(
+                    f("max_restarts"),
+                    format!("{n} is more than {MAX_RESTARTS}"),
+                ));
+            }
+        }
+        if let Some(v) = self.restart_window {
+            within(&f("restart_window"), v, MIN_WINDOW, MAX_WINDOW, false)?;
+        }
+        if let Some(v) = self.backoff_initial {
+            within(&f("backoff_initial"), v, MIN_BACKOFF, MAX_BACKOFF, false)?;
+        }
+        if let Some(v) = self.backoff_max {
+            within(&f("backoff_max"), v, MIN_BACKOFF_MAX, MAX_BACKOFF, false)?;
+        }
+        if let Some(v) = self.backoff_reset_after {
+            within(
+                &f("backoff_reset_after"),
+                v,
+                Duration::ZERO,
+                MAX_RESET,
+                false,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that no duration of a config section can overflow a timer.
+fn no_overflow(section: &str, fields: &[(&str, Duration)]) -> Result<(), HerdError> {
+    for (name, v) in fields {
+        within(
+            &format!("{section}.{name}"),
+            *v,
+            Duration::ZERO,
+            bounds::MAX_DURATION,
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+impl RestartConfig {
+    /// Checks the defaults of a config file: no duration can overflow, and
+    /// the backoff values are in order. The floors that keep a session from
+    /// a restart storm apply to per-session overrides (what API clients
+    /// send); the operator's own defaults may be faster (benchmarks, tests).
+    pub fn validate(&self, section: &str) -> Result<(), HerdError> {
+        no_overflow(
+            section,
+            &[
+                ("restart_window", self.restart_window),
+                ("backoff_initial", self.backoff_initial),
+                ("backoff_max", self.backoff_max),
+                ("backoff_reset_after", self.backoff_reset_after),
+            ],
+        )?;
+        self.check_backoff(section)
+    }
+
+    /// `backoff_max` must not be below `backoff_initial`.
+    pub fn check_backoff(&self, section: &str) -> Result<(), HerdError> {
+        if self.backoff_max < self.backoff_initial {
+            return Err(HerdError::invalid(
+                format!("{section}.backoff_max"),
+                format!(
+                    "{:?} is below backoff_initial {:?}",
+                    human(self.backoff_max),
+                    human(self.backoff_initial)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LimitOverrides {
+    /// Checks each field given against its bounds; `section` prefixes the
+    /// field's name in the error (`limits.quiet_after`).
+    pub fn validate(&self, section: &str) -> Result<(), HerdError> {
+        use bounds::*;
+        let f = |name: &str| format!("{section}.{name}");
+        if let Some(v) = self.idle_timeout {
+            within(&f("idle_timeout"), v, MIN_TIMEOUT, MAX_DURATION, true)?;
+        }
+        if let Some(v) = self.max_duration {
+            within(&f("max_duration"), v, MIN_TIMEOUT, MAX_DURATION, true)?;
+        }
+        if let Some(v) = self.quiet_after {
+            within(&f("quiet_after"), v, MIN_QUIET, MAX_SHORT, false)?;
+        }
+        if let Some(v) = self.stop_grace {
+            within(&f("stop_grace"), v, Duration::ZERO, MAX_SHORT, false)?;
+        }
+        if let Some(m) = self.max_memory {
+            if m.0 != 0 && m.0 < MIN_MEMORY {
+                return Err(HerdError::invalid(
+                    f("max_memory"),
+                    format!("{m} is below 1MiB (0 or absent: no limit)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LimitsConfig {
+    /// Checks the defaults of a config file: no duration can overflow.
+    pub fn validate(&self, section: &str) -> Result<(), HerdError> {
+        no_overflow(
+            section,
+            &[
+                ("idle_timeout", self.idle_timeout),
+                ("max_duration", self.max_duration),
+                ("quiet_after", self.quiet_after),
+                ("stop_grace", self.stop_grace),
+            ],
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! The one error type of the actor crate.
 
+use crate::journal::{StoreFailure, StoreFault};
 use crate::state::{SessionState, TransitionError};
 
 /// What can go wrong when driving sessions. Each variant maps to one HTTP status.
@@ -65,6 +66,10 @@ pub enum HerdError {
     /// A state transition the table forbids.
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// The store cannot take the write (507 when the disk is full, else
+    /// 503); nothing was changed.
+    #[error("the store cannot take this change, nothing was changed: {0}")]
+    Storage(StoreFailure),
     /// The actor system did not answer (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -90,6 +95,8 @@ impl HerdError {
             Self::LimitReached { .. } => "session_limit",
             Self::InputFull(_) => "input_backed_up",
             Self::Transition(_) => "illegal_transition",
+            Self::Storage(f) if f.fault == StoreFault::Full => "insufficient_storage",
+            Self::Storage(_) => "store_unavailable",
             Self::Internal(_) => "internal",
         }
     }

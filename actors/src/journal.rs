@@ -3,7 +3,9 @@
 //! Actors append records to an unbounded channel (never blocking their
 //! mailbox); one consumer (the daemon's SQLite writer) applies them in order,
 //! in batches. [`Journal::flush`] waits until everything appended so far is
-//! applied, so an API can promise "stored before the response".
+//! applied, so an API can promise "stored before the response";
+//! [`Journal::store`] stores one record now or not at all and says which, so
+//! a request the store cannot take is refused and changes nothing.
 
 use crate::events::Event;
 use crate::info::SessionInfo;
@@ -51,8 +53,44 @@ pub enum Record {
     Message(Box<Message>),
     /// A final session was forgotten.
     Removed(Uuid),
-    /// Answer once every earlier record is applied.
-    Flush(oneshot::Sender<()>),
+    /// Store `record` in a transaction of its own, or drop it, and answer
+    /// which: the caller acts only once it is stored.
+    Acked {
+        /// What to store.
+        record: Box<Record>,
+        /// Told whether it was stored.
+        done: oneshot::Sender<Result<(), StoreFailure>>,
+    },
+    /// Answer once every earlier record is applied (or why they are not).
+    Flush(oneshot::Sender<Result<(), StoreFailure>>),
+}
+
+/// What kind of failure kept the store from taking a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFault {
+    /// The disk is full (answered 507).
+    Full,
+    /// Any other failure to write (answered 503).
+    Unavailable,
+}
+
+/// Why a write was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreFailure {
+    /// Full disk or another failure.
+    pub fault: StoreFault,
+    /// What the store said.
+    pub message: String,
+}
+
+impl StoreFailure {
+    fn gone() -> Self {
+        Self {
+            fault: StoreFault::Unavailable,
+            message: "the store writer is gone".into(),
+        }
+    }
 }
 
 /// Where records go. The default journal drops them (no persistence).
@@ -77,13 +115,27 @@ impl Journal {
         }
     }
 
-    /// Waits until every record appended before this call is applied.
-    pub async fn flush(&self) {
-        let Some(tx) = &self.tx else { return };
+    /// Waits until every record appended before this call is applied; an
+    /// error says some are not (yet) stored, e.g. the disk is full.
+    pub async fn flush(&self) -> Result<(), StoreFailure> {
+        let Some(tx) = &self.tx else { return Ok(()) };
         let (done, wait) = oneshot::channel();
-        if tx.send(Record::Flush(done)).is_ok() {
-            let _ = wait.await;
-        }
+        tx.send(Record::Flush(done))
+            .map_err(|_| StoreFailure::gone())?;
+        wait.await.unwrap_or_else(|_| Err(StoreFailure::gone()))
+    }
+
+    /// Stores `record` now, after every record appended before it, or not
+    /// at all; without a consumer (no persistence) it is a no-op.
+    pub async fn store(&self, record: Record) -> Result<(), StoreFailure> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let (done, wait) = oneshot::channel();
+        tx.send(Record::Acked {
+            record: Box::new(record),
+            done,
+        })
+        .map_err(|_| StoreFailure::gone())?;
+        wait.await.unwrap_or_else(|_| Err(StoreFailure::gone()))
     }
 
     /// True when records go somewhere.

@@ -64,8 +64,8 @@ mod waiting;
 pub use bytesize::ByteSize;
 pub use cause::{EndCause, Request};
 pub use config::{
-    LimitOverrides, LimitsConfig, MetricsConfig, RestartConfig, RestartOverrides, RestartPolicy,
-    SessionDefaults,
+    bounds, env_matches, validate_env_patterns, LimitOverrides, LimitsConfig, MetricsConfig,
+    RestartConfig, RestartOverrides, RestartPolicy, SessionDefaults, BASE_ENV,
 };
 pub use credits::CreditToken;
 pub use error::HerdError;
@@ -73,7 +73,7 @@ pub use events::{Event, EventBus};
 pub use gate::FleetConfig;
 pub use handle::{OutputChunk, SessionHandle};
 pub use info::{Metrics, SessionInfo};
-pub use journal::{Journal, Record};
+pub use journal::{Journal, Record, StoreFailure, StoreFault};
 pub use output::OutputSlice;
 pub use policy::ExitStatus;
 pub use profile::claude::hook::{ClaudeHook, HOOK_EVENTS as CLAUDE_HOOK_EVENTS};

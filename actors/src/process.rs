@@ -3,8 +3,16 @@
 //! Every child herd starts is a session leader (portable-pty calls `setsid`),
 //! so its pid is also its process group id. Processes that leave the group
 //! (their own `setsid`) are still found through `/proc/<pid>/task/*/children`.
+//!
+//! Containment: a process that detached completely (double fork, `setsid`)
+//! is no longer in the tree, but it still carries the session's marker in its
+//! environment (`HERD_SESSION_ID`, `HERD_GENERATION`): [`kill_marked`] finds
+//! and kills those. A daemon that calls [`become_subreaper`] adopts such
+//! orphans instead of init, and [`reap_orphans`] reaps them.
 
+use std::collections::HashSet;
 use std::fs;
+use std::sync::{Mutex, MutexGuard};
 
 /// Unix pid.
 pub type Pid = i32;
@@ -72,6 +80,127 @@ pub fn signal_tree(root: Pid, sig: i32) {
     for p in members {
         signal(p, sig);
     }
+}
+
+/// Pids of the session leaders herd started and will reap itself (their
+/// waiter threads); [`reap_orphans`] leaves them alone. One set per process,
+/// as there is one process table.
+static LEADERS: Mutex<Option<HashSet<Pid>>> = Mutex::new(None);
+
+/// The set of leaders, locked: hold it across a spawn and the insertion of
+/// its pid, so the reaper never sees the leader unregistered.
+pub(crate) fn leaders() -> MutexGuard<'static, Option<HashSet<Pid>>> {
+    LEADERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes this process the child subreaper of its descendants
+/// (`PR_SET_CHILD_SUBREAPER`): a detached grandchild of a session is
+/// reparented to it, not to init, and cannot leave its reach.
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl with an integer argument; no memory is passed.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Reaps adopted orphans that exited: zombie children of this process that
+/// are not leaders herd waits for and that are not in this process's own
+/// session (children it started for itself, e.g. with `Command`, are left to
+/// their owner). Returns how many were reaped.
+pub fn reap_orphans() -> usize {
+    let me = std::process::id() as Pid;
+    let my_sid = fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| stat_field(&s, 6));
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let guard = leaders();
+    let mut n = 0;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<Pid>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let zombie = stat_field(&stat, 3).as_deref() == Some("Z");
+        let mine = stat_field(&stat, 4).and_then(|p| p.parse::<Pid>().ok()) == Some(me);
+        let own_session = stat_field(&stat, 6) == my_sid;
+        let leader = guard.as_ref().is_some_and(|l| l.contains(&pid));
+        if zombie && mine && !own_session && !leader {
+            let mut status = 0;
+            // SAFETY: plain syscall on a zombie child of ours.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Live processes whose environment holds every `KEY=VALUE` of `marks`.
+pub fn find_marked(marks: &[(&str, &str)]) -> Vec<Pid> {
+    let wanted: Vec<Vec<u8>> = marks
+        .iter()
+        .map(|(k, v)| format!("{k}={v}").into_bytes())
+        .collect();
+    let me = std::process::id() as Pid;
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<Pid>().ok())
+        else {
+            continue;
+        };
+        if pid == me || !is_alive(pid) {
+            continue;
+        }
+        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if wanted
+            .iter()
+            .all(|w| env.split(|b| *b == 0).any(|kv| kv == w.as_slice()))
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills every process marked with all of `marks`, round after round until
+/// none is left (a process may fork while the first round runs): stopped
+/// first, so a fork bomb cannot outrun the sweep, then killed. Returns how
+/// many were killed.
+pub fn kill_marked(marks: &[(&str, &str)]) -> usize {
+    let mut killed = 0;
+    for _ in 0..100 {
+        let found = find_marked(marks);
+        if found.is_empty() {
+            break;
+        }
+        for p in &found {
+            signal(*p, libc::SIGSTOP);
+        }
+        for p in &found {
+            signal(*p, libc::SIGKILL);
+        }
+        killed += found.len();
+    }
+    killed
 }
 
 /// Live processes whose environment has `var`, grouped by its value.

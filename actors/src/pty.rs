@@ -48,8 +48,11 @@ pub(crate) struct PtyArgs {
     pub argv: Vec<String>,
     /// Working directory.
     pub cwd: Option<PathBuf>,
-    /// Environment added to the daemon's.
+    /// The session's own environment.
     pub env: Vec<(String, String)>,
+    /// Variables of the daemon's environment passed on (names, or prefixes
+    /// ending in `*`); nothing else of it reaches the child.
+    pub inherit: Vec<String>,
     /// Secret environment: set in the child, never printed.
     pub secret_env: Vec<(String, crate::spec::Secret)>,
     /// Terminal size.
@@ -58,6 +61,9 @@ pub(crate) struct PtyArgs {
     pub rows: u16,
     /// Generation tag for every message sent to the session.
     pub generation: u64,
+    /// The marker of this generation in the environment of all its
+    /// processes: what remains of it is found and killed by it at the end.
+    pub marks: Vec<(String, String)>,
     /// Where output and exit go: the owner sees only [`PtyEvent`]s.
     pub session: DerivedActorRef<PtyEvent>,
 }
@@ -238,8 +244,14 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
         .master
         .tty_name()
         .ok_or_else(|| std::io::Error::other("the pty has no slave device name"))?;
-    let pid = crate::spawn::spawn_on_tty(&program, &args.argv, &env, args.cwd.as_deref(), &tty)
-        .map_err(|e| io_err(&format!("spawn {argv0:?}"), e))?;
+    let pid = {
+        // Registered as a leader before any reaper can look: its waiter reaps it.
+        let mut leaders = process::leaders();
+        let pid = crate::spawn::spawn_on_tty(&program, &args.argv, &env, args.cwd.as_deref(), &tty)
+            .map_err(|e| io_err(&format!("spawn {argv0:?}"), e))?;
+        leaders.get_or_insert_with(Default::default).insert(pid);
+        pid
+    };
     // Our copy of the slave must be closed, or the reader never sees EOF.
     drop(pair.slave);
     let credits = Credits::new(OUTPUT_BUDGET);
@@ -280,8 +292,11 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     })?;
     thread("herd-pty-write", move || write_loop(writer, write_rx))?;
     let session = args.session.clone();
+    let marks = args.marks.clone();
     thread("herd-pty-wait", move || {
-        wait_loop(pid, reaped, drained_rx, session, generation, progress)
+        wait_loop(
+            pid, reaped, drained_rx, session, generation, progress, marks,
+        )
     })?;
     Ok(PtyState {
         master: pair.master,
@@ -297,11 +312,16 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(format!("{what}: {e}"))
 }
 
-/// The child's environment: the daemon's, then `TERM`, the session's
-/// variables and its secrets.
+/// The child's environment: what it inherits of the daemon's (an
+/// allowlist), then `TERM`, the session's variables and its secrets.
 fn child_env(args: &PtyArgs) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
-        std::env::vars_os().collect();
+        std::env::vars_os()
+            .filter(|(k, _)| {
+                k.to_str()
+                    .is_some_and(|k| crate::config::env_matches(k, &args.inherit))
+            })
+            .collect();
     env.insert("TERM".into(), "xterm-256color".into());
     for (k, v) in &args.env {
         env.insert(k.into(), v.into());
@@ -419,6 +439,7 @@ fn wait_loop(
     session: DerivedActorRef<PtyEvent>,
     generation: u64,
     progress: Arc<Progress>,
+    marks: Vec<(String, String)>,
 ) {
     // Wait for the exit without reaping: the zombie keeps the pid (and group
     // id) reserved, so cleaning up the group cannot hit a reused pid.
@@ -441,6 +462,24 @@ fn wait_loop(
     // The generation is over: nothing of it may linger (background jobs,
     // daemonized helpers). Their exit also lets the reader reach EOF.
     process::signal_tree(pid, libc::SIGKILL);
+    // ...nor anything that left the tree (double fork, setsid): it still
+    // carries the generation's marker. Done before the exit is reported, so
+    // the next generation (same session, next number) cannot be hit.
+    if !marks.is_empty() {
+        let marks: Vec<(&str, &str)> = marks
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let n = process::kill_marked(&marks);
+        if n > 0 {
+            tracing::info!(
+                pid,
+                generation,
+                killed = n,
+                "killed processes that had left the session's tree"
+            );
+        }
+    }
     // Let the reader drain what the tree wrote. It makes progress while bytes
     // come or while it waits for the session to take them; it is stuck only
     // when it sits in `read` with nothing for DRAIN_BOUND.
@@ -466,6 +505,9 @@ fn wait_loop(
         // SAFETY: plain syscall on our own child.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
         *reaped = true;
+        if let Some(l) = process::leaders().as_mut() {
+            l.remove(&pid);
+        }
         if r == pid {
             ExitStatus::from_wait_status(status)
         } else {

@@ -192,9 +192,9 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// Appends a message.
+    /// Appends a message the caller stored already (so it is not reported
+    /// as changed).
     pub(crate) fn push(&mut self, m: Message) {
-        self.changed.push(m.clone());
         self.pending.push_back(m);
     }
 

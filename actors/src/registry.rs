@@ -149,10 +149,8 @@ impl Registry {
                 Some(CALL_TIMEOUT),
             )
             .await;
-        let handle = unwrap_call(r)??;
-        // Stored before the caller hears of it.
-        self.journal.flush().await;
-        Ok(handle.info())
+        // The registry stored the session before starting it.
+        Ok(unwrap_call(r)??.info())
     }
 
     /// Brings back a session from a store (no `max_sessions` check: it existed).
@@ -376,11 +374,8 @@ impl Registry {
                 .call(|r| SessionMsg::Send(text, r), Some(CALL_TIMEOUT))
                 .await,
         ) {
-            Ok(r) => {
-                // Stored before the caller hears of it.
-                self.journal.flush().await;
-                r
-            }
+            // The actor stored the message before queueing it.
+            Ok(r) => r,
             Err(_) if handle.info().state.is_final() => Err(conflict()),
             Err(e) => Err(e),
         }
@@ -446,7 +441,7 @@ impl Registry {
         ) {
             Ok(r) => {
                 // Stored before the caller hears of it.
-                self.journal.flush().await;
+                self.journal.flush().await.map_err(HerdError::Storage)?;
                 r
             }
             Err(_) if handle.info().state.is_final() => Err(settled(&handle)),
@@ -465,7 +460,7 @@ impl Registry {
             )
             .await;
         let handle = unwrap_call(r)??;
-        self.journal.flush().await;
+        self.journal.flush().await.map_err(HerdError::Storage)?;
         Ok(handle.info())
     }
 
@@ -524,7 +519,9 @@ impl Registry {
             let _ = self.wait_for(s.id, timeout, |i| i.state.is_final()).await;
         }
         let _ = self.actor.stop_and_wait(None, Some(timeout)).await;
-        self.journal.flush().await;
+        if let Err(e) = self.journal.flush().await {
+            tracing::error!("at shutdown, some changes could not be stored: {e}");
+        }
     }
 
     /// Test hook: makes the session's actor panic.

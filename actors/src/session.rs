@@ -341,7 +341,7 @@ impl Actor for SessionActor {
             }
             SessionMsg::Deliver => st.try_deliver(&myself).await,
             SessionMsg::Send(text, reply) => {
-                let r = st.enqueue(text);
+                let r = st.enqueue(text).await;
                 let _ = reply.send(r);
                 st.try_deliver(&myself).await;
             }
@@ -349,7 +349,7 @@ impl Actor for SessionActor {
                 let _ = reply.send(st.cancel_message(message, &why));
             }
             SessionMsg::Patch(patch, reply) => {
-                let _ = reply.send(st.patch(&myself, &patch));
+                let _ = reply.send(st.patch(&myself, &patch).await);
             }
             SessionMsg::Hook(hook) => {
                 // A hook of a child that is gone, or of a session that is

@@ -28,9 +28,15 @@ pub struct SessionSpec {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
-    /// Extra environment on top of the daemon's.
+    /// The session's own environment, on top of the few variables it
+    /// inherits from the daemon (see `inherit_env`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Variables of the daemon's environment to pass on beyond the base
+    /// allowlist (PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_*, TERM, TZ) and
+    /// the config's `session.inherit_env`: names, or prefixes ending in `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inherit_env: Vec<String>,
     /// Environment whose values are secrets: they reach the child's
     /// environment only, never a log, a response, an event or a recording.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -80,6 +86,7 @@ impl SessionSpec {
             command: command.into_iter().map(Into::into).collect(),
             cwd: None,
             env: BTreeMap::new(),
+            inherit_env: Vec::new(),
             secret_env: BTreeMap::new(),
             profile: Profile::Generic,
             claude: None,
@@ -150,6 +157,10 @@ impl SessionSpec {
                 ));
             }
         }
+        crate::config::validate_env_patterns("inherit_env", &self.inherit_env)
+            .map_err(|m| HerdError::invalid("inherit_env", m))?;
+        self.restart.validate("restart")?;
+        self.limits.validate("limits")?;
         validate_size(self.cols, self.rows)?;
         if let Some(cwd) = &self.cwd {
             if !cwd.is_absolute() {
@@ -192,6 +203,18 @@ pub struct Effective {
     pub limits: LimitsConfig,
 }
 
+impl Effective {
+    /// Checks the relations a session's own overrides take part in (an
+    /// override of `backoff_max` below the default `backoff_initial`, say).
+    pub fn check(&self, spec: &SessionSpec) -> Result<(), HerdError> {
+        let r = &spec.restart;
+        if r.backoff_initial.is_some() || r.backoff_max.is_some() {
+            self.restart.check_backoff("restart")?;
+        }
+        Ok(())
+    }
+}
+
 /// Changes to a live session: each field present replaces the current value;
 /// restart and limit overrides merge field by field.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -221,6 +244,12 @@ impl SessionPatch {
         check_label("name", self.name.as_deref(), 200)?;
         check_label("task_id", self.task_id.as_deref(), 256)?;
         check_label("project_id", self.project_id.as_deref(), 256)?;
+        if let Some(r) = &self.restart {
+            r.validate("restart")?;
+        }
+        if let Some(l) = &self.limits {
+            l.validate("limits")?;
+        }
         if *self == Self::default() {
             return Err(HerdError::invalid(
                 "body",
@@ -291,6 +320,23 @@ pub enum Profile {
     Shell,
     /// Claude Code: state from the screen, replies from its transcript.
     Claude,
+}
+
+impl Profile {
+    /// Variables of the daemon's environment this profile's program needs
+    /// beyond the base allowlist: the Claude CLI's credentials and endpoint
+    /// (documented to come from the daemon's environment).
+    pub fn inherited_env(self) -> &'static [&'static str] {
+        match self {
+            Self::Claude => &[
+                "ANTHROPIC_API_KEY",
+                "ANTHROPIC_AUTH_TOKEN",
+                "ANTHROPIC_BASE_URL",
+                "CLAUDE_CODE_OAUTH_TOKEN",
+            ],
+            Self::Generic | Self::Shell => &[],
+        }
+    }
 }
 
 /// A value that must never be shown: `Debug` prints `***`.

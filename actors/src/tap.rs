@@ -77,6 +77,20 @@ pub enum Marker {
         /// Why it ended.
         reason: String,
     },
+    /// The recorder could not write for a while (a full disk) and resumed:
+    /// `gap: <n> bytes not recorded: <why>`.
+    Gap {
+        /// Bytes of events (output, input, markers) that were not written.
+        bytes: u64,
+        /// Why writing failed.
+        reason: String,
+    },
+    /// The generation reached `recording.max_bytes`: nothing but its exit
+    /// marker is written after this: `truncated: recording.max_bytes <n> reached`.
+    Truncated {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl Marker {
@@ -109,6 +123,18 @@ impl Marker {
                 reason: reason.trim().to_string(),
             });
         }
+        if let Some(rest) = label.strip_prefix("gap:") {
+            let (bytes, reason) = rest.trim().split_once(" bytes not recorded")?;
+            return Some(Self::Gap {
+                bytes: bytes.trim().parse().ok()?,
+                reason: reason.trim_start_matches(':').trim().to_string(),
+            });
+        }
+        if let Some(rest) = label.strip_prefix("truncated: recording.max_bytes ") {
+            return Some(Self::Truncated {
+                limit: rest.strip_suffix(" reached")?.trim().parse().ok()?,
+            });
+        }
         label.strip_prefix("exit:").map(|reason| Self::Exit {
             reason: reason.trim().to_string(),
         })
@@ -124,6 +150,10 @@ impl fmt::Display for Marker {
             Self::State { from, to, reason } => write!(f, "state {from} -> {to}: {reason}"),
             Self::Restart { reason } => write!(f, "restart: {reason}"),
             Self::Exit { reason } => write!(f, "exit: {reason}"),
+            Self::Gap { bytes, reason } => write!(f, "gap: {bytes} bytes not recorded: {reason}"),
+            Self::Truncated { limit } => {
+                write!(f, "truncated: recording.max_bytes {limit} reached")
+            }
         }
     }
 }
@@ -156,6 +186,11 @@ mod tests {
                 reason: "exited with code 1".into(),
             },
             Marker::exit(&EndCause::Signaled { signal: 9 }),
+            Marker::Gap {
+                bytes: 4096,
+                reason: "No space left on device (os error 28)".into(),
+            },
+            Marker::Truncated { limit: 1 << 20 },
         ];
         for m in cases {
             assert_eq!(Marker::parse(&m.to_string()), Some(m.clone()), "{m}");

@@ -36,6 +36,8 @@ pub struct AppState {
     pub claude: Arc<crate::daemon::claude::ClaudeProfile>,
     /// The daemon's data dir (recordings live under it).
     pub data_dir: std::path::PathBuf,
+    /// Whether the store takes writes (shown by `/healthz`).
+    pub store_health: crate::daemon::store::StoreHealth,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -97,7 +99,7 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
 }
 
 /// The whole router.
-pub fn router(state: AppState, body_limit: usize) -> Router {
+pub fn router(state: AppState, body_limit: usize, body_timeout: std::time::Duration) -> Router {
     let (v1, _) = routes().split_for_parts();
     let v1 = v1.route_layer(middleware::from_fn_with_state(
         state.clone(),
@@ -116,6 +118,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        // A client that trickles its body cannot hold a connection forever.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
         .with_state(state)
 }
 
@@ -128,18 +134,28 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     security(()),
     responses((
         status = 200,
-        description = "status, version, uptime_seconds, live sessions",
+        description = "status (`ok`, or `degraded` with `store` saying why while the store cannot be written), version, uptime_seconds, live sessions",
         body = serde_json::Value
     ))
 )]
 async fn healthz(
     axum::extract::State(app): axum::extract::State<AppState>,
 ) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "commit": crate::version::COMMIT,
         "uptime_seconds": app.started.elapsed().as_secs(),
         "sessions": app.registry.live_count(),
-    }))
+    });
+    // Degraded, not down: running sessions go on; new ones are refused.
+    if let Some(f) = app.store_health.failure() {
+        body["status"] = "degraded".into();
+        body["store"] = serde_json::json!({
+            "writable": false,
+            "full": f.fault == herd_actors::StoreFault::Full,
+            "error": f.message,
+        });
+    }
+    Json(body)
 }

@@ -13,7 +13,7 @@
 use herd_actors::{Marker, Tap, TapEvent};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,15 +42,26 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts `shards` writer threads writing under `dir`.
-    pub fn start(dir: PathBuf, compress: bool, shards: usize) -> std::io::Result<Self> {
+    /// Each generation's file stops growing at `max_bytes` (0: no limit).
+    pub fn start(
+        dir: PathBuf,
+        compress: bool,
+        max_bytes: u64,
+        shards: usize,
+    ) -> std::io::Result<Self> {
+        let settings = Settings {
+            dir,
+            compress,
+            max_bytes,
+        };
         let mut senders = vec![];
         for i in 0..shards.max(1) {
             let (tx, rx) = mpsc::channel();
-            let dir = dir.clone();
+            let settings = settings.clone();
             // Detached: a thread ends when the recorder (its sender) is dropped.
             std::thread::Builder::new()
                 .name(format!("herd-recorder-{i}"))
-                .spawn(move || Shard::new(dir, compress).run(rx))?;
+                .spawn(move || Shard::new(settings).run(rx))?;
             senders.push(tx);
         }
         Ok(Self { shards: senders })
@@ -94,10 +105,11 @@ pub fn recording_path(dir: &Path, session: Uuid, generation: u64, compress: bool
         .join(format!("{generation}.{ext}"))
 }
 
-/// Where bytes go: plain or zstd-compressed.
+/// Where bytes go: plain or zstd-compressed. Writes go through
+/// [`Open::push`], which keeps what a failed write did not take.
 enum Sink {
-    Plain(BufWriter<File>),
-    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Plain(File),
+    Zstd(zstd::stream::write::Encoder<'static, File>),
 }
 
 impl Sink {
@@ -116,29 +128,24 @@ impl Sink {
     }
 }
 
-/// One open recording.
-struct Open {
-    generation: u64,
-    sink: Sink,
-    start: Instant,
-    /// Bytes of a UTF-8 character split across two chunks.
-    partial: Vec<u8>,
-    dirty: bool,
-    last_flush: Instant,
-    path: PathBuf,
+/// Where a shard writes, and how.
+#[derive(Clone)]
+struct Settings {
+    dir: PathBuf,
+    compress: bool,
+    /// `recording.max_bytes` per generation (0: no limit).
+    max_bytes: u64,
 }
 
 struct Shard {
-    dir: PathBuf,
-    compress: bool,
+    settings: Settings,
     open: HashMap<Uuid, Open>,
 }
 
 impl Shard {
-    fn new(dir: PathBuf, compress: bool) -> Self {
+    fn new(settings: Settings) -> Self {
         Self {
-            dir,
-            compress,
+            settings,
             open: HashMap::new(),
         }
     }
@@ -205,40 +212,28 @@ impl Shard {
             return;
         };
         let t = at.saturating_duration_since(open.start).as_secs_f64();
-        let result = match event {
+        match event {
             TapEvent::Output { data, credit } => {
-                let r = open.output(t, &data);
+                open.output(t, &data);
+                // Released once taken (or dropped while paused): a full disk
+                // never holds the child back.
                 drop(credit);
-                r
             }
-            TapEvent::Input(data) => {
-                write_event(open.sink.writer(), t, "i", &String::from_utf8_lossy(&data))
-            }
-            TapEvent::Resize { cols, rows } => {
-                write_event(open.sink.writer(), t, "r", &format!("{cols}x{rows}"))
-            }
+            TapEvent::Input(data) => open.emit(t, "i", &String::from_utf8_lossy(&data)),
+            TapEvent::Resize { cols, rows } => open.emit(t, "r", &format!("{cols}x{rows}")),
             TapEvent::Marker(label) => {
-                let r = write_event(open.sink.writer(), t, "m", &label.to_string());
-                open.dirty = true;
-                self.flush(session);
-                r
+                open.emit(t, "m", &label.to_string());
+                open.push(true);
             }
             TapEvent::End(label) => {
                 self.finish(session, Some((t, Marker::exit(&label).to_string())));
                 return;
             }
-            TapEvent::Start { .. } => Ok(()),
-        };
-        match result {
-            Ok(()) => {
-                if let Some(o) = self.open.get_mut(&session) {
-                    o.dirty = true;
-                }
-            }
-            Err(e) => {
-                tracing::error!(%session, generation, "recording write failed, recording stopped: {e}");
-                self.open.remove(&session);
-            }
+            TapEvent::Start { .. } => {}
+        }
+        // A paused recording tries again at most once a second.
+        if open.paused.is_some() && open.last_try.elapsed() >= RETRY_EVERY {
+            open.push(true);
         }
     }
 
@@ -255,7 +250,12 @@ impl Shard {
         at: Instant,
     ) -> std::io::Result<Open> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        let path = recording_path(&self.dir, session, generation, self.compress);
+        let Settings {
+            dir,
+            compress,
+            max_bytes,
+        } = &self.settings;
+        let path = recording_path(dir, session, generation, *compress);
         if let Some(parent) = path.parent() {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -268,11 +268,10 @@ impl Shard {
             .truncate(true)
             .mode(0o600)
             .open(&path)?;
-        let buf = BufWriter::with_capacity(256 * 1024, file);
-        let mut sink = if self.compress {
-            Sink::Zstd(zstd::stream::write::Encoder::new(buf, ZSTD_LEVEL)?)
+        let sink = if *compress {
+            Sink::Zstd(zstd::stream::write::Encoder::new(file, ZSTD_LEVEL)?)
         } else {
-            Sink::Plain(buf)
+            Sink::Plain(file)
         };
         let header = serde_json::json!({
             "version": 2,
@@ -283,38 +282,45 @@ impl Shard {
             "title": title,
             "env": {"TERM": "xterm-256color"},
         });
-        serde_json::to_writer(sink.writer(), &header)?;
-        sink.writer().write_all(b"\n")?;
-        Ok(Open {
+        let mut pending = serde_json::to_vec(&header)?;
+        pending.push(b'\n');
+        let mut open = Open {
             generation,
             sink,
             start: at,
             partial: Vec::new(),
+            pending,
+            accepted: 0,
+            max_bytes: *max_bytes,
+            capped: false,
+            paused: None,
+            lost: 0,
+            last_try: Instant::now(),
             dirty: true,
             last_flush: Instant::now(),
             path,
-        })
+        };
+        // The header reaches the file now: a file that exists is playable.
+        open.push(true);
+        Ok(open)
     }
 
     fn flush(&mut self, session: Uuid) {
         if let Some(o) = self.open.get_mut(&session) {
-            if let Err(e) = o.sink.writer().flush() {
-                tracing::error!(%session, path = %o.path.display(), "recording flush failed: {e}");
-            }
-            o.dirty = false;
-            o.last_flush = Instant::now();
+            o.push(true);
         }
     }
 
     fn flush_stale(&mut self) {
-        let stale: Vec<Uuid> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.dirty && o.last_flush.elapsed() >= FLUSH_EVERY)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stale {
-            self.flush(id);
+        for o in self.open.values_mut() {
+            let due = if o.paused.is_some() {
+                o.last_try.elapsed() >= RETRY_EVERY
+            } else {
+                o.dirty && o.last_flush.elapsed() >= FLUSH_EVERY
+            };
+            if due {
+                o.push(true);
+            }
         }
     }
 
@@ -323,26 +329,148 @@ impl Shard {
         let Some(mut o) = self.open.remove(&session) else {
             return;
         };
-        let mut r = Ok(());
+        let t = last.as_ref().map(|l| l.0).unwrap_or(0.0);
         if !o.partial.is_empty() {
-            let t = last.as_ref().map(|l| l.0).unwrap_or(0.0);
             let rest = String::from_utf8_lossy(&std::mem::take(&mut o.partial)).into_owned();
-            r = write_event(o.sink.writer(), t, "o", &rest);
+            o.emit(t, "o", &rest);
+        }
+        // One more try: a recording paused by a full disk ends with its gap marked.
+        if o.paused.is_some() {
+            o.push(false);
         }
         if let Some((t, label)) = last {
-            r = r.and_then(|_| write_event(o.sink.writer(), t, "m", &label));
+            if o.paused.is_none() {
+                // The exit marker is written even past max_bytes.
+                o.pending.extend_from_slice(&event_line(t, "m", &label));
+            }
         }
+        o.push(true);
         let path = o.path.clone();
-        if let Err(e) = r.and_then(|_| o.sink.finish()) {
+        if let Some(why) = &o.paused {
+            tracing::error!(%session, path = %path.display(), lost = o.lost, "recording closed while the disk refused writes: {why}");
+        }
+        if let Err(e) = o.sink.finish() {
             tracing::error!(%session, path = %path.display(), "recording could not be finished: {e}");
         }
     }
 }
 
+/// Lines buffered before they are handed to the file.
+const PENDING_MAX: usize = 256 * 1024;
+/// A paused recording tries to write again this often.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// One open recording.
+///
+/// Events become whole lines in `pending`, and only whole lines ever reach
+/// the file, in order: when a write fails (a full disk) the recording
+/// pauses, keeps what it had accepted, counts what it drops, and on the next
+/// successful write resumes with a [`Marker::Gap`]; the file stays valid
+/// asciicast throughout.
+struct Open {
+    generation: u64,
+    sink: Sink,
+    start: Instant,
+    /// Bytes of a UTF-8 character split across two chunks.
+    partial: Vec<u8>,
+    /// Whole lines not yet written to the sink.
+    pending: Vec<u8>,
+    /// Bytes accepted for this generation (the `max_bytes` budget).
+    accepted: u64,
+    /// `recording.max_bytes` (0: no limit).
+    max_bytes: u64,
+    /// The limit was reached: only the exit marker is written now.
+    capped: bool,
+    /// Why writing fails, while it does.
+    paused: Option<String>,
+    /// Bytes dropped while paused.
+    lost: u64,
+    last_try: Instant,
+    dirty: bool,
+    last_flush: Instant,
+    path: PathBuf,
+}
+
 impl Open {
+    /// Accepts one event line, unless paused or over the limit.
+    fn emit(&mut self, t: f64, code: &str, data: &str) {
+        if self.paused.is_some() {
+            self.lost += data.len() as u64;
+            return;
+        }
+        if self.capped {
+            return;
+        }
+        let line = event_line(t, code, data);
+        if self.max_bytes > 0 && self.accepted + line.len() as u64 > self.max_bytes {
+            self.capped = true;
+            let marker = Marker::Truncated {
+                limit: self.max_bytes,
+            };
+            self.pending
+                .extend_from_slice(&event_line(t, "m", &marker.to_string()));
+            self.dirty = true;
+            return;
+        }
+        self.accepted += line.len() as u64;
+        self.pending.extend_from_slice(&line);
+        self.dirty = true;
+        if self.pending.len() >= PENDING_MAX {
+            self.push(false);
+        }
+    }
+
+    /// Writes what is pending (and flushes the file with `flush`); a failure
+    /// pauses the recording, a success after one resumes it with a gap marker.
+    fn push(&mut self, flush: bool) {
+        self.last_try = Instant::now();
+        let mut r = Ok(());
+        while !self.pending.is_empty() {
+            match self.sink.writer().write(&self.pending) {
+                Ok(0) => {
+                    r = Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        if r.is_ok() && flush {
+            r = self.sink.writer().flush();
+            self.dirty = false;
+            self.last_flush = Instant::now();
+        }
+        match (r, self.paused.take()) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(why)) => {
+                tracing::info!(path = %self.path.display(), lost = self.lost, "recording resumed");
+                let t = self.start.elapsed().as_secs_f64();
+                let gap = Marker::Gap {
+                    bytes: std::mem::take(&mut self.lost),
+                    reason: why,
+                };
+                self.pending
+                    .extend_from_slice(&event_line(t, "m", &gap.to_string()));
+                self.dirty = true;
+            }
+            (Err(e), was) => {
+                if was.is_none() {
+                    tracing::error!(path = %self.path.display(), "recording paused, it resumes when the disk takes writes again: {e}");
+                }
+                self.paused = Some(was.unwrap_or_else(|| e.to_string()));
+            }
+        }
+    }
+
     /// Writes output as text: whole UTF-8 characters only, a character split
     /// across chunks is held back for the next one, invalid bytes become U+FFFD.
-    fn output(&mut self, t: f64, data: &[u8]) -> std::io::Result<()> {
+    fn output(&mut self, t: f64, data: &[u8]) {
         let joined;
         let mut bytes: &[u8] = if self.partial.is_empty() {
             data
@@ -376,11 +504,18 @@ impl Open {
                 }
             }
         }
-        if text.is_empty() {
-            return Ok(());
+        if !text.is_empty() {
+            self.emit(t, "o", &text);
         }
-        write_event(self.sink.writer(), t, "o", &text)
     }
+}
+
+/// One asciicast event line.
+fn event_line(t: f64, code: &str, data: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(data.len() + 32);
+    // Writing to a Vec cannot fail.
+    let _ = write_event(&mut line, t, code, data);
+    line
 }
 
 fn write_event(w: &mut dyn Write, t: f64, code: &str, data: &str) -> std::io::Result<()> {
@@ -438,7 +573,7 @@ mod tests {
     fn writes_a_cast_with_split_utf8_and_markers() {
         for compress in [false, true] {
             let dir = tempfile::tempdir().unwrap();
-            let rec = Recorder::start(dir.path().to_path_buf(), compress, 2).unwrap();
+            let rec = Recorder::start(dir.path().to_path_buf(), compress, 0, 2).unwrap();
             let id = Uuid::new_v4();
             let t0 = Instant::now();
             rec.send(id, 0, t0, start());
@@ -506,5 +641,112 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    fn output(data: &str) -> TapEvent {
+        TapEvent::Output {
+            data: data.to_string().into(),
+            credit: None,
+        }
+    }
+
+    #[test]
+    fn max_bytes_truncates_with_a_marker_and_keeps_the_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Recorder::start(dir.path().to_path_buf(), false, 2000, 1).unwrap();
+        let id = Uuid::new_v4();
+        let t0 = Instant::now();
+        rec.send(id, 0, t0, start());
+        for _ in 0..100 {
+            rec.send(id, 0, t0, output(&"x".repeat(100)));
+        }
+        rec.send(
+            id,
+            0,
+            t0,
+            TapEvent::End(herd_actors::EndCause::Exited { code: 0 }),
+        );
+        rec.flush(true);
+        let path = recording_path(dir.path(), id, 0, false);
+        let (_, events) = read_events(&path);
+        let n = events.len();
+        assert_eq!(events[n - 1][2], "exit: exited with code 0");
+        assert_eq!(
+            Marker::parse(events[n - 2][2].as_str().unwrap()),
+            Some(Marker::Truncated { limit: 2000 })
+        );
+        let recorded: usize = events
+            .iter()
+            .filter(|e| e[1] == "o")
+            .map(|e| e[2].as_str().unwrap().len())
+            .sum();
+        assert!(recorded > 1000 && recorded < 2000, "{recorded}");
+    }
+
+    #[test]
+    fn a_full_disk_pauses_the_recording_and_it_resumes_with_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            dir: dir.path().to_path_buf(),
+            compress: false,
+            max_bytes: 0,
+        };
+        let mut shard = Shard::new(settings);
+        let id = Uuid::new_v4();
+        let t0 = Instant::now();
+        shard.event(id, 0, t0, start());
+        shard.event(id, 0, t0, output("before "));
+        shard.flush(id);
+        // The disk fills: every write fails with ENOSPC.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let path = recording_path(dir.path(), id, 0, false);
+        let real = std::mem::replace(
+            &mut shard.open.get_mut(&id).unwrap().sink,
+            Sink::Plain(full),
+        );
+        shard.event(id, 0, t0, output("accepted "));
+        shard.flush(id);
+        let o = shard.open.get_mut(&id).unwrap();
+        assert!(o.paused.is_some(), "a failed write pauses the recording");
+        shard.event(id, 0, t0, output("lost-while-full"));
+        assert_eq!(shard.open[&id].lost, "lost-while-full".len() as u64);
+        // Space returns.
+        shard.open.get_mut(&id).unwrap().sink = real;
+        shard.flush(id);
+        assert!(shard.open[&id].paused.is_none(), "resumed");
+        shard.event(id, 0, t0, output("after"));
+        shard.event(
+            id,
+            0,
+            t0,
+            TapEvent::End(herd_actors::EndCause::Exited { code: 0 }),
+        );
+        let (_, events) = read_events(&path);
+        let out: String = events
+            .iter()
+            .filter(|e| e[1] == "o")
+            .map(|e| e[2].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            out, "before accepted after",
+            "accepted output is kept, in order"
+        );
+        let gap = events
+            .iter()
+            .find_map(|e| {
+                Marker::parse(e[2].as_str().unwrap()).filter(|m| matches!(m, Marker::Gap { .. }))
+            })
+            .expect("a gap marker");
+        match gap {
+            Marker::Gap { bytes, reason } => {
+                assert_eq!(bytes, "lost-while-full".len() as u64);
+                assert!(reason.contains("No space left"), "{reason}");
+            }
+            _ => unreachable!(),
+        }
+        assert_eq!(events.last().unwrap()[2], "exit: exited with code 0");
     }
 }

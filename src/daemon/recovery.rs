@@ -51,12 +51,12 @@ pub fn settle(
         let was_live = !from.is_final() && from != SessionState::Stopping;
         let back_from_shutdown =
             from == SessionState::Stopped && s.info.cause == Some(EndCause::DaemonShutdown);
-        if was_live || from == SessionState::Stopping {
-            report.killed += kill_stale(
-                &s,
-                leftovers.remove(&s.info.id.to_string()).unwrap_or_default(),
-            );
-        }
+        // Whatever state it was in, nothing of the session may outlive the
+        // daemon that ran it (detached processes carry its id).
+        report.killed += kill_stale(
+            &s,
+            leftovers.remove(&s.info.id.to_string()).unwrap_or_default(),
+        );
         let interrupted: Vec<_> = s
             .messages
             .iter_mut()

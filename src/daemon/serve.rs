@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::daemon::api::{self, AppState};
 use crate::daemon::recorder::Recorder;
 use crate::daemon::recovery;
-use crate::daemon::store::{Store, STORE_FILE};
+use crate::daemon::store::{Store, StoreHealth, STORE_FILE};
 use crate::formats;
 use crate::paths;
 use anyhow::{bail, Context, Result};
@@ -52,6 +52,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
     // One daemon per data dir: held until the process exits.
     let _lock = paths::lock_data_dir(&data_dir)?;
+    contain();
+    match crate::daemon::server::raise_nofile_limit() {
+        Ok(n) => tracing::debug!(nofile = n, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let token = match cfg.server.token.clone() {
         Some(t) => t,
         None => load_or_create_token(&data_dir)?,
@@ -68,8 +73,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let history = store.recent_events(RECENT_EVENTS)?;
     let (settled, report) = recovery::settle(&mut store, stored, &cfg.session_defaults())?;
     let (journal, records) = Journal::channel();
+    let health = StoreHealth::default();
     store
-        .spawn_writer(records)
+        .spawn_writer(records, health.clone())
         .context("starting the store writer")?;
     let recorder = if cfg.recording.enabled {
         let dir = formats::files::recordings_dir(&data_dir);
@@ -78,8 +84,13 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             .unwrap_or(2)
             .min(4);
         Some(Arc::new(
-            Recorder::start(dir, cfg.recording.compress, shards)
-                .context("starting the recorder")?,
+            Recorder::start(
+                dir,
+                cfg.recording.compress,
+                cfg.recording.max_bytes.0,
+                shards,
+            )
+            .context("starting the recorder")?,
         ))
     } else {
         None
@@ -129,8 +140,13 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         started: Instant::now(),
         claude,
         data_dir: data_dir.clone(),
+        store_health: health,
     };
-    let app = api::router(state, cfg.server.body_limit.0 as usize);
+    let app = api::router(
+        state,
+        cfg.server.body_limit.0 as usize,
+        cfg.server.body_timeout,
+    );
     let url = format!("http://{addr}");
     // Clients (and tests on port 0) find the daemon through this file.
     paths::write_private(&data_dir.join(paths::URL_FILE), url.as_bytes())?;
@@ -141,10 +157,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         data_dir.display(),
         found.describe()
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    let limits = crate::daemon::server::Limits {
+        max_connections: cfg.server.max_connections,
+        header_timeout: cfg.server.header_timeout,
+    };
+    crate::daemon::server::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("shutting down: stopping sessions");
     registry.shutdown(Duration::from_secs(15)).await;
     // shutdown() flushed the journal: everything is stored. Now the recordings.
@@ -169,6 +186,31 @@ fn hook_base(addr: SocketAddr) -> String {
         ip => ip,
     };
     format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Containment: detached descendants of sessions are adopted by the daemon
+/// (not init), so they stay within reach of the sweep by marker, and are
+/// reaped when they die.
+fn contain() {
+    if let Err(e) = herd_actors::process::become_subreaper() {
+        tracing::warn!("cannot become child subreaper ({e}); detached session processes are still swept by their marker");
+        return;
+    }
+    tokio::spawn(async {
+        let mut sigchld =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+        loop {
+            // SIGCHLD says a child changed; the slow tick covers coalesced signals.
+            let tick = tokio::time::sleep(Duration::from_secs(5));
+            match &mut sigchld {
+                Some(s) => {
+                    tokio::select! { _ = s.recv() => {}, _ = tick => {} }
+                }
+                None => tick.await,
+            }
+            let _ = tokio::task::spawn_blocking(herd_actors::process::reap_orphans).await;
+        }
+    });
 }
 
 fn load_or_create_token(data_dir: &Path) -> Result<String> {

@@ -10,6 +10,9 @@
 //! clear error and left byte-for-byte as it was.
 
 mod schema;
+mod writer;
+
+pub use writer::StoreHealth;
 
 use herd_actors::{EndCause, Event, Message, MessageState, Record, SessionInfo, SessionSpec};
 use rusqlite::{params, Connection, OpenFlags};
@@ -19,8 +22,6 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// File name of the store in the data dir.
 pub const STORE_FILE: &str = "herd.db";
-/// Records applied in one transaction at most.
-const BATCH: usize = 2048;
 /// How long opening waits for another process's lock.
 const OPEN_BUSY: Duration = Duration::from_secs(2);
 
@@ -334,7 +335,7 @@ impl Store {
         for event in events {
             apply(
                 &tx,
-                Record::Transition {
+                &Record::Transition {
                     event: event.clone(),
                     info: Box::new(info.clone()),
                 },
@@ -342,49 +343,23 @@ impl Store {
             .map_err(|e| classify(&self.path, e))?;
         }
         for m in messages {
-            apply(&tx, Record::Message(Box::new(m.clone())))
+            apply(&tx, &Record::Message(Box::new(m.clone())))
                 .map_err(|e| classify(&self.path, e))?;
         }
         tx.commit().map_err(|e| classify(&self.path, e))
     }
 
     /// Starts the writer thread: it applies records in order until every
-    /// journal sender is gone.
+    /// journal sender is gone, and reports whether the store takes writes
+    /// through `health`.
     pub fn spawn_writer(
         self,
-        mut rx: UnboundedReceiver<Record>,
+        rx: UnboundedReceiver<Record>,
+        health: StoreHealth,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("herd-store".into())
-            .spawn(move || {
-                let mut conn = self.conn;
-                while let Some(first) = rx.blocking_recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
-                    }
-                    let mut flushes = vec![];
-                    let result = (|| -> rusqlite::Result<()> {
-                        let tx = conn.transaction()?;
-                        for r in batch {
-                            match r {
-                                Record::Flush(done) => flushes.push(done),
-                                other => apply(&tx, other)?,
-                            }
-                        }
-                        tx.commit()
-                    })();
-                    if let Err(e) = result {
-                        tracing::error!(store = %self.path.display(), "store write failed: {e}");
-                    }
-                    for f in flushes {
-                        let _ = f.send(());
-                    }
-                }
-            })
+            .spawn(move || writer::Writer::new(self.conn, self.path, health).run(rx))
     }
 }
 
@@ -443,7 +418,7 @@ fn map_task(tx: &rusqlite::Transaction<'_>, info: &SessionInfo) -> rusqlite::Res
 }
 
 /// Applies one record inside a transaction.
-fn apply(tx: &rusqlite::Transaction<'_>, r: Record) -> rusqlite::Result<()> {
+fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
     match r {
         Record::Created { info, spec } => {
             tx.execute(
@@ -451,8 +426,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: Record) -> rusqlite::Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
                 params![
                     info.id.to_string(),
-                    json(&*spec)?,
-                    json(&*info)?,
+                    json(spec)?,
+                    json(info)?,
                     info.state.as_str(),
                     info.reason,
                     info.generation as i64,
@@ -461,7 +436,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: Record) -> rusqlite::Result<()> {
                     rfc3339(info.created_at),
                 ],
             )?;
-            map_task(tx, &info)
+            map_task(tx, info)
         }
         Record::Transition { event, info } => {
             tx.execute(
@@ -486,7 +461,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: Record) -> rusqlite::Result<()> {
                  WHERE id = ?1",
                 params![
                     info.id.to_string(),
-                    json(&*info)?,
+                    json(info)?,
                     info.state.as_str(),
                     info.reason,
                     info.generation as i64,
@@ -500,9 +475,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: Record) -> rusqlite::Result<()> {
         Record::Updated { info, spec } => {
             tx.execute(
                 "UPDATE sessions SET spec = ?2, info = ?3, task_id = ?4, project_id = ?5 WHERE id = ?1",
-                params![info.id.to_string(), json(&*spec)?, json(&*info)?, info.task_id, info.project_id],
+                params![info.id.to_string(), json(spec)?, json(info)?, info.task_id, info.project_id],
             )?;
-            map_task(tx, &info)
+            map_task(tx, info)
         }
         Record::Spawned {
             session_id,
@@ -516,7 +491,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: Record) -> rusqlite::Result<()> {
                     session_id.to_string(),
                     pid,
                     start_time.map(|s| s as i64),
-                    generation as i64
+                    *generation as i64
                 ],
             )?;
             Ok(())
@@ -529,16 +504,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: Record) -> rusqlite::Result<()> {
                     m.id.to_string(),
                     m.session_id.to_string(),
                     message_state(m.state),
-                    json(&*m)?
+                    json(m)?
                 ],
             )?;
             Ok(())
         }
         Record::Removed(id) => delete_session(tx, &id.to_string()),
-        Record::Flush(done) => {
-            let _ = done.send(());
-            Ok(())
-        }
+        Record::Acked { record, .. } => apply(tx, record),
+        Record::Flush(_) => Ok(()),
     }
 }
 

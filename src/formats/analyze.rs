@@ -218,7 +218,7 @@ impl Analyzer {
                 }
                 self.state = Some((to, t));
             }
-            Some(Marker::Exit { .. }) | None => {}
+            Some(Marker::Exit { .. } | Marker::Gap { .. } | Marker::Truncated { .. }) | None => {}
         }
     }
 

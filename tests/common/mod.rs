@@ -50,16 +50,56 @@ impl Daemon {
     /// Like [`Self::start_in`] with a `RUST_LOG` level; the daemon's log goes
     /// to `<dir>/daemon.log` (see [`Self::log`]).
     pub async fn start_logged(dir: tempfile::TempDir, config: &str, level: &str) -> Daemon {
+        Self::start_full(dir, config, level, &[], None).await
+    }
+
+    /// Starts `herd serve` with a hard limit of `nofile` open files.
+    pub async fn start_nofile(config: &str, nofile: u64) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_full(dir, config, "warn", &[], Some(nofile)).await
+    }
+
+    /// Starts `herd serve` with extra variables in the daemon's environment.
+    pub async fn start_env(config: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_full(dir, config, "warn", env, None).await
+    }
+
+    async fn start_full(
+        dir: tempfile::TempDir,
+        config: &str,
+        level: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Daemon {
         let _ = std::fs::remove_file(dir.path().join("data").join("url"));
         let cfg_path = dir.path().join("herd.toml");
         std::fs::write(&cfg_path, config).expect("write config");
         let data = dir.path().join("data");
-        let child = Command::new(herd_bin())
+        let mut cmd = Command::new(herd_bin());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit (async-signal-safe) runs in the child before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&cfg_path)
             .arg("--data-dir")
             .arg(&data)
             .env("RUST_LOG", level)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
@@ -362,5 +402,72 @@ impl Daemon {
             ));
         }
         seen
+    }
+}
+
+/// A small tmpfs mounted for one test (a disk that can be filled), unmounted
+/// (by its path) when dropped.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "4m") on `path` (created if absent);
+    /// `None`, with a message saying the test is skipped, when not root or
+    /// when mounting is not allowed here.
+    pub fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).expect("mount point");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: mounting a small tmpfs to fill needs root");
+            return None;
+        }
+        let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+        let target = c(path.to_str().expect("utf-8 path"));
+        let opts = c(&format!("size={size},mode=0700"));
+        // SAFETY: valid NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::mount(
+                c("tmpfs").as_ptr(),
+                target.as_ptr(),
+                c("tmpfs").as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs on {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+            return None;
+        }
+        Some(Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Fills the file system with one file until it is full; returns its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let p = self.path.join("filler");
+        let mut f = std::fs::File::create(&p).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        // The last partial chunk: byte by byte until nothing fits.
+        while f.write_all(&[0]).is_ok() {}
+        let _ = f.sync_all();
+        p
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Ok(target) = std::ffi::CString::new(self.path.to_str().unwrap_or_default()) {
+            // SAFETY: a valid NUL-terminated path; a lazy unmount of the mount we made.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = std::fs::remove_dir(&self.path);
     }
 }

@@ -144,21 +144,7 @@ impl Actor for RegistryActor {
                 let _ = reply.send(st.revive(&myself, id).await);
             }
             RegistryMsg::Remove { id, reply } => {
-                let mut table = st.table.write().unwrap_or_else(|e| e.into_inner());
-                let r = match table.get(&id) {
-                    None => Err(HerdError::NotFound(id.to_string())),
-                    Some(h) if !h.info().state.is_final() => Err(HerdError::Conflict {
-                        id: id.to_string(),
-                        action: "remove".into(),
-                        state: h.info().state,
-                    }),
-                    Some(_) => {
-                        table.remove(&id);
-                        st.journal.record(Record::Removed(id));
-                        st.actor_restarts.remove(&id);
-                        Ok(())
-                    }
-                };
+                let r = st.remove(id).await;
                 let _ = reply.send(r);
             }
         }
@@ -205,6 +191,38 @@ impl RegistryState {
         live_count(&self.table)
     }
 
+    /// Forgets a final session: from the store first, then from the table,
+    /// so a removal the store cannot take changes nothing.
+    async fn remove(&mut self, id: Uuid) -> Result<(), HerdError> {
+        let state = self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|h| h.info().state);
+        match state {
+            None => return Err(HerdError::NotFound(id.to_string())),
+            Some(state) if !state.is_final() => {
+                return Err(HerdError::Conflict {
+                    id: id.to_string(),
+                    action: "remove".into(),
+                    state,
+                })
+            }
+            Some(_) => {}
+        }
+        self.journal
+            .store(Record::Removed(id))
+            .await
+            .map_err(HerdError::Storage)?;
+        self.table
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.actor_restarts.remove(&id);
+        Ok(())
+    }
+
     /// Refuses an id already in the table (before anything is recorded).
     fn ensure_new(&self, id: Uuid) -> Result<(), HerdError> {
         if self
@@ -235,6 +253,7 @@ impl RegistryState {
         self.ensure_new(id)?;
         let now = SystemTime::now();
         let effective = spec.effective(&self.defaults);
+        effective.check(&spec)?;
         let info = SessionInfo {
             id,
             name: spec.name.clone(),
@@ -264,10 +283,15 @@ impl RegistryState {
             limits: effective.limits,
             metrics: Metrics::default(),
         };
-        self.journal.record(Record::Created {
-            info: Box::new(info.clone()),
-            spec: Box::new(spec.clone()),
-        });
+        // Stored before it exists: a session the store cannot take is
+        // refused and leaves nothing behind.
+        self.journal
+            .store(Record::Created {
+                info: Box::new(info.clone()),
+                spec: Box::new(spec.clone()),
+            })
+            .await
+            .map_err(HerdError::Storage)?;
         self.admit(myself, info, spec, History::default(), true)
             .await
     }

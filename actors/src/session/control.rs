@@ -120,7 +120,7 @@ impl SessionActorState {
 
     /// Applies a patch: the effective settings are resolved here, once, and
     /// kept in the snapshot.
-    pub(super) fn patch(
+    pub(super) async fn patch(
         &mut self,
         myself: &ActorRef<SessionMsg>,
         patch: &SessionPatch,
@@ -128,22 +128,35 @@ impl SessionActorState {
         if self.state.is_final() {
             return Err(self.conflict("change"));
         }
-        let spec = {
-            let mut spec = lock(&self.handle.spec);
-            patch.apply(&mut spec);
-            spec.clone()
-        };
+        let mut spec = self.handle.spec();
+        patch.apply(&mut spec);
         let effective = spec.effective(&self.defaults);
+        effective.check(&spec)?;
+        let mut info = self.handle.info();
+        info.name = spec.name.clone();
+        info.task_id = spec.task_id.clone();
+        info.project_id = spec.project_id.clone();
+        info.restart = effective.restart.clone();
+        info.limits = effective.limits.clone();
+        // Stored before it applies: a change the store cannot take changes nothing.
+        self.handle
+            .journal
+            .store(crate::journal::Record::Updated {
+                info: Box::new(info.clone()),
+                spec: Box::new(spec.clone()),
+            })
+            .await
+            .map_err(HerdError::Storage)?;
+        *lock(&self.handle.spec) = spec;
         self.restart_cfg = effective.restart.clone();
         self.limits = effective.limits.clone();
         self.handle.info.send_modify(|i| {
-            i.name = spec.name.clone();
-            i.task_id = spec.task_id.clone();
-            i.project_id = spec.project_id.clone();
+            i.name = info.name;
+            i.task_id = info.task_id;
+            i.project_id = info.project_id;
             i.restart = effective.restart;
             i.limits = effective.limits;
         });
-        self.handle.record_update();
         // New limits may have moved a deadline closer.
         self.tick_pending = false;
         self.schedule_tick(myself);

@@ -6,6 +6,7 @@ use super::{SessionActorState, SessionMsg};
 use crate::credits::CreditToken;
 use crate::error::HerdError;
 use crate::handle::lock;
+use crate::journal::Record;
 use crate::profile::Effect;
 use crate::pty::PtyMsg;
 use crate::queue::{Message, MessageState, Outcome};
@@ -133,11 +134,18 @@ impl SessionActorState {
         }
     }
 
-    pub(super) fn enqueue(&mut self, text: String) -> Result<Message, HerdError> {
+    /// Queues a prompt once it is stored: a message the store cannot take
+    /// is refused and never typed.
+    pub(super) async fn enqueue(&mut self, text: String) -> Result<Message, HerdError> {
         if self.state.is_final() || self.state == Stopping {
             return Err(self.conflict("send a message to"));
         }
         let m = Message::new(self.handle.id(), text);
+        self.handle
+            .journal
+            .store(Record::Message(Box::new(m.clone())))
+            .await
+            .map_err(HerdError::Storage)?;
         self.handle.update_queue(|q| q.push(m.clone()));
         Ok(m)
     }

@@ -42,19 +42,23 @@ impl SessionActorState {
             env: spec.env.clone().into_iter().collect(),
             runtime_dir: crate::profile::runtime_dir(),
         };
-        launch
-            .env
-            .push(("HERD_SESSION_ID".into(), self.handle.id().to_string()));
+        let marks = vec![
+            ("HERD_SESSION_ID".to_string(), self.handle.id().to_string()),
+            ("HERD_GENERATION".to_string(), self.generation.to_string()),
+        ];
+        launch.env.extend(marks.iter().cloned());
         self.profile.prepare(&mut launch);
         self.argv = launch.argv.clone();
         let args = PtyArgs {
             argv: launch.argv,
             cwd: spec.cwd.clone(),
             env: launch.env,
+            inherit: self.inherit_env(&spec),
             secret_env: spec.secret_env.clone().into_iter().collect(),
             cols: spec.cols,
             rows: spec.rows,
             generation: self.generation,
+            marks,
             session: myself.get_derived(),
         };
         self.child_started = Instant::now();
@@ -75,6 +79,19 @@ impl SessionActorState {
                 self.after_exit(myself, status, false);
             }
         }
+    }
+
+    /// What the child inherits of the daemon's environment: the base
+    /// allowlist, the config's `inherit_env`, the profile's needs and the
+    /// session's own `inherit_env`.
+    fn inherit_env(&self, spec: &crate::spec::SessionSpec) -> Vec<String> {
+        crate::config::BASE_ENV
+            .iter()
+            .chain(spec.profile.inherited_env())
+            .map(|s| s.to_string())
+            .chain(self.defaults.inherit_env.iter().cloned())
+            .chain(spec.inherit_env.iter().cloned())
+            .collect()
     }
 
     pub(super) fn on_spawned(&mut self, myself: &ActorRef<SessionMsg>, pid: Pid) {

@@ -142,15 +142,45 @@ pub async fn attach(
                     );
                     viewer.close(close_code::POLICY, &reason).await;
                 }
+                Err(Stop::Refused(frame)) => {
+                    let (code, reason) = (frame.code, frame.reason.to_string());
+                    viewer.close(code, &reason).await;
+                }
             }
         })
         .into_response())
+}
+
+/// The close frame that tells a client why its socket ends, when its own
+/// message ended it: too large (1009, with the limit) or not a valid
+/// WebSocket frame (1002).
+pub(super) fn close_for(error: &str) -> CloseFrame {
+    let text = error;
+    if text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("too big")
+    {
+        CloseFrame {
+            code: close_code::SIZE,
+            reason: Utf8Bytes::from(format!(
+                "message too big: at most {} bytes",
+                MAX_CLIENT_MESSAGE
+            )),
+        }
+    } else {
+        CloseFrame {
+            code: close_code::PROTOCOL,
+            reason: Utf8Bytes::from("invalid WebSocket frame"),
+        }
+    }
 }
 
 /// Why a viewer's loop ended early.
 enum Stop {
     /// The client closed the connection or it broke.
     Gone,
+    /// The client's frame was refused (too big, malformed): close with why.
+    Refused(CloseFrame),
     /// A send did not complete within [`STALL_TIMEOUT`].
     Stalled,
 }
@@ -324,7 +354,8 @@ impl Viewer {
                     }
                 }
                 m = self.socket.recv() => match m {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(Stop::Gone),
+                    None | Some(Ok(Message::Close(_))) => return Err(Stop::Gone),
+                    Some(Err(e)) => return Err(Stop::Refused(close_for(&e.to_string()))),
                     Some(Ok(msg)) => self.on_client_message(msg).await?,
                 },
                 _ = ping.tick() => self.send(Message::Ping(Bytes::new())).await?,

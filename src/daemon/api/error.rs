@@ -82,6 +82,10 @@ impl From<HerdError> for ApiError {
             HerdError::LimitReached { .. } | HerdError::InputFull(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            HerdError::Storage(f) if f.fault == herd_actors::StoreFault::Full => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
+            HerdError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             HerdError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {

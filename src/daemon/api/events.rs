@@ -164,6 +164,7 @@ async fn pump<Tx, Rx, E>(
 ) where
     Tx: Sink<Message> + Unpin,
     Rx: Stream<Item = Result<Message, E>> + Unpin,
+    E: std::fmt::Display,
 {
     // Events published between subscribing and the snapshot are in both:
     // skip live ones found in the snapshot's tail until past its newest.
@@ -200,12 +201,20 @@ async fn pump<Tx, Rx, E>(
                     }
                 }
                 Err(RecvError::Closed) => {
-                    let _ = tx.send(Message::Close(None)).await;
+                    let frame = axum::extract::ws::CloseFrame {
+                        code: axum::extract::ws::close_code::AWAY,
+                        reason: "the daemon is shutting down".into(),
+                    };
+                    let _ = tx.send(Message::Close(Some(frame))).await;
                     return;
                 }
             },
             m = rx.next() => match m {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                None | Some(Ok(Message::Close(_))) => return,
+                Some(Err(e)) => {
+                    let _ = tx.send(Message::Close(Some(super::attach::close_for(&e.to_string())))).await;
+                    return;
+                }
                 // Pings are answered by the WebSocket layer; anything else is ignored.
                 Some(Ok(_)) => {}
             },
@@ -294,7 +303,7 @@ mod tests {
                 }
             })
         };
-        let incoming = futures_util::stream::pending::<Result<Message, ()>>();
+        let incoming = futures_util::stream::pending::<Result<Message, String>>();
         pump(Box::pin(sink), incoming, live, filter, replay).await;
         let out = sent.lock().unwrap().clone();
         out
@@ -333,7 +342,7 @@ mod tests {
         );
         let rest: Vec<u64> = sent[1..sent.len() - 1].iter().map(generation).collect();
         assert_eq!(rest, [6, 7, 8]);
-        assert!(matches!(sent.last(), Some(Message::Close(None))));
+        assert!(matches!(sent.last(), Some(Message::Close(Some(f))) if f.code == 1001));
     }
 
     /// With a replay, events both in the snapshot and on the live

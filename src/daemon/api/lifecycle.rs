@@ -145,7 +145,11 @@ pub async fn remove(
     app.registry.remove(info.id).await?;
     // Gone from the store before the files go: a crash in between leaves
     // files without a session, which retention prunes, never the reverse.
-    app.registry.journal().flush().await;
+    app.registry
+        .journal()
+        .flush()
+        .await
+        .map_err(herd_actors::HerdError::Storage)?;
     // A Claude session's private home (transcripts, settings) is its data too.
     app.claude.discard(info.id);
     let dir = crate::formats::files::session_dir(&app.data_dir, &info.id.to_string());

@@ -261,11 +261,17 @@ mod tests {
                 std::env::temp_dir(),
             )),
             data_dir: std::env::temp_dir(),
+            store_health: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router(state, 1 << 20)).await.unwrap();
+            axum::serve(
+                listener,
+                router(state, 1 << 20, std::time::Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
         });
         let doc = document().clone();
         let documented = operations(&doc);
