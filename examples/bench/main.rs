@@ -13,6 +13,10 @@
 //! 5. `fanin`: 100 sessions each writing 1 MB/s for 30 s, against the same
 //!    writers in bare PTYs: nothing lost,
 //!    no session below 0.9 MB/s.
+//! 6. `claude`: the real Claude Code CLI through herd against the same CLI
+//!    bare in a PTY (offline, `../shared/claude-harness`): end of turn →
+//!    `ready` and → `send --wait` answered, start → ready, prompt → first
+//!    byte, memory per session. Skipped, saying so, without the harness.
 //!
 //! Run it with:
 //!
@@ -29,8 +33,10 @@
 //! on errors and on Ctrl-C.
 
 mod bare;
+mod claude;
 mod daemon;
 mod fanin;
+mod harness;
 mod report;
 mod restart;
 mod scale;
@@ -45,7 +51,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 /// The parts, in the order they run.
-const BENCHES: [&str; 5] = ["throughput", "spawn", "restart", "scale", "fanin"];
+const BENCHES: [&str; 6] = ["throughput", "spawn", "restart", "scale", "fanin", "claude"];
 
 /// What to run and how big.
 #[derive(Debug, Clone)]
@@ -85,6 +91,12 @@ pub struct Opts {
     pub fanin_n: usize,
     /// Seconds each fan-in session writes.
     pub fanin_secs: u64,
+    /// Fresh Claude sessions (and bare CLIs) for start → ready, first byte, memory.
+    pub claude_runs: usize,
+    /// `send --wait` turns on one Claude session.
+    pub claude_turns: usize,
+    /// Live Claude sessions for the daemon's memory per session.
+    pub claude_mem_n: usize,
 }
 
 impl Opts {
@@ -107,6 +119,9 @@ impl Opts {
             events_n: 200,
             fanin_n: 100,
             fanin_secs: 30,
+            claude_runs: 10,
+            claude_turns: 20,
+            claude_mem_n: 5,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -158,6 +173,8 @@ impl Opts {
             o.list_n = 100;
             o.events_n = 100;
             o.fanin_secs = o.fanin_secs.min(5);
+            o.claude_runs = 5;
+            o.claude_mem_n = 3;
         }
         Ok(o)
     }
@@ -260,6 +277,7 @@ async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
             "restart" => restart::run(&herd, &opts, &mut rows).await,
             "scale" => scale::run(&herd, &opts, &mut rows).await,
             "fanin" => fanin::run(&herd, &opts, &mut rows).await,
+            "claude" => claude::run(&herd, &opts, &mut rows).await,
             _ => unreachable!("BENCHES lists every part"),
         };
         if let Err(e) = r {
