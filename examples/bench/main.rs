@@ -21,8 +21,8 @@
 //! Run it with:
 //!
 //! ```text
-//! cargo run --release --example bench                 # everything (~3-4 min)
-//! cargo run --release --example bench -- --quick      # shorter (< 2 min)
+//! cargo run --release --example bench                 # everything (~5-6 min)
+//! cargo run --release --example bench -- --quick      # shorter (< 3 min)
 //! cargo run --release --example bench -- --only restart,scale --json
 //! ```
 //!
@@ -123,6 +123,7 @@ impl Opts {
             claude_turns: 20,
             claude_mem_n: 5,
         };
+        let mut claude_runs: Option<usize> = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let (key, inline) = match a.split_once('=') {
@@ -153,10 +154,13 @@ impl Opts {
                 "--herd" => o.herd = Some(PathBuf::from(value("--herd")?)),
                 "--fanin-secs" => o.fanin_secs = value("--fanin-secs")?.parse()?,
                 "--scale" => o.scale_n = value("--scale")?.parse()?,
+                "--claude-runs" => claude_runs = Some(value("--claude-runs")?.parse()?),
+                "--claude-turns" => o.claude_turns = value("--claude-turns")?.parse()?,
                 "-h" | "--help" => {
                     println!(
                         "usage: cargo run --release --example bench -- [--quick] [--json|--markdown] \
-                         [--only {}] [--herd PATH] [--scale N] [--fanin-secs S] [--no-recording]",
+                         [--only {}] [--herd PATH] [--scale N] [--fanin-secs S] [--no-recording] \
+                         [--claude-runs N] [--claude-turns N]",
                         BENCHES.join(",")
                     );
                     std::process::exit(0);
@@ -175,6 +179,15 @@ impl Opts {
             o.fanin_secs = o.fanin_secs.min(5);
             o.claude_runs = 5;
             o.claude_mem_n = 3;
+        }
+        if let Some(n) = claude_runs {
+            if n == 0 {
+                bail!("--claude-runs 0: must be at least 1");
+            }
+            o.claude_runs = n;
+        }
+        if o.claude_turns == 0 {
+            bail!("--claude-turns 0: must be at least 1");
         }
         Ok(o)
     }
