@@ -5,6 +5,7 @@ use crate::util;
 use anyhow::{anyhow, Context, Result};
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 use std::io::{Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Terminal size of every bench session (herd's default).
@@ -24,6 +25,30 @@ pub struct BareChild {
 impl BareChild {
     /// Opens a PTY and spawns `argv` in it, like herd's PtyActor does.
     pub fn spawn(argv: &[String]) -> Result<Self> {
+        Self::spawn_cmd(
+            argv,
+            CommandBuilder::from_argv(argv.iter().map(Into::into).collect()),
+        )
+    }
+
+    /// Spawns `argv` in `cwd` with exactly `env` (plus `TERM`), nothing
+    /// inherited: how the Claude harness runs the CLI (`env -i ...`).
+    pub fn spawn_env(argv: &[String], env: &[(String, String)], cwd: &Path) -> Result<Self> {
+        let mut cmd = CommandBuilder::from_argv(argv.iter().map(Into::into).collect());
+        cmd.env_clear();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.cwd(cwd);
+        Self::spawn_cmd(argv, cmd)
+    }
+
+    /// The child's pid (also its process group).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn spawn_cmd(argv: &[String], mut cmd: CommandBuilder) -> Result<Self> {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows: ROWS,
@@ -32,7 +57,6 @@ impl BareChild {
                 pixel_height: 0,
             })
             .map_err(|e| anyhow!("openpty: {e}"))?;
-        let mut cmd = CommandBuilder::from_argv(argv.iter().map(Into::into).collect());
         cmd.env("TERM", "xterm-256color");
         let child = pair
             .slave

@@ -76,8 +76,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `herd serve` with this config text.
+    /// Starts `herd serve` with this config text (log level `warn`).
     pub async fn start(herd: &Path, config: &str) -> Result<Daemon> {
+        Self::start_logged(herd, config, "warn").await
+    }
+
+    /// Starts `herd serve` with this config text and `RUST_LOG` filter; its
+    /// log (stderr) is kept in the temp dir, see [`Daemon::log_text`].
+    pub async fn start_logged(herd: &Path, config: &str, rust_log: &str) -> Result<Daemon> {
         let dir = tempfile::Builder::new()
             .prefix("herd-bench-")
             .tempdir()
@@ -92,7 +98,7 @@ impl Daemon {
             .arg(&cfg)
             .arg("--data-dir")
             .arg(&data)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .env_remove("HERD_HOME")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -153,9 +159,14 @@ impl Daemon {
         self.dir.path().join("data")
     }
 
+    /// The daemon's whole log so far ("" if unreadable).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
     /// The last lines of the daemon's log.
     pub fn log_tail(&self, n: usize) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
+        let log = self.log_text();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }

@@ -13,12 +13,16 @@
 //! 5. `fanin`: 100 sessions each writing 1 MB/s for 30 s, against the same
 //!    writers in bare PTYs: nothing lost,
 //!    no session below 0.9 MB/s.
+//! 6. `claude`: the real Claude Code CLI through herd against the same CLI
+//!    bare in a PTY (offline, `../shared/claude-harness`): end of turn →
+//!    `ready` and → `send --wait` answered, start → ready, prompt → first
+//!    byte, memory per session. Skipped, saying so, without the harness.
 //!
 //! Run it with:
 //!
 //! ```text
-//! cargo run --release --example bench                 # everything (~3-4 min)
-//! cargo run --release --example bench -- --quick      # shorter (< 2 min)
+//! cargo run --release --example bench                 # everything (~5-6 min)
+//! cargo run --release --example bench -- --quick      # shorter (< 3 min)
 //! cargo run --release --example bench -- --only restart,scale --json
 //! ```
 //!
@@ -29,8 +33,10 @@
 //! on errors and on Ctrl-C.
 
 mod bare;
+mod claude;
 mod daemon;
 mod fanin;
+mod harness;
 mod report;
 mod restart;
 mod scale;
@@ -45,7 +51,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 /// The parts, in the order they run.
-const BENCHES: [&str; 5] = ["throughput", "spawn", "restart", "scale", "fanin"];
+const BENCHES: [&str; 6] = ["throughput", "spawn", "restart", "scale", "fanin", "claude"];
 
 /// What to run and how big.
 #[derive(Debug, Clone)]
@@ -85,6 +91,12 @@ pub struct Opts {
     pub fanin_n: usize,
     /// Seconds each fan-in session writes.
     pub fanin_secs: u64,
+    /// Fresh Claude sessions (and bare CLIs) for start → ready, first byte, memory.
+    pub claude_runs: usize,
+    /// `send --wait` turns on one Claude session.
+    pub claude_turns: usize,
+    /// Live Claude sessions for the daemon's memory per session.
+    pub claude_mem_n: usize,
 }
 
 impl Opts {
@@ -107,7 +119,11 @@ impl Opts {
             events_n: 200,
             fanin_n: 100,
             fanin_secs: 30,
+            claude_runs: 10,
+            claude_turns: 20,
+            claude_mem_n: 5,
         };
+        let mut claude_runs: Option<usize> = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let (key, inline) = match a.split_once('=') {
@@ -138,10 +154,13 @@ impl Opts {
                 "--herd" => o.herd = Some(PathBuf::from(value("--herd")?)),
                 "--fanin-secs" => o.fanin_secs = value("--fanin-secs")?.parse()?,
                 "--scale" => o.scale_n = value("--scale")?.parse()?,
+                "--claude-runs" => claude_runs = Some(value("--claude-runs")?.parse()?),
+                "--claude-turns" => o.claude_turns = value("--claude-turns")?.parse()?,
                 "-h" | "--help" => {
                     println!(
                         "usage: cargo run --release --example bench -- [--quick] [--json|--markdown] \
-                         [--only {}] [--herd PATH] [--scale N] [--fanin-secs S] [--no-recording]",
+                         [--only {}] [--herd PATH] [--scale N] [--fanin-secs S] [--no-recording] \
+                         [--claude-runs N] [--claude-turns N]",
                         BENCHES.join(",")
                     );
                     std::process::exit(0);
@@ -158,6 +177,17 @@ impl Opts {
             o.list_n = 100;
             o.events_n = 100;
             o.fanin_secs = o.fanin_secs.min(5);
+            o.claude_runs = 5;
+            o.claude_mem_n = 3;
+        }
+        if let Some(n) = claude_runs {
+            if n == 0 {
+                bail!("--claude-runs 0: must be at least 1");
+            }
+            o.claude_runs = n;
+        }
+        if o.claude_turns == 0 {
+            bail!("--claude-turns 0: must be at least 1");
         }
         Ok(o)
     }
@@ -260,6 +290,7 @@ async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
             "restart" => restart::run(&herd, &opts, &mut rows).await,
             "scale" => scale::run(&herd, &opts, &mut rows).await,
             "fanin" => fanin::run(&herd, &opts, &mut rows).await,
+            "claude" => claude::run(&herd, &opts, &mut rows).await,
             _ => unreachable!("BENCHES lists every part"),
         };
         if let Err(e) = r {

@@ -39,7 +39,7 @@ impl Verdict {
 /// One line of the results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// throughput, spawn, restart, scale, fanin.
+    /// throughput, spawn, restart, scale, fanin, claude.
     pub bench: &'static str,
     /// What is measured.
     pub metric: String,
