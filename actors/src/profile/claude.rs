@@ -46,6 +46,9 @@ const HOOK_GRACE: Duration = Duration::from_secs(3);
 const STOP_READS: u32 = 25;
 /// Between two reads.
 const STOP_READ_EVERY: Duration = Duration::from_millis(20);
+/// After a Stop, the next prompt waits for the CLI to be idle on screen at
+/// most this long (it still runs its Stop hooks and redraws).
+const SETTLE_MAX: Duration = Duration::from_secs(3);
 /// Ctrl-U: clears Claude's input line.
 const CLEAR_LINE: &[u8] = b"\x15";
 /// Clears of a dirty input line at most before giving up on verifying it.
@@ -94,6 +97,13 @@ pub(crate) struct Claude {
     /// A Stop hook came (with this last message) and the transcript has not
     /// caught up with it yet: the message completes when it has.
     stopped: Option<Option<String>>,
+    /// Since a Stop: the CLI may still be busy (running its Stop hooks,
+    /// redrawing), and a prompt typed then is queued by the CLI and can be
+    /// glued to the previous one. The next prompt goes in once the screen
+    /// is idle with an empty input box (or after [`SETTLE_MAX`]).
+    settling: Option<Instant>,
+    /// The last prompt written, to recognise it left in the input box.
+    last_prompt: String,
 }
 
 impl Claude {
@@ -112,6 +122,48 @@ impl Claude {
             input_dirty: false,
             clears: 0,
             stopped: None,
+            settling: None,
+            last_prompt: String::new(),
+        }
+    }
+
+    /// A turn ended: hold the next prompt until the screen is idle.
+    fn settle(&mut self, out: &mut Effects) {
+        self.settling = Some(Instant::now());
+        out.push(Effect::After(SCREEN_DEBOUNCE, Timer::Screen));
+    }
+
+    /// While settling: on an idle screen with an empty input box, the next
+    /// prompt may go; our previous prompt left in the box is cleared first;
+    /// a person's typing is waited out.
+    fn check_settled(&mut self, cx: &Ctx<'_>, text: &str, state: &ScreenState, out: &mut Effects) {
+        let Some(since) = self.settling else {
+            return;
+        };
+        if since.elapsed() >= SETTLE_MAX {
+            tracing::warn!(session = %cx.handle.id(), "the CLI did not settle after its turn; delivering anyway");
+            self.settling = None;
+            out.push(Effect::Deliver);
+            return;
+        }
+        if !matches!(state, ScreenState::Ready) {
+            out.push(Effect::WatchQuiet);
+            return;
+        }
+        let line = screen::input_line(text).unwrap_or_default();
+        if line
+            .trim_matches(|c: char| c.is_whitespace() || c == '\u{a0}')
+            .is_empty()
+        {
+            self.settling = None;
+            out.push(Effect::Deliver);
+        } else if screen::prompt_pending(text, &self.last_prompt) {
+            self.settling = None;
+            self.input_dirty = true;
+            self.clears = 0;
+            self.check_input(cx, text, out);
+        } else {
+            out.push(Effect::WatchQuiet);
         }
     }
 
@@ -244,6 +296,7 @@ impl Claude {
             }
             ClaudeHook::Stop { last_message, .. } => {
                 self.set_waiting(None, out);
+                self.settle(out);
                 out.push(Effect::Error(None));
                 out.push(Effect::Go(Ready, "hook: Stop".into()));
                 self.finish_turn(cx, last_message.clone(), 0, out);
@@ -255,6 +308,7 @@ impl Claude {
             } => {
                 let failure = Failure::from_claude(error, last_message.as_deref().unwrap_or(""));
                 self.set_waiting(None, out);
+                self.settle(out);
                 self.turn = None;
                 if cx.in_flight() {
                     out.push(Effect::Complete(Outcome::failed(failure.clone())));
@@ -336,7 +390,13 @@ impl Claude {
         quiet: bool,
         out: &mut Effects,
     ) {
+        self.check_settled(cx, text, &state, out);
         match state {
+            // A fresh CLI is ready at its first idle frame: no hook says so,
+            // and waiting for `quiet_after` would only add to its start.
+            ScreenState::Ready if cx.state == Starting => {
+                out.push(Effect::Go(Ready, "screen: input prompt".into()));
+            }
             ScreenState::WaitingInput(dialog) => {
                 out.push(Effect::Dialog(Some(dialog.clone())));
                 if let Some(w) = self.waiting.clone() {
@@ -579,6 +639,7 @@ impl Strategy for Claude {
         self.finished_on_screen = None;
         self.input_dirty = false;
         self.stopped = None;
+        self.settling = None;
     }
 
     fn output(&mut self, _cx: &Ctx<'_>, _offset: u64, _data: &[u8], out: &mut Effects) {
@@ -614,11 +675,15 @@ impl Strategy for Claude {
     }
 
     fn ready_to_deliver(&mut self, _cx: &Ctx<'_>) -> bool {
-        !self.input_dirty
+        if self.settling.is_some_and(|t| t.elapsed() >= SETTLE_MAX) {
+            self.settling = None;
+        }
+        !self.input_dirty && self.settling.is_none()
     }
 
     fn deliver(&mut self, cx: &Ctx<'_>, text: &str, out: &mut Effects) -> Bytes {
         self.finished_on_screen = None;
+        self.last_prompt = text.to_string();
         self.turn = Some(Turn {
             prompt: text.to_string(),
             delivered_at: Instant::now(),
