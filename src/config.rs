@@ -36,6 +36,10 @@ pub struct Config {
     pub claude: ClaudeConfig,
     /// `[store]`.
     pub store: StoreConfig,
+    /// `[budgets]`: token and cost budgets per session, task and project.
+    pub budgets: herd_actors::BudgetConfig,
+    /// `[prices."MODEL"]`: US dollars per million tokens.
+    pub prices: herd_actors::Prices,
 }
 
 /// `[store]`: the SQLite store of sessions, events and messages.
@@ -227,6 +231,20 @@ impl Config {
                 self.server.body_limit
             ));
         }
+        self.budgets.validate().map_err(|e| e.to_string())?;
+        for (model, p) in &self.prices {
+            let fields = [
+                ("input", p.input),
+                ("output", p.output),
+                ("cache_write", p.cache_write),
+                ("cache_read", p.cache_read),
+            ];
+            if let Some((k, v)) = fields.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+                return Err(format!(
+                    "prices.{model:?}.{k} = {v}: must be a non-negative price per million tokens"
+                ));
+            }
+        }
         if let Some(t) = &self.server.token {
             if t.len() < 16 {
                 return Err("server.token is too short: use at least 16 characters".into());
@@ -245,6 +263,8 @@ impl Config {
                 max_busy: self.claude.max_busy,
                 rate_limit_backoff: self.claude.rate_limit_backoff,
             },
+            budgets: self.budgets.clone(),
+            prices: self.prices.clone(),
         }
     }
 }

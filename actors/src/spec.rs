@@ -63,6 +63,9 @@ pub struct SessionSpec {
     /// must differ from `command`: profiles use it to resume a conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_command: Option<Vec<String>>,
+    /// This session's token and cost budget (over `[budgets] session`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::budget::Budget>,
 }
 
 fn default_cols() -> u16 {
@@ -90,6 +93,7 @@ impl SessionSpec {
             restart: RestartOverrides::default(),
             limits: LimitOverrides::default(),
             resume_command: None,
+            budget: None,
         }
     }
 
@@ -151,6 +155,9 @@ impl SessionSpec {
             }
         }
         validate_size(self.cols, self.rows)?;
+        if let Some(b) = &self.budget {
+            b.validate("budget")?;
+        }
         if let Some(cwd) = &self.cwd {
             if !cwd.is_absolute() {
                 return Err(HerdError::invalid(

@@ -83,6 +83,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::session_events))
         .routes(routes!(sessions::task))
         .routes(routes!(events::events))
+        .routes(routes!(events::notices))
         .routes(routes!(attach::attach))
         .routes(routes!(stats::stats))
         .routes(routes!(metrics::metrics))

@@ -1,0 +1,178 @@
+//! The fleet layer with the fake `claude`: token and cost budgets per
+//! session, task and project (a warning notice at 80 %, a `budget` failure
+//! at 100 %, an optional stop of the session; totals in stats, /metrics and
+//! the API).
+
+mod common;
+
+use common::Daemon;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn config(extra: &str) -> String {
+    format!(
+        "[claude]\nbinary = {:?}\n[limits]\nmax_sessions = 20\nquiet_after = \"300ms\"\n[restart]\nbackoff_initial = \"10ms\"\n{extra}",
+        env!("CARGO_BIN_EXE_herd-fake-claude")
+    )
+}
+
+async fn claude(d: &Daemon, cwd: &std::path::Path, extra: Value) -> String {
+    let mut body = json!({"profile": "claude", "cwd": cwd, "claude": {"env": {
+        "FAKE_CLAUDE_STARTUP_MS": "100", "FAKE_CLAUDE_BUSY_MS": "100"}}});
+    if let (Some(a), Some(b)) = (body.as_object_mut(), extra.as_object()) {
+        a.extend(b.clone());
+    }
+    d.create(body).await
+}
+
+async fn send_wait(d: &Daemon, id: &str, text: &str) -> Value {
+    let (st, m) = d
+        .post(
+            &format!("/v1/sessions/{id}/messages?wait=true&timeout=30s"),
+            json!({ "text": text }),
+        )
+        .await;
+    assert!(st.is_success(), "{st} {m}");
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_budget_warns_at_80_percent_then_fails_the_next_message() {
+    // ~103 tokens a turn (input 100 + the reply's words): the second turn
+    // passes 80 % of 250, the third passes 100 %, the fourth is refused.
+    let d = Daemon::start(&config(
+        "[budgets.tasks.t1]\ntokens = 250\n[prices.\"claude-fake\"]\ninput = 10.0\noutput = 10.0\n",
+    ))
+    .await;
+    let cwd = tempfile::tempdir().unwrap();
+    let id = claude(&d, cwd.path(), json!({"task_id": "t1"})).await;
+    d.wait_session(&id, T, |s| s["state"] == "ready").await;
+    let m = send_wait(&d, &id, "one").await;
+    assert_eq!(m["state"], "done", "{m}");
+    let (_, notices) = d.get(&format!("/v1/notices?session={id}")).await;
+    assert!(
+        !notices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["notice"] == "budget"),
+        "{notices}"
+    );
+    assert_eq!(send_wait(&d, &id, "two").await["state"], "done");
+    let (_, notices) = d.get(&format!("/v1/notices?session={id}")).await;
+    let budget: Vec<&Value> = notices
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["notice"] == "budget")
+        .collect();
+    assert_eq!(budget.len(), 1, "{notices}");
+    assert_eq!(budget[0]["scope"], "task");
+    assert_eq!(budget[0]["task"], "t1");
+    assert_eq!(budget[0]["unit"], "tokens");
+    assert_eq!(budget[0]["exceeded"], false);
+    // message_done notices for both turns.
+    let done = notices
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["notice"] == "message_done")
+        .count();
+    assert_eq!(done, 2, "{notices}");
+    assert_eq!(send_wait(&d, &id, "three").await["state"], "done");
+    let m = send_wait(&d, &id, "four").await;
+    assert_eq!(m["state"], "failed", "{m}");
+    assert_eq!(m["failure"]["kind"], "budget", "{m}");
+    assert_eq!(m["failure"]["scope"], "task", "{m}");
+    assert!(m["delivered_at"].is_string() && m["reply"].is_null(), "{m}");
+    // Nothing was typed: the session saw three prompts.
+    let s = d.session(&id).await;
+    assert_eq!(s["state"], "ready", "not stopped without stop_session");
+    assert_eq!(s["usage"]["input_tokens"], 300, "{s}");
+    let cost = s["cost_usd"].as_f64().unwrap();
+    let u = |k: &str| s["usage"][k].as_u64().unwrap_or(0);
+    let priced = u("input_tokens") + u("output_tokens");
+    assert!((cost - priced as f64 * 10.0 / 1e6).abs() < 1e-9, "{s}");
+    // Every token counts against a token budget, cache reads and writes too.
+    let tokens = priced + u("cache_creation_input_tokens") + u("cache_read_input_tokens");
+    // Totals: stats, the budgets list, /metrics.
+    let (_, stats) = d.get("/v1/stats").await;
+    assert!((stats["totals"]["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9);
+    let task = stats["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["scope"] == "task")
+        .cloned()
+        .unwrap();
+    assert_eq!(task["spent"]["tokens"], tokens, "{task}");
+    assert_eq!(task["budget"]["tokens"], 250, "{task}");
+    let text = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "herd_budget_spent_tokens{{scope=\"task\",name=\"t1\"}} {tokens}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("herd_session_cost_usd_total{"), "{text}");
+    let out = d.cli(&["stats"]);
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("budget task \"t1\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_budget_with_stop_session_stops_it_and_bad_budgets_are_named() {
+    let d = Daemon::start(&config("")).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let (st, e) = d
+        .post(
+            "/v1/sessions",
+            json!({"profile": "claude", "cwd": cwd.path(), "budget": {"cost_usd": -2.0}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("budget.cost_usd") && msg.contains("-2"),
+        "{msg}"
+    );
+    let (st, e) = d
+        .post(
+            "/v1/sessions",
+            json!({"profile": "claude", "cwd": cwd.path(), "budget": {"stop_session": true}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(d.count().await, 0, "a rejected request changes nothing");
+
+    let id = claude(
+        &d,
+        cwd.path(),
+        json!({"budget": {"tokens": 150, "stop_session": true}}),
+    )
+    .await;
+    d.wait_session(&id, T, |s| s["state"] == "ready").await;
+    assert_eq!(send_wait(&d, &id, "one").await["state"], "done");
+    assert_eq!(send_wait(&d, &id, "two").await["state"], "done");
+    let m = send_wait(&d, &id, "three").await;
+    assert_eq!(m["failure"]["kind"], "budget", "{m}");
+    assert_eq!(m["failure"]["scope"], "session", "{m}");
+    let s = d.wait_session(&id, T, |s| s["state"] == "stopped").await;
+    assert!(
+        s["reason"].as_str().unwrap().contains("budget of session"),
+        "{s}"
+    );
+    assert_eq!(s["cause"]["kind"], "budget_spent", "{s}");
+}
