@@ -5,6 +5,7 @@
 //! is an error naming the key and the value.
 
 pub mod discover;
+pub mod notify;
 
 use herd_actors::{ByteSize, LimitsConfig, MetricsConfig, RestartConfig, SessionDefaults};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,9 @@ pub struct Config {
     pub budgets: herd_actors::BudgetConfig,
     /// `[prices."MODEL"]`: US dollars per million tokens.
     pub prices: herd_actors::Prices,
+    /// `[[notify]]`: webhooks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<notify::NotifyTarget>,
 }
 
 /// `[store]`: the SQLite store of sessions, events and messages.
@@ -232,6 +236,9 @@ impl Config {
             ));
         }
         self.budgets.validate().map_err(|e| e.to_string())?;
+        for (i, t) in self.notify.iter().enumerate() {
+            t.check(i)?;
+        }
         for (model, p) in &self.prices {
             let fields = [
                 ("input", p.input),

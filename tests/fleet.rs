@@ -176,3 +176,190 @@ async fn a_session_budget_with_stop_session_stops_it_and_bad_budgets_are_named()
     );
     assert_eq!(s["cause"]["kind"], "budget_spent", "{s}");
 }
+
+/// A webhook endpoint on loopback that refuses the first `fail_first`
+/// attempts (503) and records every request: (headers, body).
+struct Hooks {
+    got: std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Hooks {
+    // A test endpoint, not part of herd's API: no OpenAPI document to keep in step.
+    #[allow(clippy::disallowed_methods)]
+    async fn serve(listener: tokio::net::TcpListener, fail_first: usize) -> Hooks {
+        use axum::http::{HeaderMap, StatusCode};
+        let got: std::sync::Arc<std::sync::Mutex<Vec<(HeaderMap, String)>>> = Default::default();
+        let seen = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let seen = seen.clone();
+                async move {
+                    let mut g = seen.lock().unwrap();
+                    g.push((headers, body));
+                    if g.len() <= fail_first {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Hooks { got, task }
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_str(b).unwrap())
+            .collect()
+    }
+
+    /// The distinct delivery ids acknowledged (2xx) or not, by event.
+    async fn wait_for(&self, event: &str, n: usize) -> Vec<Value> {
+        let ok = common::wait_until(T, || {
+            self.bodies().iter().filter(|b| b["event"] == event).count() >= n
+        })
+        .await;
+        assert!(ok, "no {n} {event}: {:?}", self.bodies());
+        self.bodies()
+            .into_iter()
+            .filter(|b| b["event"] == event)
+            .collect()
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn notify_config(port: u16, events: &str) -> String {
+    format!(
+        "[[notify]]\nurl = \"http://127.0.0.1:{port}/hook\"\nevents = [{events}]\nsecret = \"s3cret-key\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n"
+    )
+}
+
+fn verify(headers: &reqwest::header::HeaderMap, body: &str) {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret-key").unwrap();
+    mac.update(body.as_bytes());
+    let want: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        headers["x-herd-signature"].to_str().unwrap(),
+        format!("sha256={want}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_retried_and_carry_budget_and_message_done() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hooks = Hooks::serve(listener, 2).await;
+    let d = Daemon::start(&config(&format!(
+        "{}[budgets.session]\ntokens = 120\n",
+        notify_config(port, "\"message_done\", \"budget\", \"stopped\"")
+    )))
+    .await;
+    let cwd = tempfile::tempdir().unwrap();
+    let id = claude(&d, cwd.path(), json!({})).await;
+    d.wait_session(&id, T, |s| s["state"] == "ready").await;
+    let m = send_wait(&d, &id, "hello").await;
+    assert_eq!(m["state"], "done");
+    // The first two attempts were refused: the same delivery came again.
+    let done = hooks.wait_for("message_done", 1).await;
+    let budget = hooks.wait_for("budget", 1).await;
+    assert_eq!(budget[0]["data"]["scope"], "session", "{:?}", budget);
+    assert_eq!(budget[0]["data"]["exceeded"], false, "the warning at 80 %");
+    assert_eq!(done[0]["data"]["message_id"], m["id"]);
+    assert_eq!(done[0]["session_id"], json!(id));
+    let ok = common::wait_until(T, || {
+        let g = hooks.got.lock().unwrap();
+        g.len() >= 4
+    })
+    .await;
+    assert!(ok);
+    let got = hooks.got.lock().unwrap().clone();
+    for (h, b) in &got {
+        verify(h, b);
+        assert!(!b.contains("s3cret-key"));
+    }
+    // Each delivery keeps its id across attempts, numbered 1, 2, ...; the
+    // two refusals were retried.
+    let mut by_id: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (h, _) in &got {
+        by_id
+            .entry(h["x-herd-delivery"].to_str().unwrap().to_string())
+            .or_default()
+            .push(h["x-herd-attempt"].to_str().unwrap().to_string());
+    }
+    for attempts in by_id.values() {
+        let want: Vec<String> = (1..=attempts.len()).map(|n| n.to_string()).collect();
+        assert_eq!(attempts, &want, "{by_id:?}");
+    }
+    let retried: usize = by_id.values().map(|a| a.len() - 1).sum();
+    assert_eq!(retried, 2, "{by_id:?}");
+    // A message that is not wanted (waiting_input is not in `events`) is not sent.
+    assert!(hooks.bodies().iter().all(|b| b["event"] != "waiting_input"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_survives_kill_9_and_notify_test_delivers_once_acknowledged() {
+    // The endpoint is down while the first daemon runs.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = config(&notify_config(port, "\"failed\""));
+    let mut d = Daemon::start(&cfg).await;
+    let out = d.cli(&["notify", "test", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let queued: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let delivery = queued[0]["id"].as_str().unwrap().to_string();
+    d.kill9();
+    let dir = d.into_dir();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let hooks = Hooks::serve(listener, 0).await;
+    let d = Daemon::start_in(dir, &cfg).await;
+    let got = hooks.wait_for("test", 1).await;
+    assert_eq!(
+        got[0]["id"],
+        json!(delivery),
+        "the stored delivery, same id"
+    );
+    // Acknowledged: never sent again.
+    let data = d.data_dir().join("herd.db");
+    let ok = common::wait_until(T, || {
+        let c = rusqlite::Connection::open(&data).unwrap();
+        c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+            == 0
+    })
+    .await;
+    assert!(ok, "the outbox empties once acknowledged");
+    assert_eq!(hooks.wait_for("test", 1).await.len(), 1);
+    // Without webhooks, `notify test` says so.
+    drop(d);
+    let bare = Daemon::start(&config("")).await;
+    let out = bare.cli(&["notify", "test"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [[notify]] webhook"));
+}

@@ -8,6 +8,7 @@ mod hooks;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod notify;
 pub mod openapi;
 mod recording;
 mod sessions;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub claude: Arc<crate::daemon::claude::ClaudeProfile>,
     /// The daemon's data dir (recordings live under it).
     pub data_dir: std::path::PathBuf,
+    /// The webhooks' outbox.
+    pub notifier: crate::daemon::notify::Notifier,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -84,6 +87,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::task))
         .routes(routes!(events::events))
         .routes(routes!(events::notices))
+        .routes(routes!(notify::test))
         .routes(routes!(attach::attach))
         .routes(routes!(stats::stats))
         .routes(routes!(metrics::metrics))

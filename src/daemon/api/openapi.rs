@@ -261,6 +261,7 @@ mod tests {
                 std::env::temp_dir(),
             )),
             data_dir: std::env::temp_dir(),
+            notifier: crate::daemon::notify::Notifier::none().unwrap(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
