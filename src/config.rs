@@ -5,6 +5,7 @@
 //! is an error naming the key and the value.
 
 pub mod discover;
+pub mod notify;
 
 use herd_actors::{ByteSize, LimitsConfig, MetricsConfig, RestartConfig, SessionDefaults};
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,13 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[session]`.
     pub session: SessionConfig,
+    /// `[budgets]`: token and cost budgets per session, task and project.
+    pub budgets: herd_actors::BudgetConfig,
+    /// `[prices."MODEL"]`: US dollars per million tokens.
+    pub prices: herd_actors::Prices,
+    /// `[[notify]]`: webhooks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<notify::NotifyTarget>,
 }
 
 /// `[session]`: what every session gets beyond its own spec.
@@ -265,6 +273,23 @@ impl Config {
                 ));
             }
         }
+        self.budgets.validate().map_err(|e| e.to_string())?;
+        for (i, t) in self.notify.iter().enumerate() {
+            t.check(i)?;
+        }
+        for (model, p) in &self.prices {
+            let fields = [
+                ("input", p.input),
+                ("output", p.output),
+                ("cache_write", p.cache_write),
+                ("cache_read", p.cache_read),
+            ];
+            if let Some((k, v)) = fields.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+                return Err(format!(
+                    "prices.{model:?}.{k} = {v}: must be a non-negative price per million tokens"
+                ));
+            }
+        }
         if let Some(t) = &self.server.token {
             if t.len() < 16 {
                 return Err("server.token is too short: use at least 16 characters".into());
@@ -284,6 +309,8 @@ impl Config {
                 rate_limit_backoff: self.claude.rate_limit_backoff,
             },
             inherit_env: self.session.inherit_env.clone(),
+            budgets: self.budgets.clone(),
+            prices: self.prices.clone(),
         }
     }
 }

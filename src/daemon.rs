@@ -7,10 +7,12 @@
 //! - [`store`]: the SQLite store and its migrations;
 //! - [`recovery`]: bringing sessions back after a daemon restart;
 //! - [`recorder`]: writes every session generation as asciicast v2;
+//! - [`notify`]: webhooks from a durable outbox;
 //! - [`claude`]: the Claude profile, daemon side: argv, environment, seeded home.
 
 pub mod api;
 mod claude;
+pub mod notify;
 mod recorder;
 mod recovery;
 pub mod serve;

@@ -79,6 +79,11 @@ pub enum EndCause {
         /// The failure.
         message: String,
     },
+    /// A token or cost budget was spent, and it says to stop the session.
+    BudgetSpent {
+        /// Which budget, and the spend.
+        message: String,
+    },
     /// The session's actor failed more often than its restart budget allows.
     ActorFailedTooOften {
         /// The last failure.
@@ -147,6 +152,7 @@ impl fmt::Display for EndCause {
             Self::DaemonShutdown => f.write_str("daemon shutdown"),
             Self::DaemonDied => f.write_str("the daemon died"),
             Self::ActorFailed { message } => write!(f, "session actor failed: {message}"),
+            Self::BudgetSpent { message } => f.write_str(message),
             Self::ActorFailedTooOften { message } => {
                 write!(f, "session actor failed too often: {message}")
             }

@@ -161,6 +161,12 @@ pub struct SessionDefaults {
     /// The fleet's delivery gate (max busy sessions, rate-limit pauses).
     #[serde(default)]
     pub fleet: crate::gate::FleetConfig,
+    /// Token and cost budgets per session, task and project.
+    #[serde(default)]
+    pub budgets: crate::budget::BudgetConfig,
+    /// Prices per model, for the cost of each turn.
+    #[serde(default)]
+    pub prices: crate::budget::Prices,
     /// Variables of the daemon's environment every session inherits beyond
     /// [`BASE_ENV`] (names, or prefixes ending in `*`).
     #[serde(default)]

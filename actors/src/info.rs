@@ -121,6 +121,9 @@ pub struct SessionInfo {
     /// Tokens used by the session's answered messages, where known (Claude).
     #[serde(default, skip_serializing_if = "Usage::is_empty")]
     pub usage: Usage,
+    /// What the answered messages cost, in US dollars (from `[prices]`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cost_usd: f64,
     /// The job runner's task.
     pub task_id: Option<String>,
     /// Project grouping.
@@ -152,4 +155,8 @@ pub struct SessionInfo {
     pub limits: LimitsConfig,
     /// Counters and samples.
     pub metrics: Metrics,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }

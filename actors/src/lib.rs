@@ -28,11 +28,13 @@
 //! - `spec`, `config`, `info`: what a session runs, its defaults, its snapshot;
 //! - `state`, `cause`, `policy`: states and the transition table, why things
 //!   end, restart decisions;
+//! - `budget`: token and cost budgets, prices and the fleet's ledger;
 //! - `keys`, `bytesize`, `error`: key names, sizes, errors;
 //! - `credits`, `spawn`, [`process`]: backpressure, posix_spawn on a PTY,
 //!   process groups and trees on Linux.
 #![warn(missing_docs, unreachable_pub)]
 
+mod budget;
 mod bytesize;
 mod cause;
 mod config;
@@ -61,6 +63,10 @@ mod tap;
 mod usage;
 mod waiting;
 
+pub use budget::{
+    price_of, tokens_of, Budget, BudgetConfig, BudgetCrossing, BudgetStatus, Price, Prices, Scope,
+    Spend, Unit,
+};
 pub use bytesize::ByteSize;
 pub use cause::{EndCause, Request};
 pub use config::{
@@ -69,7 +75,7 @@ pub use config::{
 };
 pub use credits::CreditToken;
 pub use error::HerdError;
-pub use events::{Event, EventBus};
+pub use events::{Event, EventBus, Notice, NoticeKind};
 pub use gate::FleetConfig;
 pub use handle::{OutputChunk, SessionHandle};
 pub use info::{Metrics, SessionInfo};

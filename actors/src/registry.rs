@@ -81,6 +81,7 @@ pub struct Registry {
     bus: EventBus,
     defaults: Arc<SessionDefaults>,
     journal: Journal,
+    ledger: crate::budget::Ledger,
 }
 
 impl Registry {
@@ -95,6 +96,7 @@ impl Registry {
         let Hooks { journal, tap } = hooks;
         let table: Table = Arc::default();
         let bus = EventBus::new();
+        let ledger = crate::budget::Ledger::new(defaults.budgets.clone(), defaults.prices.clone());
         let defaults = Arc::new(defaults);
         let args = RegistryArgs {
             table: Arc::clone(&table),
@@ -102,6 +104,7 @@ impl Registry {
             bus: bus.clone(),
             journal: journal.clone(),
             tap,
+            ledger: ledger.clone(),
         };
         let (actor, _) = Actor::spawn(None, RegistryActor, args)
             .await
@@ -112,7 +115,14 @@ impl Registry {
             bus,
             defaults,
             journal,
+            ledger,
         })
+    }
+
+    /// Spend and budgets of every session, task and project that spent
+    /// anything since the daemon started (restored sessions included).
+    pub fn budgets(&self) -> Vec<crate::budget::BudgetStatus> {
+        self.ledger.statuses()
     }
 
     /// The event bus of every transition.

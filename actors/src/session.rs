@@ -15,6 +15,7 @@ mod control;
 mod delivery;
 mod lifecycle;
 
+use crate::budget::Ledger;
 use crate::cause::EndCause;
 use crate::config::{LimitsConfig, RestartConfig, SessionDefaults};
 use crate::error::HerdError;
@@ -149,6 +150,8 @@ pub(crate) struct SessionArgs {
     pub(crate) defaults: Arc<SessionDefaults>,
     /// The fleet's delivery gate.
     pub(crate) gate: Gate,
+    /// The fleet's budget ledger.
+    pub(crate) ledger: Ledger,
     /// Set when this actor replaces one that failed: why it failed.
     pub(crate) recovered_from: Option<String>,
 }
@@ -194,6 +197,9 @@ pub(crate) struct SessionActorState {
     /// gated message is in flight (freed when dropped, also if the actor dies).
     gate: Gate,
     slot: Option<Slot>,
+    /// The fleet's budget ledger: each turn is charged here, and delivery
+    /// stops when a budget is spent.
+    ledger: Ledger,
 }
 
 /// The actor of one session.
@@ -243,6 +249,7 @@ impl Actor for SessionActor {
             spawn_timer: None,
             gate: args.gate,
             slot: None,
+            ledger: args.ledger,
         };
         *lock(&st.handle.actor) = Some(myself.get_cell());
         st.metrics = Some(st.start_metrics(&myself).await?);

@@ -69,6 +69,9 @@ pub struct SessionSpec {
     /// must differ from `command`: profiles use it to resume a conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_command: Option<Vec<String>>,
+    /// This session's token and cost budget (over `[budgets] session`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::budget::Budget>,
 }
 
 fn default_cols() -> u16 {
@@ -97,6 +100,7 @@ impl SessionSpec {
             restart: RestartOverrides::default(),
             limits: LimitOverrides::default(),
             resume_command: None,
+            budget: None,
         }
     }
 
@@ -162,6 +166,9 @@ impl SessionSpec {
         self.restart.validate("restart")?;
         self.limits.validate("limits")?;
         validate_size(self.cols, self.rows)?;
+        if let Some(b) = &self.budget {
+            b.validate("budget")?;
+        }
         if let Some(cwd) = &self.cwd {
             if !cwd.is_absolute() {
                 return Err(HerdError::invalid(

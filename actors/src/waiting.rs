@@ -84,7 +84,7 @@ pub struct Waiting {
 
 /// How a turn failed, named.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Failure {
     /// No credentials: the program must be logged in first.
@@ -121,6 +121,20 @@ pub enum Failure {
         error: String,
         /// What the program said.
         message: String,
+    },
+    /// A token or cost budget is spent: herd did not deliver the message.
+    Budget {
+        /// What it says, with the budget and the spend.
+        message: String,
+        /// The session, task or project whose budget is spent.
+        #[serde(flatten)]
+        scope: crate::budget::Scope,
+        /// Tokens or dollars.
+        unit: crate::budget::Unit,
+        /// Spent so far.
+        used: f64,
+        /// The limit.
+        limit: f64,
     },
 }
 
@@ -160,6 +174,7 @@ impl Failure {
             Self::ContextFull { .. } => "context_full",
             Self::ConversationBusy { .. } => "conversation_busy",
             Self::ApiError { .. } => "api_error",
+            Self::Budget { .. } => "budget",
         }
     }
 
@@ -171,7 +186,8 @@ impl Failure {
             | Self::RateLimited { message, .. }
             | Self::ContextFull { message }
             | Self::ConversationBusy { message }
-            | Self::ApiError { message, .. } => message,
+            | Self::ApiError { message, .. }
+            | Self::Budget { message, .. } => message,
         }
     }
 }
@@ -191,6 +207,7 @@ impl fmt::Display for Failure {
                 write!(f, "conversation held by another process: {message}")
             }
             Self::ApiError { error, message } => write!(f, "API error ({error}): {message}"),
+            Self::Budget { message, .. } => f.write_str(message),
         }
     }
 }

@@ -241,6 +241,12 @@ pub enum Command {
     },
     /// State transitions: the recent ones, or every new one with --follow.
     Events(events::EventsArgs),
+    /// Webhooks (`[[notify]]`): `herd notify test` queues a test notification to each.
+    Notify {
+        /// What to do.
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Daemon-wide figures: sessions by state, totals, the daemon's memory and CPU.
     Stats {
         /// Print the API's JSON.
@@ -411,6 +417,22 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Attach { id } => crate::client::attach::run(c, &id).await,
         Command::Events(args) => events::run(c, args).await,
         Command::Stats { json } => stats::run(c, json).await,
+        Command::Notify {
+            action: NotifyAction::Test { json },
+        } => {
+            let v: Value = c.json(Method::POST, "/v1/notify/test", None).await?;
+            if json {
+                return print_json(&v);
+            }
+            for q in v.as_array().into_iter().flatten() {
+                println!(
+                    "queued {} to {}",
+                    q["id"].as_str().unwrap_or("?"),
+                    q["url"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
         Command::Replay(args) => crate::formats::replay::run(c, args).await,
         Command::Export(args) => crate::formats::export::run(c, args).await,
         Command::Analyze(args) => crate::formats::analyze::run(c, args).await,
@@ -572,4 +594,15 @@ fn print_list(list: &[SessionInfo]) {
         ]);
     }
     print!("{}", t.render_fit(crate::client::output::terminal_width()));
+}
+
+/// `herd notify ...`
+#[derive(Debug, Subcommand)]
+pub enum NotifyAction {
+    /// Queue a `test` notification to every webhook; prints the delivery ids.
+    Test {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

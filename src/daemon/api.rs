@@ -8,6 +8,7 @@ mod hooks;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod notify;
 pub mod openapi;
 mod recording;
 mod sessions;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     /// Whether the store takes writes (shown by `/healthz`).
     pub store_health: crate::daemon::store::StoreHealth,
+    /// The webhooks' outbox.
+    pub notifier: crate::daemon::notify::Notifier,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -85,6 +88,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::session_events))
         .routes(routes!(sessions::task))
         .routes(routes!(events::events))
+        .routes(routes!(events::notices))
+        .routes(routes!(notify::test))
         .routes(routes!(attach::attach))
         .routes(routes!(stats::stats))
         .routes(routes!(metrics::metrics))

@@ -102,6 +102,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let registry = Registry::start_with(cfg.session_defaults(), hooks)
         .await
         .context("starting the actor system")?;
+    // Before recovery: its transitions are notified too.
+    let notifier =
+        crate::daemon::notify::Notifier::start(&store_path, cfg.notify.clone(), registry.events())?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let claude = Arc::new(crate::daemon::claude::ClaudeProfile::new(
         cfg.claude.clone(),
@@ -141,6 +144,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         claude,
         data_dir: data_dir.clone(),
         store_health: health,
+        notifier,
     };
     let app = api::router(
         state,

@@ -4,6 +4,7 @@
 //! recording the end of one that fails too often.
 
 use super::Restore;
+use crate::budget::{Ledger, Spend};
 use crate::cause::EndCause;
 use crate::config::SessionDefaults;
 use crate::error::HerdError;
@@ -76,6 +77,8 @@ pub(super) struct RegistryState {
     actor_restarts: HashMap<Uuid, RestartTracker>,
     /// The fleet's delivery gate, shared by every session.
     gate: Gate,
+    /// The fleet's budget ledger, shared by every session.
+    ledger: Ledger,
 }
 
 /// What a session brings into a new handle besides its snapshot and spec.
@@ -96,6 +99,7 @@ pub(super) struct RegistryArgs {
     pub(super) bus: EventBus,
     pub(super) journal: Journal,
     pub(super) tap: Option<Arc<dyn Tap>>,
+    pub(super) ledger: Ledger,
 }
 
 impl Actor for RegistryActor {
@@ -118,6 +122,7 @@ impl Actor for RegistryActor {
             tap: args.tap,
             actor_restarts: HashMap::new(),
             gate,
+            ledger: args.ledger,
         })
     }
 
@@ -270,6 +275,7 @@ impl RegistryState {
             waiting: None,
             error: None,
             usage: Default::default(),
+            cost_usd: 0.0,
             task_id: spec.task_id.clone(),
             project_id: spec.project_id.clone(),
             command: spec.command.clone(),
@@ -341,6 +347,14 @@ impl RegistryState {
         let id = r.info.id;
         self.ensure_new(id)?;
         let mut info = r.info;
+        // What it spent before the daemon restarted still counts.
+        self.ledger.seed(
+            &crate::budget::Payer::of(&info, &spec),
+            &Spend {
+                tokens: crate::budget::tokens_of(&info.usage),
+                cost_usd: info.cost_usd,
+            },
+        );
         // The defaults may have changed since the session was stored.
         let effective = spec.effective(&self.defaults);
         info.restart = effective.restart;
@@ -423,6 +437,7 @@ impl RegistryState {
             handle: Arc::clone(handle),
             defaults: Arc::clone(&self.defaults),
             gate: self.gate.clone(),
+            ledger: self.ledger.clone(),
             recovered_from,
         };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await?;

@@ -3,8 +3,11 @@
 //! ready; the profile's effects are applied here, in order.
 
 use super::{SessionActorState, SessionMsg};
+use crate::budget::Payer;
+use crate::cause::EndCause;
 use crate::credits::CreditToken;
 use crate::error::HerdError;
+use crate::events::{Notice, NoticeKind};
 use crate::handle::lock;
 use crate::journal::Record;
 use crate::profile::Effect;
@@ -67,9 +70,19 @@ impl SessionActorState {
                 }
                 Effect::Complete(outcome) => {
                     if let Some(u) = &outcome.usage {
-                        self.handle.info.send_modify(|i| i.usage.add(u));
+                        self.charge(u);
                     }
                     if let Some(Failure::RateLimited { reset, .. }) = &outcome.failure {
+                        if let Some(m) = lock(&self.handle.queue).in_flight() {
+                            self.notice(NoticeKind::RateLimited {
+                                message_id: m.id,
+                                message: outcome
+                                    .failure
+                                    .as_ref()
+                                    .map(|f| f.to_string())
+                                    .unwrap_or_default(),
+                            });
+                        }
                         // Not lost: back at the head of the queue, written
                         // again once the fleet's pause ends.
                         self.gate.rate_limited(reset.as_deref().and_then(reset_in));
@@ -153,8 +166,67 @@ impl SessionActorState {
     /// Ends the message in flight, and frees the fleet slot it held.
     pub(super) fn end_in_flight(&mut self, outcome: Outcome) {
         let end = lock(&self.handle.output).end();
-        self.handle.update_queue(|q| q.finish(outcome, end));
+        let done = self.handle.update_queue(|q| q.finish(outcome, end));
         self.slot = None;
+        if let Some(m) = done {
+            self.notice(NoticeKind::MessageDone {
+                message_id: m.id,
+                state: m.state,
+                failure: m.failure,
+            });
+        }
+    }
+
+    /// Charges a turn's usage to the session, its task and its project, and
+    /// reports the budget thresholds it crossed.
+    fn charge(&mut self, u: &crate::usage::Usage) {
+        let payer = self.payer();
+        let (cost, crossed) = self.ledger.charge(&payer, u);
+        self.handle.info.send_modify(|i| {
+            i.usage.add(u);
+            i.cost_usd += cost;
+        });
+        for c in crossed {
+            tracing::warn!(session = %self.handle.id(), "{c}");
+            self.notice(NoticeKind::Budget(c));
+        }
+    }
+
+    fn payer(&self) -> Payer {
+        Payer::of(&self.handle.info(), &self.handle.spec())
+    }
+
+    /// Publishes a notice about this session.
+    pub(super) fn notice(&self, kind: NoticeKind) {
+        let info = self.handle.info();
+        self.handle.bus.notice(Notice {
+            session_id: info.id,
+            task_id: info.task_id,
+            project_id: info.project_id,
+            kind,
+            at: std::time::SystemTime::now(),
+        });
+    }
+
+    /// Fails the next queued message if a budget of this session is spent
+    /// (and stops the session if that budget says so). True if it did.
+    fn refuse_over_budget(&mut self, myself: &ActorRef<SessionMsg>) -> bool {
+        let Some((failure, stop)) = self.ledger.check(&self.payer()) else {
+            return false;
+        };
+        let start = lock(&self.handle.output).end();
+        if self.handle.update_queue(|q| q.start_next(start).is_none()) {
+            return false;
+        }
+        let why = failure.to_string();
+        self.end_in_flight(Outcome::failed(failure));
+        if stop {
+            let _ = self.stop(myself, false, EndCause::BudgetSpent { message: why });
+        } else {
+            // The rest of the queue fails the same way, one by one.
+            let _ = myself.send_message(SessionMsg::Deliver);
+        }
+        true
     }
 
     /// Cancels a message that is still queued; one being answered cannot be
@@ -192,6 +264,9 @@ impl SessionActorState {
         let Some(queued_at) = next else {
             return;
         };
+        if self.refuse_over_budget(myself) {
+            return;
+        }
         let (profile, cx) = self.profile();
         if !profile.ready_to_deliver(&cx) {
             return;

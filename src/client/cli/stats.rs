@@ -66,6 +66,7 @@ pub fn render(s: &Stats) -> String {
                 t.usage.cache_creation_input_tokens, t.usage.cache_read_input_tokens
             ),
         ),
+        ("cost".into(), format!("${:.4}", t.cost_usd)),
         ("sessions rss".into(), human_bytes(t.rss_bytes)),
         ("sessions cpu".into(), format!("{:.1}%", t.cpu_percent)),
         ("daemon rss".into(), or_dash(d.rss_bytes.map(human_bytes))),
@@ -81,6 +82,25 @@ pub fn render(s: &Stats) -> String {
             or_dash(d.threads.map(|n| n.to_string())),
         ),
     ]);
+    for b in s.budgets.iter().filter(|b| b.budget.is_some()) {
+        let limit = b.budget.as_ref().map_or(String::new(), |l| {
+            let mut parts = vec![];
+            if let Some(t) = l.tokens {
+                parts.push(format!("{t} tokens"));
+            }
+            if let Some(c) = l.cost_usd {
+                parts.push(format!("${c:.2}"));
+            }
+            parts.join(", ")
+        });
+        rows.push((
+            format!("budget {}", b.scope),
+            format!(
+                "{} tokens, ${:.4} of {limit}",
+                b.spent.tokens, b.spent.cost_usd
+            ),
+        ));
+    }
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()
         .map(|(k, v)| format!("{k:<w$}  {v}\n"))
@@ -132,6 +152,7 @@ mod tests {
                 cpu_percent: Some(0.34),
                 threads: None,
             },
+            budgets: vec![],
         };
         let text = render(&s);
         let lines: Vec<&str> = text.lines().collect();

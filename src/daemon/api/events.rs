@@ -251,6 +251,40 @@ pub async fn session_events(
     Ok(Json(app.registry.resolve(&id)?.events()))
 }
 
+/// `GET /v1/notices`
+#[utoipa::path(
+    get,
+    path = "/v1/notices",
+    tag = "events",
+    summary = "Recent notices (budget thresholds, messages done, rate limits), oldest first",
+    description = "Notices are what webhooks carry besides transitions: a budget at its \
+        warning threshold or spent, a message that reached a final state, a rate limit. \
+        The daemon keeps the last 10,000 since it started.",
+    params(("session" = Option<String>, Query, description = "Only this session's (id or prefix)")),
+    responses((status = 200, description = "Recent notices, oldest first", body = Vec<herd_actors::Notice>))
+)]
+pub async fn notices(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<NoticeQuery>,
+) -> ApiResult<Json<Vec<herd_actors::Notice>>> {
+    let all = app.registry.events().recent_notices();
+    Ok(Json(match q.session {
+        None => all,
+        Some(p) => all
+            .into_iter()
+            .filter(|n| n.session_id.to_string().starts_with(&p))
+            .collect(),
+    }))
+}
+
+/// Filters of `/v1/notices`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeQuery {
+    /// Only the notices of sessions whose id starts with this.
+    session: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

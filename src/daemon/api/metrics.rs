@@ -229,6 +229,12 @@ const SESSION_FAMILIES: &[SessionFamily] = &[
         value: |s| s.usage.cache_read_input_tokens.into(),
     },
     SessionFamily {
+        name: "herd_session_cost_usd_total",
+        kind: "counter",
+        help: "US dollars of the session's answered messages (from [prices]).",
+        value: |s| s.cost_usd.into(),
+    },
+    SessionFamily {
         name: "herd_session_processes",
         kind: "gauge",
         help: "Processes in the child's tree at the last sample.",
@@ -343,7 +349,73 @@ pub fn render(stats: &Stats, sessions: &[SessionInfo]) -> String {
             e.sample("herd_session_failed_turn", &labels, 1u64);
         }
     }
+    budgets(&mut e, &stats.budgets);
     e.finish()
+}
+
+/// Spend and limits of tasks and projects (sessions have their own families).
+fn budgets(e: &mut Exposition, statuses: &[herd_actors::BudgetStatus]) {
+    use herd_actors::Scope;
+    let groups: Vec<(&str, &str, &herd_actors::BudgetStatus)> = statuses
+        .iter()
+        .filter_map(|b| match &b.scope {
+            Scope::Session { .. } => None,
+            Scope::Task { task } => Some(("task", task.as_str(), b)),
+            Scope::Project { project } => Some(("project", project.as_str(), b)),
+        })
+        .collect();
+    e.family(
+        "herd_budget_spent_tokens",
+        "gauge",
+        "Tokens spent by a task's or a project's sessions.",
+    );
+    for (scope, name, b) in &groups {
+        e.sample(
+            "herd_budget_spent_tokens",
+            &[("scope", scope), ("name", name)],
+            b.spent.tokens,
+        );
+    }
+    e.family(
+        "herd_budget_spent_usd",
+        "gauge",
+        "US dollars spent by a task's or a project's sessions.",
+    );
+    for (scope, name, b) in &groups {
+        e.sample(
+            "herd_budget_spent_usd",
+            &[("scope", scope), ("name", name)],
+            b.spent.cost_usd,
+        );
+    }
+    e.family(
+        "herd_budget_limit_tokens",
+        "gauge",
+        "The token budget of a task or a project.",
+    );
+    for (scope, name, b) in &groups {
+        if let Some(t) = b.budget.as_ref().and_then(|b| b.tokens) {
+            e.sample(
+                "herd_budget_limit_tokens",
+                &[("scope", scope), ("name", name)],
+                t,
+            );
+        }
+    }
+    e.family(
+        "herd_budget_limit_usd",
+        "gauge",
+        "The cost budget of a task or a project, in US dollars.",
+    );
+    for (scope, name, b) in &groups {
+        if let Some(c) = b.budget.as_ref().and_then(|b| b.cost_usd) {
+            e.sample(
+                "herd_budget_limit_usd",
+                &[("scope", scope), ("name", name)],
+                c,
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -380,6 +452,7 @@ mod tests {
             },
             totals: Default::default(),
             daemon: super::super::stats::DaemonProcess::read(1.0),
+            budgets: vec![],
         };
         let text = render(&stats, &[]);
         let mut seen = std::collections::HashSet::new();

@@ -262,6 +262,7 @@ mod tests {
             )),
             data_dir: std::env::temp_dir(),
             store_health: Default::default(),
+            notifier: crate::daemon::notify::Notifier::none().unwrap(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

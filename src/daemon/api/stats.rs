@@ -23,6 +23,10 @@ pub struct Stats {
     pub totals: Totals,
     /// The daemon process itself.
     pub daemon: DaemonProcess,
+    /// Spend of every session, task and project since the daemon started
+    /// (restored sessions included), with the budget that applies.
+    #[serde(default)]
+    pub budgets: Vec<herd_actors::BudgetStatus>,
 }
 
 /// How many sessions there are, by state.
@@ -58,6 +62,9 @@ pub struct Totals {
     /// Tokens used by answered messages (Claude sessions).
     #[serde(default)]
     pub usage: herd_actors::Usage,
+    /// What answered messages cost, in US dollars (from `[prices]`).
+    #[serde(default)]
+    pub cost_usd: f64,
 }
 
 /// The daemon's own process (Linux `/proc/self`; null where unreadable).
@@ -100,6 +107,7 @@ pub fn gather(app: &AppState, sessions: &[SessionInfo]) -> Stats {
         totals.bytes_out += m.bytes_out;
         totals.inputs += m.inputs;
         totals.usage.add(&s.usage);
+        totals.cost_usd += s.cost_usd;
         if !s.state.is_final() {
             totals.rss_bytes += m.rss_bytes;
             totals.cpu_percent += f64::from(m.cpu_percent);
@@ -117,6 +125,7 @@ pub fn gather(app: &AppState, sessions: &[SessionInfo]) -> Stats {
         },
         totals,
         daemon: DaemonProcess::read(uptime),
+        budgets: app.registry.budgets(),
     }
 }
 

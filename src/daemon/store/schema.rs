@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Each migration brings the schema from `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -57,6 +57,20 @@ const MIGRATIONS: &[&str] = &[
      UPDATE sessions
         SET info = json_set(info, '$.cause', json('{\"kind\":\"daemon_shutdown\"}'))
       WHERE reason = 'daemon shutdown' AND json_extract(info, '$.cause') IS NULL;",
+    // 2 → 3: the webhooks' durable outbox. A row is a notification not yet
+    // acknowledged by its endpoint (deleted on a 2xx): `url` names the
+    // `[[notify]]` target, `id` is the delivery id endpoints de-duplicate on.
+    "CREATE TABLE outbox (
+        id          TEXT PRIMARY KEY,
+        url         TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        next_at     INTEGER NOT NULL,
+        last_error  TEXT,
+        created_at  INTEGER NOT NULL
+     );
+     CREATE INDEX outbox_due ON outbox(next_at);",
 ];
 
 /// Applies every migration after `from`.
