@@ -7,7 +7,8 @@
 //! - [`store`]: the SQLite store and its migrations;
 //! - [`recovery`]: bringing sessions back after a daemon restart;
 //! - [`recorder`]: writes every session generation as asciicast v2;
-//! - [`claude`]: the Claude profile, daemon side: argv, environment, seeded home.
+//! - [`claude`]: the Claude profile, daemon side: argv, environment, seeded home;
+//! - [`web`]: the web dashboard: embedded page, browser login, TLS.
 
 pub mod api;
 mod claude;
@@ -15,3 +16,4 @@ mod recorder;
 mod recovery;
 pub mod serve;
 mod store;
+mod web;

@@ -1,6 +1,7 @@
 //! The command line: `herd serve` runs the daemon, every other command talks to it.
 
 mod events;
+mod open;
 mod stats;
 
 use crate::client::http::{enc, Client};
@@ -166,6 +167,12 @@ pub enum Command {
     },
     /// State transitions: the recent ones, or every new one with --follow.
     Events(events::EventsArgs),
+    /// A one-time login link to the web dashboard (opened in $BROWSER when set).
+    Open {
+        /// Only print the link, even when $BROWSER is set.
+        #[arg(long)]
+        print: bool,
+    },
     /// Daemon-wide figures: sessions by state, totals, the daemon's memory and CPU.
     Stats {
         /// Print the API's JSON.
@@ -317,6 +324,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Attach { id } => crate::client::attach::run(c, &id).await,
         Command::Events(args) => events::run(c, args).await,
         Command::Stats { json } => stats::run(c, json).await,
+        Command::Open { print } => open::run(c, print).await,
         Command::Replay(args) => crate::formats::replay::run(c, args).await,
         Command::Export(args) => crate::formats::export::run(c, args).await,
         Command::Analyze(args) => crate::formats::analyze::run(c, args).await,

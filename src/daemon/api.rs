@@ -1,7 +1,7 @@
 //! The HTTP API (v1, JSON), on axum.
 
 mod attach;
-mod auth;
+pub mod auth;
 pub mod error;
 mod events;
 mod hooks;
@@ -35,6 +35,10 @@ pub struct AppState {
     pub claude: Arc<crate::daemon::claude::ClaudeProfile>,
     /// The daemon's data dir (recordings live under it).
     pub data_dir: std::path::PathBuf,
+    /// The web dashboard's logins: tickets and session cookies.
+    pub web: Arc<crate::daemon::web::WebAuth>,
+    /// `[server] public_url`: the base of login links, when set.
+    pub public_url: Option<Arc<str>>,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -83,6 +87,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::stats))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(crate::daemon::web::pages::login_link))
 }
 
 /// Routes without the token (documented with `security(())`).
@@ -103,6 +108,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     Router::new()
         .merge(public)
         .merge(v1)
+        .merge(crate::daemon::web::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError {

@@ -75,6 +75,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let registry = Registry::start_with(cfg.session_defaults(), hooks)
         .await
         .context("starting the actor system")?;
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::daemon::web::tls::server_config(cert, key)?),
+        _ => None,
+    };
     // Bound before sessions come back: their Claude hooks must know the port.
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -101,12 +105,19 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         formats::files::recordings_dir(&data_dir),
         cfg.recording.retention,
     ));
+    let web = Arc::new(crate::daemon::web::WebAuth::new(
+        &token,
+        addr.port(),
+        tls.is_some(),
+    ));
     let state = AppState {
         registry: registry.clone(),
         token: Arc::new(token),
         started: Instant::now(),
         claude,
         data_dir: data_dir.clone(),
+        web,
+        public_url: cfg.server.public_url.as_deref().map(Arc::from),
     };
     let app = api::router(state, cfg.server.body_limit.0 as usize);
     let url = format!("http://{addr}");
@@ -118,10 +129,23 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    match tls {
+        // Clients on this machine keep plain HTTP on loopback (the url file).
+        Some(config) => {
+            tracing::info!("TLS on for every non-loopback client");
+            let listener = crate::daemon::web::tls::TlsListener::new(listener, config)
+                .context("starting the TLS listener")?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    }
+    .context("serving the API")?;
     tracing::info!("shutting down: stopping sessions");
     registry.shutdown(Duration::from_secs(15)).await;
     // shutdown() flushed the journal: everything is stored. Now the recordings.
