@@ -292,3 +292,244 @@ async fn herd_open_prints_a_one_time_link() {
     assert_eq!(st, StatusCode::SEE_OTHER);
     assert!(cookie.is_some());
 }
+
+/// Starts a browser, or says why the test is skipped.
+async fn browser(width: u32, height: u32) -> Option<Browser> {
+    match driver::available() {
+        Ok(()) => Some(Browser::start(width, height).await),
+        Err(why) => {
+            eprintln!("SKIPPED: no browser to test the dashboard in: {why}");
+            None
+        }
+    }
+}
+
+/// Logs the browser in through a fresh one-time link; checks where it lands.
+async fn log_in(b: &Browser, d: &Daemon) {
+    let url = login_url(d).await;
+    b.goto(&url).await;
+    b.find("#view .fleet-view", T).await;
+    assert_eq!(
+        b.url().await,
+        format!("{}/", d.url),
+        "no ticket in the address"
+    );
+    let port = d.url.rsplit(':').next().unwrap();
+    let cookies = b.cookies().await;
+    let c = cookies
+        .iter()
+        .find(|c| c["name"] == format!("herd_{port}"))
+        .unwrap_or_else(|| panic!("no session cookie: {cookies:?}"));
+    assert_eq!(c["httpOnly"], true);
+    assert_eq!(c["sameSite"], "Strict");
+    // Not readable by the page's scripts.
+    let visible = b.js("return document.cookie", json!([])).await;
+    assert_eq!(visible, "", "HttpOnly");
+}
+
+/// Whether xterm.js shows `arguments[0]` (its DOM renderer's rows).
+const TERM_HAS: &str =
+    "const r = document.querySelector('.term .xterm-rows'); return !!r && r.innerText.includes(arguments[0]);";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_a_browser_fleet_terminal_prompt_recording_phone() {
+    let Some(b) = browser(1280, 860).await else {
+        return;
+    };
+    let d = Daemon::start("[limits]\nquiet_after = \"300ms\"\n").await;
+    let dir = shots();
+    log_in(&b, &d).await;
+    // A reused ticket does not log in (a fresh browser profile would be
+    // logged out; this one keeps its cookie but the page says so).
+    let used = login_url(&d).await;
+    redeem(&used).await;
+    b.goto(&used).await;
+    b.wait_js(
+        "the used-link message",
+        T,
+        "return document.body.innerText.includes('already used or has expired')",
+        json!([]),
+    )
+    .await;
+    b.goto(&format!("{}/", d.url)).await;
+    b.find(".fleet-view", T).await;
+    b.wait_js(
+        "the live connection",
+        T,
+        "return document.getElementById('conn').dataset.status === 'live'",
+        json!([]),
+    )
+    .await;
+
+    // A session created through the API appears live, in its state.
+    let id = d
+        .create(
+            json!({"command": ["bash", "--norc", "--noprofile"], "name": "web-one",
+                       "task_id": "job-42", "project_id": "alpha",
+                       "env": {"PS1": "$ "}}),
+        )
+        .await;
+    let row = format!(".row[data-id='{id}']");
+    b.wait_js("the new row, ready", T,
+        "const r = document.querySelector(arguments[0]); return r && r.dataset.state === 'ready' && r.innerText.includes('job-42') && r.innerText.includes('alpha');",
+        json!([row])).await;
+    let other = d
+        .create(json!({"command": ["sleep", "600"], "name": "web-two", "project_id": "beta"}))
+        .await;
+    b.find(&format!(".row[data-id='{other}']"), T).await;
+    // Filters: by project, then by task.
+    b.js("const s = document.querySelector('select[name=project]'); s.value = 'beta'; s.dispatchEvent(new Event('change'));", json!([])).await;
+    b.wait_js("the project filter", T,
+        "return document.querySelector(arguments[0]).hidden && !document.querySelector(arguments[1]).hidden",
+        json!([row, format!(".row[data-id='{other}']")])).await;
+    b.js("const s = document.querySelector('select[name=project]'); s.value = ''; s.dispatchEvent(new Event('change'));", json!([])).await;
+    b.type_into("input[name=task]", "job-4").await;
+    b.wait_js("the task filter", T,
+        "return !document.querySelector(arguments[0]).hidden && document.querySelector(arguments[1]).hidden",
+        json!([row, format!(".row[data-id='{other}']")])).await;
+    b.screenshot(&dir, "fleet").await;
+
+    // The session view: the terminal replays the screen, then goes live.
+    b.click(&row).await;
+    b.find(".term .xterm", T).await;
+    b.wait_js("the prompt in the terminal", T, TERM_HAS, json!(["$ "]))
+        .await;
+    b.click(".term .xterm").await;
+    b.type_into(
+        ".term .xterm-helper-textarea",
+        &format!("echo typed-$((6*7)){ENTER}"),
+    )
+    .await;
+    d.wait_screen(&id, "typed-42", T).await;
+    b.wait_js("the echo in xterm.js", T, TERM_HAS, json!(["typed-42"]))
+        .await;
+    b.screenshot(&dir, "session").await;
+    // Read-only: keys go nowhere.
+    b.click("#typing").await;
+    b.type_into(
+        ".term .xterm-helper-textarea",
+        &format!("echo not-sent{ENTER}"),
+    )
+    .await;
+    b.click("#typing").await;
+    b.type_into(
+        ".term .xterm-helper-textarea",
+        &format!("echo sent-after{ENTER}"),
+    )
+    .await;
+    let screen = d.wait_screen(&id, "sent-after", T).await;
+    assert!(!screen.contains("not-sent"), "read-only typed: {screen}");
+
+    // The prompt box: send and wait shows the reply.
+    b.type_into("textarea[name=prompt]", "echo reply-$((20+3))")
+        .await;
+    b.click("button[data-action=send-wait]").await;
+    b.wait_js("the reply", T,
+        "const r = document.querySelector('.reply-text'); return r && r.innerText.includes('reply-23');",
+        json!([])).await;
+    b.click("button[data-tab=queue]").await;
+    b.wait_js(
+        "the queue",
+        T,
+        "return document.querySelector('.queue li[data-state=done]') !== null",
+        json!([]),
+    )
+    .await;
+    b.click("button[data-tab=events]").await;
+    b.wait_js(
+        "the timeline",
+        T,
+        "return document.querySelectorAll('.timeline li').length >= 3",
+        json!([]),
+    )
+    .await;
+    b.click("button[data-tab=metrics]").await;
+    b.find(".pane-metrics canvas", T).await;
+
+    // Restart, confirmed in the page's dialog.
+    b.click("button[data-action=restart]").await;
+    b.find("dialog#confirm[open]", T).await;
+    b.click("#confirm-ok").await;
+    d.wait_session(&id, T, |s| s["generation"] == 1 && s["state"] == "ready")
+        .await;
+    b.wait_js("generation 1 in the header", T,
+        "return [...document.querySelectorAll('.facts div')].some(d => d.innerText.includes('generation') && d.innerText.includes('1'))",
+        json!([])).await;
+
+    // Recordings: generation 0 plays in the asciinema player.
+    b.click("button[data-tab=recordings]").await;
+    b.click(".recordings li[data-generation='0'] button[data-action=play]")
+        .await;
+    b.wait_js("the player", T,
+        "const p = window.__herdPlayer; return !!p && p.getDuration() > 0 && document.querySelector('.ap-player') !== null",
+        json!([])).await;
+    b.js(
+        "window.__herdPlayer.seek(window.__herdPlayer.getDuration() - 0.01)",
+        json!([]),
+    )
+    .await;
+    b.wait_js(
+        "the recording's text",
+        T,
+        "return document.querySelector('.player-stage').innerText.includes('typed-42')",
+        json!([]),
+    )
+    .await;
+    b.js("const s = document.querySelector('select[name=speed]'); s.value = '4'; s.dispatchEvent(new Event('change'));", json!([])).await;
+    b.wait_js(
+        "the player at 4x",
+        T,
+        "return !!window.__herdPlayer && window.__herdPlayer.getDuration() > 0",
+        json!([]),
+    )
+    .await;
+    b.screenshot(&dir, "recording").await;
+
+    // Kill, confirmed; the terminal says the session ended.
+    b.click("button[data-action=kill]").await;
+    b.click("#confirm-ok").await;
+    d.wait_session(&id, T, |s| s["state"] == "stopped").await;
+    b.wait_js("the end banner", T,
+        "const e = document.querySelector('.ended'); return e && !e.hidden && e.innerText.includes('stopped')",
+        json!([])).await;
+
+    // The phone layout: nothing wider than the screen.
+    b.resize(390, 844).await;
+    b.goto(&format!("{}/#/", d.url)).await;
+    b.find(&format!(".row[data-id='{other}']"), T).await;
+    let overflow = b
+        .js("return document.documentElement.scrollWidth", json!([]))
+        .await;
+    let inner = b.js("return window.innerWidth", json!([])).await;
+    assert!(
+        overflow.as_i64() <= inner.as_i64(),
+        "fleet overflows: {overflow} > {inner}"
+    );
+    b.screenshot(&dir, "phone-fleet").await;
+    b.goto(&format!("{}/#/s/{other}", d.url)).await;
+    b.find(".term .xterm", T).await;
+    let overflow = b
+        .js("return document.documentElement.scrollWidth", json!([]))
+        .await;
+    assert!(
+        overflow.as_i64() <= inner.as_i64(),
+        "session overflows: {overflow} > {inner}"
+    );
+    b.screenshot(&dir, "phone-session").await;
+    b.goto(&format!("{}/#/new", d.url)).await;
+    b.find("form.create", T).await;
+    b.screenshot(&dir, "phone-new").await;
+
+    let violations = b
+        .js("return window.__herdPerf.cspViolations", json!([]))
+        .await;
+    assert_eq!(violations, json!([]), "CSP violations");
+    // The used link's 401 is the one expected error.
+    let errors: Vec<String> = b
+        .console()
+        .await
+        .into_iter()
+        .filter(|l| l.contains("SEVERE") && !l.contains("/login?ticket="))
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}

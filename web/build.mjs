@@ -25,7 +25,7 @@ await esbuild.build({ ...common, entryPoints: { app: "src/main.js" }, outdir: "d
 // The recording player (asciinema-player), loaded only when a recording is opened.
 await esbuild.build({ ...common, entryPoints: { player: "src/player.js" }, outdir: "dist" });
 
-for (const f of ["index.html", "login.html"]) {
+for (const f of ["index.html", "login.html", "favicon.svg"]) {
   copyFileSync(`src/${f}`, `dist/${f}`);
 }
 

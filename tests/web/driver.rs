@@ -171,7 +171,7 @@ impl Browser {
 
     /// The element id of the first match of a CSS selector, waiting for it.
     pub async fn find(&self, css: &str, timeout: Duration) -> String {
-        let script = "const e = document.querySelector(arguments[0]); return !!e && e.offsetParent !== null;";
+        let script = "const e = document.querySelector(arguments[0]); return !!e && e.getClientRects().length > 0;";
         self.wait_js(&format!("element {css}"), timeout, script, json!([css]))
             .await;
         let v = self

@@ -147,7 +147,7 @@ export function fleetView(root, query) {
     if (now.size === projects.size && [...now].every((p) => projects.has(p))) return;
     projects = now;
     projectSel.replaceChildren(el("option", { value: "" }, "all projects"),
-      [...projects].sort().map((p) => el("option", { value: p }, p)));
+      ...[...projects].sort().map((p) => el("option", { value: p }, p)));
     projectSel.value = projects.has(filters.project) ? filters.project : "";
   }
 

@@ -7,6 +7,8 @@ import "asciinema-player/dist/bundle/asciinema-player.css";
 export function createPlayer(url, elem, opts) {
   const player = AsciinemaPlayer.create({ url, fetchOpts: { credentials: "same-origin" } }, elem, {
     fit: "width",
+    preload: true,
+    autoPlay: true,
     terminalFontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace',
     ...opts,
   });

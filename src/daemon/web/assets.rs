@@ -47,6 +47,11 @@ pub const ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../../web/dist/player.js"),
     },
     Asset {
+        name: "favicon.svg",
+        mime: "image/svg+xml",
+        bytes: include_bytes!("../../../web/dist/favicon.svg"),
+    },
+    Asset {
         name: "player.css",
         mime: "text/css; charset=utf-8",
         bytes: include_bytes!("../../../web/dist/player.css"),
