@@ -533,3 +533,141 @@ async fn dashboard_in_a_browser_fleet_terminal_prompt_recording_phone() {
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+
+fn claude_config() -> String {
+    format!(
+        "[claude]\nbinary = {:?}\n[limits]\nquiet_after = \"300ms\"\n",
+        env!("CARGO_BIN_EXE_herd-fake-claude")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_dialog_is_answered_from_a_button_and_needs_me_alerts() {
+    let Some(b) = browser(1280, 860).await else {
+        return;
+    };
+    let d = Daemon::start(&claude_config()).await;
+    let cwd = tempfile::tempdir().unwrap();
+    log_in(&b, &d).await;
+    b.grant("notifications").await;
+    b.wait_js(
+        "the notification button",
+        T,
+        "return document.getElementById('notify').textContent === 'Notifying'",
+        json!([]),
+    )
+    .await;
+    let id = d
+        .create(json!({"profile": "claude", "cwd": cwd.path(), "name": "claude-one",
+                       "claude": {"env": {"FAKE_CLAUDE_STARTUP_MS": "200", "FAKE_CLAUDE_BUSY_MS": "200"}}}))
+        .await;
+    d.wait_session(&id, T, |s| s["state"] == "ready").await;
+    let (st, v) = d
+        .post(
+            &format!("/v1/sessions/{id}/messages"),
+            json!({"text": "run it MOCK-TOOL-BASH"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    // The fleet puts it first, with its badge, title and a toast.
+    b.wait_js("the needs-me badge", T,
+        "return !document.getElementById('needs').hidden && document.getElementById('needs-count').textContent === '1' && document.title === '(1) herd'",
+        json!([])).await;
+    b.wait_js("needs-me first", T,
+        "const r = document.querySelector('.list .row:not([hidden])'); return r && r.dataset.id === arguments[0] && r.classList.contains('needs-me') && r.innerText.includes('Bash')",
+        json!([id])).await;
+    b.wait_js("the toast", T,
+        "return [...document.querySelectorAll('.toast')].some(t => t.innerText.includes('needs input'))", json!([])).await;
+    b.screenshot(&shots(), "fleet-needs-me").await;
+    // The session page shows the tool, its input and the choices.
+    b.click(&format!(".row[data-id='{id}']")).await;
+    b.wait_js("the dialog", T,
+        "const w = document.querySelector('.waiting'); return w && !w.hidden && w.innerText.includes('Bash') && w.innerText.includes('touch mock-tool-ran.txt') && w.querySelectorAll('button.choice').length === 3",
+        json!([])).await;
+    b.screenshot(&shots(), "session-permission").await;
+    b.click(".waiting button.choice[data-meaning=yes]").await;
+    let s = d
+        .wait_session(&id, T, |s| s["state"] != "waiting_input")
+        .await;
+    assert!(s["waiting"].is_null(), "{s}");
+    // The tool ran: the answer was "yes", picked by meaning.
+    let ran = cwd.path().join("mock-tool-ran.txt");
+    assert!(
+        common::wait_until(T, || ran.exists()).await,
+        "the tool did not run"
+    );
+    b.wait_js("the dialog gone, the badge cleared", T,
+        "return document.querySelector('.waiting').hidden && document.getElementById('needs').hidden",
+        json!([])).await;
+}
+
+/// A session printing 48 MB as fast as it can: the tab stays responsive, the
+/// terminal ends on the last lines, and the figures are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_flood_does_not_freeze_the_tab() {
+    let Some(b) = browser(1280, 860).await else {
+        return;
+    };
+    let d = Daemon::start("").await;
+    log_in(&b, &d).await;
+    const TOTAL: u64 = 48 * 1024 * 1024;
+    let id = d
+        .create(json!({"name": "flood", "command": ["sh", "-c",
+            format!("sleep 1; yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c {TOTAL}; echo; echo FLOOD-DONE; exec sleep 600")]}))
+        .await;
+    b.goto(&format!("{}/#/s/{id}", d.url)).await;
+    b.find(".term .xterm", T).await;
+    // Frames as the page paints them, and long tasks, from here on.
+    b.js("const f = window.__frames = {n: 0, maxGap: 0, last: performance.now()};
+          const tick = (t) => { f.maxGap = Math.max(f.maxGap, t - f.last); f.last = t; f.n++; requestAnimationFrame(tick); };
+          requestAnimationFrame(tick);
+          window.__start = {perf: {...window.__herdPerf}, term: {...window.__herdTerm}, t: performance.now()};", json!([])).await;
+    let started = Instant::now();
+    let mut worst_round_trip = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let t0 = Instant::now();
+        let done = b.js(TERM_HAS, json!(["FLOOD-DONE"])).await;
+        worst_round_trip = worst_round_trip.max(t0.elapsed());
+        if done == json!(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flood never finished in the page"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    let f = b
+        .js("const s = window.__start; const t = window.__herdTerm; const p = window.__herdPerf;
+             return {ms: performance.now() - s.t, rendered: t.bytesRendered - s.term.bytesRendered,
+                     received: t.bytesReceived - s.term.bytesReceived, frames: window.__frames.n,
+                     maxGap: window.__frames.maxGap, batches: t.frames - s.term.frames,
+                     largestBatch: t.largestBatch, skips: t.skips - s.term.skips,
+                     longTasks: p.longTasks - s.perf.longTasks, longTaskMs: p.longTaskMs - s.perf.longTaskMs}",
+            json!([])).await;
+    let ms = f["ms"].as_f64().unwrap();
+    let rendered = f["rendered"].as_f64().unwrap();
+    eprintln!(
+        "flood figures: {:.1} MB rendered in {:.1} s = {:.1} MB/s ({:.1} MB received, {} skips to the present); \
+         {} animation frames, longest gap {:.0} ms; {} batches, largest {} KiB; \
+         long tasks {} totalling {:.0} ms = {:.0}% of the main thread; worst script round trip {:?}",
+        rendered / 1e6, ms / 1e3, rendered / 1e6 / (ms / 1e3),
+        f["received"].as_f64().unwrap() / 1e6, f["skips"],
+        f["frames"], f["maxGap"].as_f64().unwrap(), f["batches"],
+        f["largestBatch"].as_u64().unwrap() / 1024,
+        f["longTasks"], f["longTaskMs"].as_f64().unwrap(),
+        100.0 * f["longTaskMs"].as_f64().unwrap() / ms, worst_round_trip,
+    );
+    assert!(rendered > 0.0);
+    let s = d.session(&id).await;
+    assert!(s["metrics"]["bytes_out"].as_u64().unwrap() >= TOTAL, "{s}");
+    // The page kept painting: a frozen tab paints no frames.
+    assert!(f["frames"].as_u64().unwrap() > 10, "{f}");
+    assert!(
+        worst_round_trip < Duration::from_secs(10),
+        "the tab froze: a script waited {worst_round_trip:?} (flood took {elapsed:?})"
+    );
+    b.screenshot(&shots(), "flood").await;
+}

@@ -80,6 +80,10 @@ export function start() {
     button.disabled = p !== "default";
   };
   show();
+  // Granted or revoked from the browser's own settings: follow it.
+  navigator.permissions?.query({ name: "notifications" }).then((st) => {
+    st.onchange = show;
+  }, () => {});
   button.addEventListener("click", async () => {
     // Browsers only ask from a click, and only in a secure context
     // (localhost, or the daemon behind TLS).
