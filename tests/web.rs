@@ -671,3 +671,70 @@ async fn a_terminal_flood_does_not_freeze_the_tab() {
     );
     b.screenshot(&shots(), "flood").await;
 }
+
+/// A thousand sessions: all listed, updated live while a hundred restart, the
+/// one that failed first; figures printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sessions_stay_fluent() {
+    let Some(b) = browser(1280, 860).await else {
+        return;
+    };
+    const N: usize = 1000;
+    let d = Daemon::start(&format!("[limits]\nmax_sessions = {}\n", N + 1)).await;
+    let mut ids = Vec::with_capacity(N);
+    for i in 0..N {
+        ids.push(
+            d.create(
+                json!({"command": ["sleep", "3600"], "name": format!("s{i:04}"),
+                            "project_id": format!("p{}", i % 7), "task_id": format!("task-{i}")}),
+            )
+            .await,
+        );
+    }
+    let t0 = Instant::now();
+    log_in(&b, &d).await;
+    b.wait_js(
+        "every row",
+        Duration::from_secs(60),
+        "return document.querySelectorAll('.list .row').length === arguments[0]",
+        json!([N]),
+    )
+    .await;
+    let first_render = t0.elapsed();
+    b.js("window.__s = {perf: {...window.__herdPerf}, store: {...window.__herdStore}};
+          const f = window.__frames = {n: 0, maxGap: 0, last: performance.now()};
+          const tick = (t) => { f.maxGap = Math.max(f.maxGap, t - f.last); f.last = t; f.n++; requestAnimationFrame(tick); };
+          requestAnimationFrame(tick);", json!([])).await;
+    let t1 = Instant::now();
+    for id in &ids[..100] {
+        let (st, v) = d
+            .post(&format!("/v1/sessions/{id}/restart"), json!({}))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    // One that fails (it keeps crashing) needs a person: it comes first.
+    let failed = d
+        .create(json!({"command": ["sh", "-c", "exit 3"], "name": "broken",
+                       "restart": {"policy": "always", "max_restarts": 1, "backoff_initial": "10ms"}}))
+        .await;
+    b.wait_js("the restarts shown", Duration::from_secs(60),
+        "return arguments[0].every(id => document.querySelector(`.row[data-id='${id}'] .c-restarts`).textContent === '1')",
+        json!([ids[..100]])).await;
+    b.wait_js("the failed one first", Duration::from_secs(60),
+        "const r = document.querySelector('.list .row:not([hidden])'); return r && r.dataset.id === arguments[0] && r.dataset.state === 'failed'",
+        json!([failed])).await;
+    let live = t1.elapsed();
+    let f = b
+        .js("const s = window.__s, p = window.__herdPerf, st = window.__herdStore;
+             return {frames: window.__frames.n, maxGap: window.__frames.maxGap,
+                     longTasks: p.longTasks - s.perf.longTasks, longTaskMs: p.longTaskMs - s.perf.longTaskMs,
+                     renders: st.renders - s.store.renders, renderMs: st.renderMs - s.store.renderMs,
+                     maxRenderMs: st.maxRenderMs}", json!([])).await;
+    eprintln!(
+        "fleet figures ({N} sessions): all rows {first_render:?} after the login link; 100 restarts + 1 failure shown within {live:?}: \
+         {} view updates taking {:.0} ms (longest {:.0} ms), {} long tasks totalling {:.0} ms, {} frames, longest gap {:.0} ms",
+        f["renders"], f["renderMs"].as_f64().unwrap(), f["maxRenderMs"].as_f64().unwrap(),
+        f["longTasks"], f["longTaskMs"].as_f64().unwrap(), f["frames"], f["maxGap"].as_f64().unwrap(),
+    );
+    b.screenshot(&shots(), "fleet-1000").await;
+}

@@ -17,22 +17,43 @@ fn self_signed(dir: &Path) -> Option<(String, String)> {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-               "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-               "-addext", "basicConstraints=critical,CA:FALSE",
-               "-addext", "extendedKeyUsage=serverAuth", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output();
     match out {
-        Ok(o) if o.status.success() => Some((cert.display().to_string(), key.display().to_string())),
+        Ok(o) if o.status.success() => {
+            Some((cert.display().to_string(), key.display().to_string()))
+        }
         Ok(o) => {
-            eprintln!("SKIPPED: openssl could not make a certificate: {}", String::from_utf8_lossy(&o.stderr));
+            eprintln!(
+                "SKIPPED: openssl could not make a certificate: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             None
         }
         Err(e) => {
-            eprintln!("SKIPPED: no openssl to make a test certificate ({e}); apt-get install openssl");
+            eprintln!(
+                "SKIPPED: no openssl to make a test certificate ({e}); apt-get install openssl"
+            );
             None
         }
     }
@@ -68,26 +89,56 @@ async fn tls_for_browsers_plain_http_for_loopback_clients() {
     let Some((cert, key)) = self_signed(certs.path()) else {
         return;
     };
-    let d = Daemon::start(&format!("[server]\ntls_cert = {cert:?}\ntls_key = {key:?}\n")).await;
+    let d = Daemon::start(&format!(
+        "[server]\ntls_cert = {cert:?}\ntls_key = {key:?}\n"
+    ))
+    .await;
     let addr = d.url.trim_start_matches("http://").to_string();
     // The local CLI and the API over loopback: plain HTTP, as before.
     let (st, v) = d.get("/v1/sessions").await;
     assert_eq!(st, reqwest::StatusCode::OK, "{v}");
     let out = d.cli(&["open", "--print"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A browser over TLS: the page, a login, a Secure cookie, HSTS.
-    let page = https(&addr, &cert, &format!("GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")).await;
+    let page = https(
+        &addr,
+        &cert,
+        &format!("GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
-    assert!(page.to_ascii_lowercase().contains("strict-transport-security: max-age="), "{page}");
+    assert!(
+        page.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age="),
+        "{page}"
+    );
     let (_, link) = d.post("/v1/login", json!({})).await;
-    let path = link["url"].as_str().unwrap().split_once(&addr).unwrap().1.to_string();
-    let answer = https(&addr, &cert, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")).await;
+    let path = link["url"]
+        .as_str()
+        .unwrap()
+        .split_once(&addr)
+        .unwrap()
+        .1
+        .to_string();
+    let answer = https(
+        &addr,
+        &cert,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
     let cookie = answer
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .unwrap_or_else(|| panic!("no cookie: {answer}"));
-    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
     // A link asked for under another host name is https.
     let r = reqwest::Client::new()
         .post(format!("{}/v1/login", d.url))
@@ -97,7 +148,13 @@ async fn tls_for_browsers_plain_http_for_loopback_clients() {
         .await
         .unwrap();
     let v: serde_json::Value = r.json().await.unwrap();
-    assert!(v["url"].as_str().unwrap().starts_with("https://herd.example:7777/login?ticket="), "{v}");
+    assert!(
+        v["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://herd.example:7777/login?ticket="),
+        "{v}"
+    );
 }
 
 #[test]
@@ -108,7 +165,11 @@ fn a_bad_certificate_stops_the_daemon_naming_the_key() {
     let key = dir.path().join("key.pem");
     std::fs::write(&key, "not a key").unwrap();
     let cfg = dir.path().join("herd.toml");
-    std::fs::write(&cfg, format!("[server]\ntls_cert = {:?}\ntls_key = {:?}\n", cert, key)).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[server]\ntls_cert = {:?}\ntls_key = {:?}\n", cert, key),
+    )
+    .unwrap();
     let out = Command::new(common::herd_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
@@ -118,5 +179,8 @@ fn a_bad_certificate_stops_the_daemon_naming_the_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("server.tls_cert") && err.contains("cert.pem"), "{err}");
+    assert!(
+        err.contains("server.tls_cert") && err.contains("cert.pem"),
+        "{err}"
+    );
 }

@@ -58,8 +58,16 @@ function flush() {
   const all = removedAll;
   dirty = new Set();
   removedAll = false;
+  const t0 = performance.now();
   for (const fn of listeners) fn(ids, all);
+  const ms = performance.now() - t0;
+  perf.renders++;
+  perf.renderMs += ms;
+  perf.maxRenderMs = Math.max(perf.maxRenderMs, ms);
 }
+
+/** What updating the views costs, for the browser test's figures. */
+const perf = (window.__herdStore = { renders: 0, renderMs: 0, maxRenderMs: 0, refreshes: 0, refreshMs: 0 });
 
 /** Puts a full session record in place; marks it changed if it differs. */
 export function put(s) {
@@ -89,12 +97,15 @@ export function refresh() {
   if (refreshing) return refreshing;
   refreshing = api("GET", "/v1/sessions?all=true")
     .then((list) => {
+      const t0 = performance.now();
+      perf.refreshes++;
       const seen = new Set();
       for (const s of list) {
         seen.add(s.id);
         put(s);
       }
       for (const id of [...sessions.keys()]) if (!seen.has(id)) drop(id);
+      perf.refreshMs += performance.now() - t0;
     })
     .finally(() => {
       refreshing = null;
@@ -103,17 +114,20 @@ export function refresh() {
 }
 
 const pendingFetch = new Set();
+const FETCH_DELAY_MS = 400;
 let fetchTimer = null;
 
 /** Fetches the full record of a session soon (coalesced). */
 export function refetch(id) {
   pendingFetch.add(id);
   if (fetchTimer) return;
+  // Coalesced over a short while: a burst of events costs one round.
   fetchTimer = setTimeout(async () => {
     fetchTimer = null;
     const ids = [...pendingFetch];
     pendingFetch.clear();
     if (ids.length > 16) {
+      // Many at once (a fleet restarting): one list instead of many requests.
       await refresh().catch(() => {});
       return;
     }
@@ -121,8 +135,11 @@ export function refetch(id) {
       api("GET", `/v1/sessions/${id}`).then(put, (e) => {
         if (e.status === 404) drop(id);
       })));
-  }, 150);
+  }, FETCH_DELAY_MS);
 }
+
+/** States whose record says more than the event: fetched after the event. */
+const DETAILED = new Set(["waiting_input", "starting", "failed", "stopped"]);
 
 function applyEvent(e) {
   const s = sessions.get(e.session_id);
@@ -138,8 +155,9 @@ function applyEvent(e) {
       waiting: e.to === "waiting_input" ? s.waiting : undefined,
     });
     changed(s.id);
-    // The event has the state; the record has the rest (dialog, pid, restarts).
-    refetch(s.id);
+    // The event has the state; the record has what comes with some states:
+    // the dialog, the new pid and restart count, the exit code and error.
+    if (DETAILED.has(e.to)) refetch(s.id);
   }
   for (const fn of eventListeners) fn(e);
 }
