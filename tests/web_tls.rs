@@ -107,7 +107,7 @@ async fn tls_for_browsers_plain_http_for_loopback_clients() {
     let page = https(
         &addr,
         &cert,
-        &format!("GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        "GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
