@@ -519,6 +519,22 @@ async fn dashboard_in_a_browser_fleet_terminal_prompt_recording_phone() {
     b.goto(&format!("{}/#/new", d.url)).await;
     b.find("form.create", T).await;
     b.screenshot(&dir, "phone-new").await;
+    // The form starts a session and opens it.
+    b.type_into("form.create input[name=name]", "from-the-form")
+        .await;
+    b.type_into("form.create input[name=task]", "job-form")
+        .await;
+    b.js("document.querySelector('form.create input[name=command]').value = 'sh -c \"echo form-made; exec sleep 600\"'", json!([])).await;
+    b.click("form.create button[type=submit]").await;
+    b.wait_js("the new session's page", T,
+        "const h = document.querySelector('.session-name'); return h && h.textContent === 'from-the-form'", json!([])).await;
+    b.wait_js("its output", T, TERM_HAS, json!(["form-made"]))
+        .await;
+    let (_, list) = d.get("/v1/sessions?task=job-form").await;
+    assert_eq!(
+        list[0]["command"],
+        json!(["sh", "-c", "echo form-made; exec sleep 600"])
+    );
 
     let violations = b
         .js("return window.__herdPerf.cspViolations", json!([]))
@@ -532,6 +548,23 @@ async fn dashboard_in_a_browser_fleet_terminal_prompt_recording_phone() {
         .filter(|l| l.contains("SEVERE") && !l.contains("/login?ticket="))
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+    // Logging out forgets the cookie: the dashboard asks for a login again.
+    b.click("form.logout button").await;
+    b.wait_js(
+        "the logged-out page",
+        T,
+        "return document.body.innerText.includes('Logged out.')",
+        json!([]),
+    )
+    .await;
+    b.goto(&format!("{}/", d.url)).await;
+    b.find("form input[name=token]", T).await;
+    assert_eq!(b.url().await, format!("{}/login", d.url));
+    // The fallback: the token in the form logs in too.
+    b.type_into("form input[name=token]", &format!("{}{ENTER}", d.token))
+        .await;
+    b.find(".fleet-view", T).await;
+    assert_eq!(b.url().await, format!("{}/", d.url));
 }
 
 fn claude_config() -> String {

@@ -77,7 +77,9 @@ pub fn security_headers(h: &mut HeaderMap, tls: bool) {
     set(h, header::CONTENT_SECURITY_POLICY, CSP);
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // Not "no-referrer": browsers then send `Origin: null` with the page's
+    // own forms (login, logout), which the origin check must refuse.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(
         h,
         HeaderName::from_static("cross-origin-opener-policy"),
