@@ -251,4 +251,34 @@ async fn herd_open_prints_a_one_time_link() {
     let (st, cookie, _) = redeem(&url).await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     assert!(cookie.is_some());
+    // With $BROWSER set, the link is handed to it (a script standing in).
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("opened");
+    let script = common::write(
+        dir.path(),
+        "browser.sh",
+        &format!(
+            "#!/bin/sh\necho \"$1\" > {}.tmp && mv {0}.tmp {0}\n",
+            seen.display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(common::herd_bin())
+        .arg("open")
+        .env("HERD_URL", &d.url)
+        .env("HERD_TOKEN", &d.token)
+        .env("BROWSER", &script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        common::wait_until(T, || seen.exists()).await,
+        "$BROWSER was not run"
+    );
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), printed);
 }

@@ -2,6 +2,7 @@
 // browser notifications when a session starts waiting for input or fails.
 import { el, label, setText } from "./util.js";
 import { onEvent, sessions, subscribe } from "./store.js";
+import { api } from "./api.js";
 
 const SEEN_KEY = "herd.seenFailed";
 const seenFailed = new Set(JSON.parse(localStorage.getItem(SEEN_KEY) || "[]"));
@@ -43,9 +44,11 @@ export function toast(text, kind = "info", onclick) {
   setTimeout(() => t.remove(), kind === "error" ? 8000 : 5000);
 }
 
-function notify(e) {
+async function notify(e) {
   if (e.to !== "waiting_input" && e.to !== "failed") return;
-  const s = sessions.get(e.session_id);
+  // A session this page has not seen yet (it failed at once): its name first.
+  const s = sessions.get(e.session_id) ||
+    (await api("GET", `/v1/sessions/${e.session_id}`).catch(() => null));
   const name = s ? label(s) : e.session_id.slice(0, 8);
   const what = e.to === "failed" ? `failed: ${e.reason}` : "needs input";
   const open = () => {
