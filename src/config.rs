@@ -95,6 +95,14 @@ pub struct ServerConfig {
     /// Time a client has to send a request's body.
     #[serde(with = "humantime_serde")]
     pub body_timeout: std::time::Duration,
+    /// PEM certificate chain: with `tls_key`, the daemon also speaks TLS
+    /// (rustls) on its port, for browsers on other devices.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The address browsers use to reach the dashboard (`https://host:7777`),
+    /// for the links of `herd open`; absent: the address the client used.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +117,9 @@ impl Default for ServerConfig {
             max_connections: 512,
             header_timeout: std::time::Duration::from_secs(10),
             body_timeout: std::time::Duration::from_secs(30),
+            tls_cert: None,
+            tls_key: None,
+            public_url: None,
         }
     }
 }
@@ -290,6 +301,31 @@ impl Config {
                 ));
             }
         }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(c), None) => {
+                return Err(format!(
+                    "server.tls_cert = {:?} without server.tls_key: give both, or neither",
+                    c.display().to_string()
+                ))
+            }
+            (None, Some(k)) => {
+                return Err(format!(
+                    "server.tls_key = {:?} without server.tls_cert: give both, or neither",
+                    k.display().to_string()
+                ))
+            }
+            _ => {}
+        }
+        if let Some(u) = &self.server.public_url {
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && !u.contains(char::is_whitespace)
+                && !u.contains(['?', '#']);
+            if !ok {
+                return Err(format!(
+                    "server.public_url = {u:?}: expected an http:// or https:// address without query, such as \"https://herd.example:7777\""
+                ));
+            }
+        }
         if let Some(t) = &self.server.token {
             if t.len() < 16 {
                 return Err("server.token is too short: use at least 16 characters".into());
@@ -365,6 +401,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen") && err.contains("nowhere"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key_and_public_url_is_checked() {
+        let err = Config::parse("[server]\ntls_cert = \"/c.pem\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.tls_cert") && err.contains("/c.pem"),
+            "{err}"
+        );
+        let err = Config::parse("[server]\ntls_key = \"/k.pem\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.tls_key") && err.contains("/k.pem"),
+            "{err}"
+        );
+        let err = Config::parse("[server]\npublic_url = \"herd.local\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.public_url") && err.contains("herd.local"),
+            "{err}"
+        );
+        let cfg = Config::parse(
+            "[server]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\npublic_url = \"https://h:7777\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(cfg.server.tls_key.as_deref(), Some(Path::new("/k.pem")));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`recovery`]: bringing sessions back after a daemon restart;
 //! - [`recorder`]: writes every session generation as asciicast v2;
 //! - [`notify`]: webhooks from a durable outbox;
-//! - [`claude`]: the Claude profile, daemon side: argv, environment, seeded home.
+//! - [`claude`]: the Claude profile, daemon side: argv, environment, seeded home;
+//! - [`web`]: the web dashboard: embedded page, browser login, TLS.
 
 pub mod api;
 mod claude;
@@ -18,3 +19,4 @@ mod recovery;
 pub mod serve;
 mod server;
 mod store;
+mod web;

@@ -3,6 +3,7 @@
 mod doctor;
 mod events;
 mod new;
+mod open;
 mod ops;
 mod setup;
 mod show;
@@ -247,6 +248,12 @@ pub enum Command {
         #[command(subcommand)]
         action: NotifyAction,
     },
+    /// A one-time login link to the web dashboard (opened in $BROWSER when set).
+    Open {
+        /// Only print the link, even when $BROWSER is set.
+        #[arg(long)]
+        print: bool,
+    },
     /// Daemon-wide figures: sessions by state, totals, the daemon's memory and CPU.
     Stats {
         /// Print the API's JSON.
@@ -433,6 +440,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Open { print } => open::run(c, print).await,
         Command::Replay(args) => crate::formats::replay::run(c, args).await,
         Command::Export(args) => crate::formats::export::run(c, args).await,
         Command::Analyze(args) => crate::formats::analyze::run(c, args).await,

@@ -1,7 +1,7 @@
 //! The HTTP API (v1, JSON), on axum.
 
 mod attach;
-mod auth;
+pub mod auth;
 pub mod error;
 mod events;
 mod hooks;
@@ -41,6 +41,10 @@ pub struct AppState {
     pub store_health: crate::daemon::store::StoreHealth,
     /// The webhooks' outbox.
     pub notifier: crate::daemon::notify::Notifier,
+    /// The web dashboard's logins: tickets and session cookies.
+    pub web: Arc<crate::daemon::web::WebAuth>,
+    /// `[server] public_url`: the base of login links, when set.
+    pub public_url: Option<Arc<str>>,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -94,6 +98,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::stats))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(crate::daemon::web::pages::login_link))
 }
 
 /// Routes without the token (documented with `security(())`).
@@ -114,6 +119,7 @@ pub fn router(state: AppState, body_limit: usize, body_timeout: std::time::Durat
     Router::new()
         .merge(public)
         .merge(v1)
+        .merge(crate::daemon::web::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError {

@@ -105,6 +105,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     // Before recovery: its transitions are notified too.
     let notifier =
         crate::daemon::notify::Notifier::start(&store_path, cfg.notify.clone(), registry.events())?;
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::daemon::web::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let addr = listener.local_addr().context("reading the bound address")?;
     let claude = Arc::new(crate::daemon::claude::ClaudeProfile::new(
         cfg.claude.clone(),
@@ -137,6 +141,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         formats::files::recordings_dir(&data_dir),
         cfg.recording.retention,
     ));
+    let web = Arc::new(crate::daemon::web::WebAuth::new(
+        &token,
+        addr.port(),
+        tls.is_some(),
+    ));
     let state = AppState {
         registry: registry.clone(),
         token: Arc::new(token),
@@ -145,6 +154,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         data_dir: data_dir.clone(),
         store_health: health,
         notifier,
+        web,
+        public_url: cfg.server.public_url.as_deref().map(Arc::from),
     };
     let app = api::router(
         state,
@@ -161,11 +172,27 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         data_dir.display(),
         found.describe()
     );
-    let limits = crate::daemon::server::Limits {
-        max_connections: cfg.server.max_connections,
-        header_timeout: cfg.server.header_timeout,
-    };
-    crate::daemon::server::serve(listener, app, limits, shutdown_signal()).await;
+    match tls {
+        // TLS: rustls on the same port (loopback clients keep plain HTTP);
+        // the connection cap and header timeouts of the plain server loop
+        // do not apply to it yet.
+        Some(config) => {
+            tracing::info!("TLS on for every non-loopback client");
+            let listener = crate::daemon::web::tls::TlsListener::new(listener, config)
+                .context("starting the TLS listener")?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serving the API")?;
+        }
+        None => {
+            let limits = crate::daemon::server::Limits {
+                max_connections: cfg.server.max_connections,
+                header_timeout: cfg.server.header_timeout,
+            };
+            crate::daemon::server::serve(listener, app, limits, shutdown_signal()).await;
+        }
+    }
     tracing::info!("shutting down: stopping sessions");
     registry.shutdown(Duration::from_secs(15)).await;
     // shutdown() flushed the journal: everything is stored. Now the recordings.

@@ -263,6 +263,8 @@ mod tests {
             data_dir: std::env::temp_dir(),
             store_health: Default::default(),
             notifier: crate::daemon::notify::Notifier::none().unwrap(),
+            web: Arc::new(crate::daemon::web::WebAuth::new("secret", 0, false)),
+            public_url: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
