@@ -13,6 +13,7 @@ pub mod api;
 mod claude;
 mod recorder;
 mod recovery;
+pub mod retention;
 pub mod serve;
 mod server;
 mod store;

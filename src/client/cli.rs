@@ -1,5 +1,6 @@
 //! The command line: `herd serve` runs the daemon, every other command talks to it.
 
+mod admin;
 mod events;
 mod stats;
 
@@ -171,6 +172,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the daemon's store to FILE (SQLite online backup, while it runs).
+    Backup(admin::BackupArgs),
+    /// Forget stopped and failed sessions beyond the retention, with their recordings.
+    Gc(admin::GcArgs),
     /// Play a recording (FILE or a session's newest) in this terminal: space
     /// pauses, Right/Left seek 5 s, q quits.
     Replay(crate::formats::replay::ReplayArgs),
@@ -316,6 +321,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Attach { id } => crate::client::attach::run(c, &id).await,
         Command::Events(args) => events::run(c, args).await,
         Command::Stats { json } => stats::run(c, json).await,
+        Command::Backup(args) => admin::backup(c, args).await,
+        Command::Gc(args) => admin::gc(c, args).await,
         Command::Replay(args) => crate::formats::replay::run(c, args).await,
         Command::Export(args) => crate::formats::export::run(c, args).await,
         Command::Analyze(args) => crate::formats::analyze::run(c, args).await,

@@ -1,5 +1,6 @@
 //! The HTTP API (v1, JSON), on axum.
 
+mod admin;
 mod attach;
 mod auth;
 pub mod error;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     /// Whether the store takes writes (shown by `/healthz`).
     pub store_health: crate::daemon::store::StoreHealth,
+    /// How many ended sessions are kept, and how long (`POST /v1/gc`).
+    pub retention: crate::daemon::retention::Policy,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -84,6 +87,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::stats))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(admin::backup))
+        .routes(routes!(admin::gc))
 }
 
 /// Routes without the token (documented with `security(())`).

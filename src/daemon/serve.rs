@@ -8,7 +8,7 @@ use crate::daemon::store::{Store, StoreHealth, STORE_FILE};
 use crate::formats;
 use crate::paths;
 use anyhow::{bail, Context, Result};
-use herd_actors::{Hooks, Journal, ListFilter, Registry};
+use herd_actors::{Hooks, Journal, Registry};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,10 +96,14 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         pruned,
         "store loaded"
     );
+    let retention = crate::daemon::retention::Policy {
+        max_age: cfg.store.retention,
+        keep: cfg.store.keep_ended,
+    };
     tokio::spawn(prune_history(
         registry.clone(),
-        cfg.store.retention,
-        formats::files::recordings_dir(&data_dir),
+        retention,
+        data_dir.clone(),
         cfg.recording.retention,
     ));
     let state = AppState {
@@ -112,6 +116,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         )),
         data_dir: data_dir.clone(),
         store_health: health,
+        retention,
     };
     let app = api::router(
         state,
@@ -190,28 +195,21 @@ fn load_or_create_token(data_dir: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// Forgets stopped and failed sessions older than the retention, every hour
-/// (which also deletes them from the store).
+/// Forgets stopped and failed sessions beyond the retention (count and
+/// age) with their recordings, every few minutes, and deletes old
+/// recordings of ended sessions.
 async fn prune_history(
     registry: Registry,
-    retention: Duration,
-    recordings: PathBuf,
+    retention: crate::daemon::retention::Policy,
+    data_dir: PathBuf,
     keep_recordings: Duration,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    let recordings = formats::files::recordings_dir(&data_dir);
     loop {
         tick.tick().await;
-        let filter = ListFilter {
-            all: true,
-            ..Default::default()
-        };
-        for s in registry.list(&filter) {
-            let age = std::time::SystemTime::now()
-                .duration_since(s.updated_at)
-                .unwrap_or_default();
-            if s.state.is_final() && age > retention {
-                let _ = registry.remove(s.id).await;
-            }
+        if let Err((_, e)) = crate::daemon::retention::gc(&registry, &data_dir, retention).await {
+            tracing::warn!("cannot forget ended sessions now: {e}");
         }
         prune_recordings(&registry, &recordings, keep_recordings);
     }

@@ -205,6 +205,10 @@ mod tests {
             )),
             data_dir: std::env::temp_dir(),
             store_health: Default::default(),
+            retention: crate::daemon::retention::Policy {
+                max_age: std::time::Duration::from_secs(3600),
+                keep: 10,
+            },
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
