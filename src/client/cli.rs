@@ -5,7 +5,7 @@ mod events;
 mod stats;
 
 use crate::client::http::{enc, Client};
-use crate::client::output::{age, short_id, Table};
+use crate::client::output::{age, printable, short_id, Table};
 use crate::size::parse_size;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -597,6 +597,6 @@ fn print_show(s: &SessionInfo) {
     ];
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        println!("{k:<w$}  {v}");
+        println!("{k:<w$}  {}", printable(&v));
     }
 }

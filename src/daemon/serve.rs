@@ -117,6 +117,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         data_dir: data_dir.clone(),
         store_health: health,
         retention,
+        idempotency: Default::default(),
+        loopback_only: cfg.server.listen.ip().is_loopback(),
     };
     let app = api::router(
         state,
@@ -180,7 +182,31 @@ fn contain() {
 fn load_or_create_token(data_dir: &Path) -> Result<String> {
     let path = data_dir.join(paths::TOKEN_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(t) if !t.trim().is_empty() => {
+            // A token others can read, or guess, protects nothing.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .with_context(|| format!("reading token file {}", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "token file {} is readable by other users (mode {:o}): run `chmod 600 {}`, or delete it to have a new token generated",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                );
+            }
+            let t = t.trim();
+            if t.len() < 16 {
+                bail!(
+                    "token in {} is too short ({} characters, at least 16): delete the file to have a new token generated",
+                    path.display(),
+                    t.len()
+                );
+            }
+            return Ok(t.to_string());
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading token file {}", path.display())),

@@ -8,8 +8,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-/// Rejects requests without `Authorization: Bearer <token>`.
+/// Paths served without the token.
+const PUBLIC: &[&str] = &["/healthz"];
+
+/// Rejects requests without `Authorization: Bearer <token>`, except to the
+/// public paths.
 pub async fn require_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if PUBLIC.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
     let given = req
         .headers()
         .get(AUTHORIZATION)
