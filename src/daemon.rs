@@ -13,6 +13,7 @@ pub mod api;
 mod claude;
 mod recorder;
 mod recovery;
+mod replayed;
 pub mod retention;
 pub mod serve;
 mod server;

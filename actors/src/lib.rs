@@ -75,6 +75,7 @@ pub use policy::ExitStatus;
 pub use profile::claude::transcript::transcript_path as claude_transcript_path;
 pub use queue::{Message, MessageState};
 pub use registry::{Hooks, ListFilter, Registry, Restore};
+pub use screen::render_text;
 pub use spec::{
     find_program, validate_size, ClaudeOptions, Effective, Profile, Secret, SessionPatch,
     SessionSpec, MAX_COLS, MAX_ROWS,

@@ -106,6 +106,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         data_dir.clone(),
         cfg.recording.retention,
     ));
+    if cfg.recording.enabled {
+        tokio::spawn(release_ended(registry.clone()));
+    }
     let state = AppState {
         registry: registry.clone(),
         token: Arc::new(token),
@@ -238,6 +241,20 @@ async fn prune_history(
             tracing::warn!("cannot forget ended sessions now: {e}");
         }
         prune_recordings(&registry, &recordings, keep_recordings);
+    }
+}
+
+/// Lets go of the output and screen of ended sessions (their recordings
+/// hold them): a stopped session keeps only its summary in memory. A few
+/// seconds after the end, so the recorder has written the last bytes.
+async fn release_ended(registry: Registry) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let n = registry.release_ended(Duration::from_secs(5));
+        if n > 0 {
+            tracing::debug!(released = n, "let go of the buffers of ended sessions");
+        }
     }
 }
 

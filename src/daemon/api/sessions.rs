@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use herd_actors::{keys, ListFilter, SessionInfo, SessionSpec, SessionState};
+use herd_actors::{keys, HerdError, ListFilter, SessionInfo, SessionSpec, SessionState};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
@@ -426,7 +426,15 @@ pub async fn screen(
     ApiQuery(q): ApiQuery<ScreenQuery>,
 ) -> ApiResult<Response> {
     let handle = app.registry.resolve(&id)?;
-    let text = handle.screen_text();
+    let text = if handle.is_released() {
+        let dir = app.data_dir.clone();
+        let h = handle.clone();
+        tokio::task::spawn_blocking(move || crate::daemon::replayed::screen_text(&dir, &h))
+            .await
+            .map_err(|e| HerdError::Internal(format!("reading the recording: {e}")))?
+    } else {
+        handle.screen_text()
+    };
     match q.format.as_deref() {
         Some("text") => {
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
@@ -510,6 +518,16 @@ pub async fn output(
                 "wait",
                 format!("{}: at most 5m", humantime::format_duration(w)),
             ))
+        }
+        // An ended session's output is in its recording, not in memory.
+        _ if handle.is_released() => {
+            let dir = app.data_dir.clone();
+            let h = handle.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::daemon::replayed::output(&dir, &h, q.since, limit)
+            })
+            .await
+            .map_err(|e| HerdError::Internal(format!("reading the recording: {e}")))?
         }
         Some(w) => handle.wait_output(q.since, limit, w).await,
         None => handle.output(q.since, limit),
