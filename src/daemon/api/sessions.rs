@@ -29,6 +29,8 @@ fn resolve(app: &AppState, id: &str) -> ApiResult<Uuid> {
         (status = 400, description = "Invalid spec; the message names the field", body = ErrorBody),
         (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
         (status = 429, description = "max_sessions live sessions already", body = ErrorBody),
+        (status = 503, description = "The store cannot take the write; nothing was changed", body = ErrorBody),
+        (status = 507, description = "The data dir's disk is full; nothing was changed", body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -59,6 +61,8 @@ pub async fn create(
         (status = 400, description = "Invalid spec, or project_id differs from the path", body = ErrorBody),
         (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
         (status = 429, description = "max_sessions live sessions already", body = ErrorBody),
+        (status = 503, description = "The store cannot take the write; nothing was changed", body = ErrorBody),
+        (status = 507, description = "The data dir's disk is full; nothing was changed", body = ErrorBody),
     )
 )]
 pub async fn create_in_project(
