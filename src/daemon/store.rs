@@ -483,8 +483,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
                 params![
                     info.id.to_string(),
-                    json(&*spec)?,
-                    json(&*info)?,
+                    json(spec)?,
+                    json(info)?,
                     info.state.as_str(),
                     info.reason,
                     info.generation as i64,
@@ -493,7 +493,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
                     rfc3339(info.created_at),
                 ],
             )?;
-            map_task(tx, &info)
+            map_task(tx, info)
         }
         Record::Transition { event, info } => {
             tx.execute(
@@ -518,7 +518,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
                  WHERE id = ?1",
                 params![
                     info.id.to_string(),
-                    json(&*info)?,
+                    json(info)?,
                     info.state.as_str(),
                     info.reason,
                     info.generation as i64,
@@ -532,9 +532,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
         Record::Updated { info, spec } => {
             tx.execute(
                 "UPDATE sessions SET spec = ?2, info = ?3, task_id = ?4, project_id = ?5 WHERE id = ?1",
-                params![info.id.to_string(), json(&*spec)?, json(&*info)?, info.task_id, info.project_id],
+                params![info.id.to_string(), json(spec)?, json(info)?, info.task_id, info.project_id],
             )?;
-            map_task(tx, &info)
+            map_task(tx, info)
         }
         Record::Spawned {
             session_id,
@@ -561,7 +561,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
                     m.id.to_string(),
                     m.session_id.to_string(),
                     message_state(m.state),
-                    json(&*m)?
+                    json(m)?
                 ],
             )?;
             Ok(())
