@@ -93,10 +93,9 @@ impl Daemon {
                 }
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                bail!(
-                    "the daemon exited at start: {st}; see {}/daemon.log",
-                    self.dir.display()
-                );
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                bail!("the daemon exited at start: {st}: {}", tail.join(" / "));
             }
             if Instant::now() > deadline {
                 bail!("the daemon did not start in 30 s");
