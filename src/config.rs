@@ -64,12 +64,15 @@ pub struct StoreConfig {
     /// Stopped and failed sessions are kept (for `ls --all`) this long.
     #[serde(with = "humantime_serde")]
     pub retention: std::time::Duration,
+    /// At most this many stopped and failed sessions are kept (the most recent).
+    pub keep_ended: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            keep_ended: 1000,
         }
     }
 }

@@ -16,6 +16,8 @@ mod claude;
 pub mod notify;
 mod recorder;
 mod recovery;
+mod replayed;
+pub mod retention;
 pub mod serve;
 mod server;
 mod store;

@@ -13,7 +13,7 @@
 
 pub mod analyze;
 mod args;
-mod cast;
+pub mod cast;
 pub mod export;
 pub mod files;
 pub mod replay;

@@ -37,6 +37,16 @@ pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("opening lock file {}", path.display()))?;
+    // A daemon killed a moment ago may still be releasing the lock (its last
+    // spawned child still holds a copy of the descriptor until its exec):
+    // try for a few seconds before calling the data dir taken.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    // SAFETY: flock on a descriptor we own.
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let holder = std::fs::read_to_string(&path).unwrap_or_default();

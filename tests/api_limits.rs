@@ -1,6 +1,6 @@
 //! API limits: slow clients are cut off by the header timeout and cannot
-//! keep a quick request from its answer; past the connection cap a client
-//! gets a 503 at once; out of descriptors, a 503 rather than a hang; the
+//! keep a quick request from its answer (past the cap the slowest is
+//! dropped to make room); out of descriptors, a 503 rather than a hang; the
 //! open-file limit is raised at start; an oversized WebSocket frame is
 //! closed with 1009 and a reason.
 
@@ -28,7 +28,7 @@ async fn slow_client(d: &Daemon) -> TcpStream {
 /// One `GET /healthz` on a fresh connection: status and body.
 async fn raw_healthz(d: &Daemon) -> (u16, String) {
     let mut s = TcpStream::connect(addr(d)).await.expect("connect");
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
     let mut buf = Vec::new();
@@ -52,11 +52,10 @@ async fn slow_clients_time_out_and_never_block_a_quick_request() {
     for _ in 0..12 {
         flood.push(slow_client(&d).await);
     }
-    // 8 normal slots and 4 of the 4 short-leash ones are taken: the next one
-    // is refused at once, with a JSON body.
+    // 8 normal slots and the 4 short-leash ones are taken: the slowest
+    // client is dropped to make room, and a quick request gets its answer.
     let (status, text) = raw_healthz(&d).await;
-    assert_eq!(status, 503, "{text}");
-    assert!(text.contains("too_many_connections"), "{text}");
+    assert_eq!(status, 200, "{text}");
     // The header timeout closes every slow connection.
     let started = Instant::now();
     for s in &mut flood {

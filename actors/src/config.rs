@@ -305,7 +305,7 @@ pub mod bounds {
     /// Longest `quiet_after` and `stop_grace`.
     pub const MAX_SHORT: Duration = Duration::from_secs(3600);
     /// Shortest enabled idle timeout or max duration.
-    pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
     /// Smallest `max_memory`.
     pub const MIN_MEMORY: u64 = 1024 * 1024;
     /// Longest `backoff_reset_after`.

@@ -71,6 +71,9 @@ pub struct SessionHandle {
     pub(crate) tap: Option<Arc<dyn crate::tap::Tap>>,
     /// Where this session's transitions are published.
     pub(crate) bus: EventBus,
+    /// The output log and the screen were let go (the session ended and
+    /// its recording holds them).
+    released: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -120,6 +123,7 @@ impl SessionHandle {
             journal,
             tap,
             bus,
+            released: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -135,6 +139,26 @@ impl SessionHandle {
             lock(&self.output).push(output);
             lock(&self.screen).feed(output);
         }
+    }
+
+    /// Lets go of the output log and the screen of an ended session, keeping
+    /// only its summary (snapshot, events, messages) in memory: its output
+    /// and screen are in its recording. False (nothing done) unless the
+    /// session is final.
+    pub fn release_buffers(&self) -> bool {
+        if !self.info.borrow().state.is_final() {
+            return false;
+        }
+        lock(&self.output).release();
+        *lock(&self.screen) = Screen::new(1, 1);
+        self.screen_stale.store(false, Ordering::Release);
+        self.released.store(true, Ordering::Release);
+        true
+    }
+
+    /// True once [`Self::release_buffers`] let go of the output and screen.
+    pub fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
     }
 
     /// The session id.

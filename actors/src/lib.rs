@@ -86,6 +86,7 @@ pub use profile::claude::hook::{ClaudeHook, HOOK_EVENTS as CLAUDE_HOOK_EVENTS};
 pub use profile::claude::transcript::transcript_path as claude_transcript_path;
 pub use queue::{Message, MessageState};
 pub use registry::{Hooks, ListFilter, Registry, Restore};
+pub use screen::render_text;
 pub use spec::{
     find_program, validate_size, ClaudeOptions, Effective, Profile, Secret, SessionPatch,
     SessionSpec, MAX_COLS, MAX_ROWS,

@@ -53,6 +53,12 @@ impl OutputLog {
         self.buf.extend(data);
     }
 
+    /// Drops every byte held and frees the memory; offsets go on from the end.
+    pub(crate) fn release(&mut self) {
+        self.start = self.end();
+        self.buf = VecDeque::new();
+    }
+
     /// Absolute offset just past the newest byte.
     pub(crate) fn end(&self) -> u64 {
         self.start + self.buf.len() as u64

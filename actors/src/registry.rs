@@ -212,6 +212,29 @@ impl Registry {
         out
     }
 
+    /// Lets go of the output and screen of every session that ended more
+    /// than `after` ago (see [`SessionHandle::release_buffers`]); returns how
+    /// many were released now. For a daemon whose recorder holds them.
+    pub fn release_ended(&self, after: Duration) -> usize {
+        let handles: Vec<Arc<SessionHandle>> = self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let now = std::time::SystemTime::now();
+        handles
+            .iter()
+            .filter(|h| !h.is_released())
+            .filter(|h| {
+                let i = h.info.borrow();
+                i.state.is_final() && now.duration_since(i.updated_at).unwrap_or_default() >= after
+            })
+            .filter(|h| h.release_buffers())
+            .count()
+    }
+
     /// Live (not final) sessions.
     pub fn live_count(&self) -> usize {
         live_count(&self.table)

@@ -1,5 +1,13 @@
 //! The terminal emulator view of a session: what a person would see now.
 
+/// The screen `data` draws on a blank `cols`×`rows` terminal, as text (the
+/// same text a session's screen gives): for output read back from a recording.
+pub fn render_text(cols: u16, rows: u16, data: &[u8]) -> String {
+    let mut s = Screen::new(cols, rows);
+    s.feed(data);
+    s.text()
+}
+
 /// A vt100 screen fed with the session's output.
 pub(crate) struct Screen {
     parser: vt100::Parser,

@@ -199,7 +199,7 @@ async fn restart_intensity_exceeded_fails_only_that_session() {
     spec.restart.max_restarts = Some(3);
     spec.restart.restart_window = Some(Duration::from_secs(60));
     spec.restart.backoff_initial = Some(Duration::from_millis(10));
-    spec.restart.backoff_max = Some(Duration::from_millis(40));
+    spec.restart.backoff_max = Some(Duration::from_millis(100));
     let crasher = herd.create(spec).await.unwrap();
 
     let info = wait_final(&herd, crasher.id).await;

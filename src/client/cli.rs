@@ -1,5 +1,6 @@
 //! The command line: `herd serve` runs the daemon, every other command talks to it.
 
+mod admin;
 mod doctor;
 mod events;
 mod new;
@@ -260,6 +261,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the daemon's store to FILE (SQLite online backup, while it runs).
+    Backup(admin::BackupArgs),
+    /// Forget stopped and failed sessions beyond the retention, with their recordings.
+    Gc(admin::GcArgs),
     /// Play a recording (FILE or a session's newest) in this terminal: space
     /// pauses, Right/Left seek 5 s, q quits.
     Replay(crate::formats::replay::ReplayArgs),
@@ -441,6 +446,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Open { print } => open::run(c, print).await,
+        Command::Backup(args) => admin::backup(c, args).await,
+        Command::Gc(args) => admin::gc(c, args).await,
         Command::Replay(args) => crate::formats::replay::run(c, args).await,
         Command::Export(args) => crate::formats::export::run(c, args).await,
         Command::Analyze(args) => crate::formats::analyze::run(c, args).await,

@@ -38,6 +38,22 @@ pub fn terminal_width() -> Option<usize> {
     }
 }
 
+/// `s` made safe to print to a terminal: control characters (escape
+/// sequences) and bidirectional overrides, which could rewrite or reorder
+/// what the reader sees, are shown as `\u{..}` escapes.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A table whose columns are padded to their widest cell.
 pub struct Table {
     rows: Vec<Vec<String>>,
@@ -53,7 +69,7 @@ impl Table {
 
     /// Adds a row.
     pub fn row<const N: usize>(&mut self, cells: [String; N]) {
-        self.rows.push(cells.to_vec());
+        self.rows.push(cells.iter().map(|c| printable(c)).collect());
     }
 
     /// Like [`Self::render`], each line cut to `width` characters (with `…`)
@@ -116,5 +132,15 @@ mod tests {
         assert_eq!(t.render(), "A    BB\nxxx  y\n");
         assert_eq!(t.render_fit(Some(6)), "A    …\nxxx  y\n");
         assert_eq!(t.render_fit(None), t.render());
+    }
+
+    #[test]
+    fn escapes_and_bidi_overrides_are_shown_not_obeyed() {
+        assert_eq!(printable("ok name"), "ok name");
+        assert_eq!(printable("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(printable("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        let mut t = Table::new(["NAME"]);
+        t.row(["x\u{1b}]0;title\u{7}".to_string()]);
+        assert!(!t.render().contains('\u{1b}'));
     }
 }

@@ -1,10 +1,13 @@
 //! The HTTP API (v1, JSON), on axum.
 
+mod admin;
 mod attach;
 pub mod auth;
 pub mod error;
 mod events;
+mod guard;
 mod hooks;
+mod idempotency;
 mod lifecycle;
 mod messages;
 mod metrics;
@@ -45,6 +48,12 @@ pub struct AppState {
     pub web: Arc<crate::daemon::web::WebAuth>,
     /// `[server] public_url`: the base of login links, when set.
     pub public_url: Option<Arc<str>>,
+    /// How many ended sessions are kept, and how long (`POST /v1/gc`).
+    pub retention: crate::daemon::retention::Policy,
+    /// Answers kept for `Idempotency-Key` retries.
+    pub idempotency: Arc<idempotency::Cache>,
+    /// The daemon listens on loopback: only loopback Host names are served.
+    pub loopback_only: bool,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -99,6 +108,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(crate::daemon::web::pages::login_link))
+        .routes(routes!(admin::backup))
+        .routes(routes!(admin::gc))
 }
 
 /// Routes without the token (documented with `security(())`).
@@ -111,10 +122,6 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
 /// The whole router.
 pub fn router(state: AppState, body_limit: usize, body_timeout: std::time::Duration) -> Router {
     let (v1, _) = routes().split_for_parts();
-    let v1 = v1.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
     let (public, _) = public_routes().split_for_parts();
     Router::new()
         .merge(public)
@@ -128,6 +135,20 @@ pub fn router(state: AppState, body_limit: usize, body_timeout: std::time::Durat
                 message: "method not allowed on this route".into(),
             }
         })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ))
+        // Outside the routing: a request without the token is 401 whatever
+        // its path or method, so a stranger cannot map the routes.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_request,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         // A client that trickles its body cannot hold a connection forever.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

@@ -1,3 +1,5 @@
+//! (Over 600 lines with its tests: one writer, its pause/resume and its cap belong together.)
+//!
 //! The recorder: writes every session generation as asciicast v2, off the
 //! actors, in order.
 //!

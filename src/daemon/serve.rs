@@ -8,7 +8,7 @@ use crate::daemon::store::{Store, StoreHealth, STORE_FILE};
 use crate::formats;
 use crate::paths;
 use anyhow::{bail, Context, Result};
-use herd_actors::{Hooks, Journal, ListFilter, Registry};
+use herd_actors::{Hooks, Journal, Registry};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -135,10 +135,14 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         pruned,
         "store loaded"
     );
+    let retention = crate::daemon::retention::Policy {
+        max_age: cfg.store.retention,
+        keep: cfg.store.keep_ended,
+    };
     tokio::spawn(prune_history(
         registry.clone(),
-        cfg.store.retention,
-        formats::files::recordings_dir(&data_dir),
+        retention,
+        data_dir.clone(),
         cfg.recording.retention,
     ));
     let web = Arc::new(crate::daemon::web::WebAuth::new(
@@ -146,6 +150,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         addr.port(),
         tls.is_some(),
     ));
+    if cfg.recording.enabled {
+        tokio::spawn(release_ended(registry.clone()));
+    }
     let state = AppState {
         registry: registry.clone(),
         token: Arc::new(token),
@@ -156,6 +163,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         notifier,
         web,
         public_url: cfg.server.public_url.as_deref().map(Arc::from),
+        retention,
+        idempotency: Default::default(),
+        loopback_only: cfg.server.listen.ip().is_loopback(),
     };
     let app = api::router(
         state,
@@ -247,7 +257,31 @@ fn contain() {
 fn load_or_create_token(data_dir: &Path) -> Result<String> {
     let path = data_dir.join(paths::TOKEN_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(t) if !t.trim().is_empty() => {
+            // A token others can read, or guess, protects nothing.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .with_context(|| format!("reading token file {}", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "token file {} is readable by other users (mode {:o}): run `chmod 600 {}`, or delete it to have a new token generated",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                );
+            }
+            let t = t.trim();
+            if t.len() < 16 {
+                bail!(
+                    "token in {} is too short ({} characters, at least 16): delete the file to have a new token generated",
+                    path.display(),
+                    t.len()
+                );
+            }
+            return Ok(t.to_string());
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading token file {}", path.display())),
@@ -262,30 +296,37 @@ fn load_or_create_token(data_dir: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// Forgets stopped and failed sessions older than the retention, every hour
-/// (which also deletes them from the store).
+/// Forgets stopped and failed sessions beyond the retention (count and
+/// age) with their recordings, every few minutes, and deletes old
+/// recordings of ended sessions.
 async fn prune_history(
     registry: Registry,
-    retention: Duration,
-    recordings: PathBuf,
+    retention: crate::daemon::retention::Policy,
+    data_dir: PathBuf,
     keep_recordings: Duration,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    let recordings = formats::files::recordings_dir(&data_dir);
     loop {
         tick.tick().await;
-        let filter = ListFilter {
-            all: true,
-            ..Default::default()
-        };
-        for s in registry.list(&filter) {
-            let age = std::time::SystemTime::now()
-                .duration_since(s.updated_at)
-                .unwrap_or_default();
-            if s.state.is_final() && age > retention {
-                let _ = registry.remove(s.id).await;
-            }
+        if let Err((_, e)) = crate::daemon::retention::gc(&registry, &data_dir, retention).await {
+            tracing::warn!("cannot forget ended sessions now: {e}");
         }
         prune_recordings(&registry, &recordings, keep_recordings);
+    }
+}
+
+/// Lets go of the output and screen of ended sessions (their recordings
+/// hold them): a stopped session keeps only its summary in memory. A few
+/// seconds after the end, so the recorder has written the last bytes.
+async fn release_ended(registry: Registry) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let n = registry.release_ended(Duration::from_secs(5));
+        if n > 0 {
+            tracing::debug!(released = n, "let go of the buffers of ended sessions");
+        }
     }
 }
 

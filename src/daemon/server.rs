@@ -3,8 +3,10 @@
 //!
 //! - Up to `max_connections` connections are served normally. Past that, up
 //!   to half as many more get a short leash (one request, a 2 s header
-//!   timeout), so a flood of slow clients cannot keep a quick one (a health
-//!   check) from its answer; past that, a 503 at once.
+//!   timeout). Past that, the oldest connection that has not yet sent a
+//!   whole request head is dropped to make room, so a flood of slow clients
+//!   can never keep a quick one (a health check) from its answer; only when
+//!   every connection is busy with a request is a newcomer refused (503).
 //! - Headers must arrive within `header_timeout`; it also closes keep-alive
 //!   connections idle that long (hyper starts the timer as soon as it waits
 //!   for the next request). Request bodies have `body_timeout` (see the router).
@@ -15,8 +17,10 @@
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -80,8 +84,60 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
+/// A connection being served: whether it sent a whole request head yet.
+struct Slot {
+    started: std::time::Instant,
+    served: Arc<AtomicBool>,
+    abort: tokio::task::AbortHandle,
+}
+
+/// The open connections, to find a slow one to drop.
+type Slots = Arc<Mutex<HashMap<u64, Slot>>>;
+
+/// Drops the oldest connection that has not sent a whole request head;
+/// false if every connection is serving a request.
+fn evict_slowest(slots: &Slots) -> bool {
+    let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+    let victim = slots
+        .iter()
+        .filter(|(_, s)| !s.served.load(Ordering::Acquire))
+        .min_by_key(|(_, s)| s.started)
+        .map(|(id, _)| *id);
+    match victim.and_then(|id| slots.remove(&id)) {
+        Some(slot) => {
+            slot.abort.abort();
+            true
+        }
+        None => false,
+    }
+}
+
+/// The API service, marking its connection served at its first request.
+#[derive(Clone)]
+struct Marked<S> {
+    inner: S,
+    served: Arc<AtomicBool>,
+}
+
+impl<S, R> hyper::service::Service<R> for Marked<S>
+where
+    S: hyper::service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, req: R) -> Self::Future {
+        self.served.store(true, Ordering::Release);
+        self.inner.call(req)
+    }
+}
+
 /// Answers a connection that cannot be served with a 503 and closes it.
-async fn refuse(mut stream: TcpStream, code: &str, message: &str) {
+/// With `drain`, reads what the client sent before closing (closing with
+/// unread bytes resets the connection, and the client may lose the answer);
+/// without, closes at once (when out of descriptors, every moment counts).
+async fn refuse(mut stream: TcpStream, code: &str, message: &str, drain: bool) {
     let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
@@ -90,6 +146,11 @@ async fn refuse(mut stream: TcpStream, code: &str, message: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(response.as_bytes()).await;
         let _ = stream.shutdown().await;
+        if drain {
+            let mut sink = [0u8; 4096];
+            use tokio::io::AsyncReadExt;
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
     })
     .await;
 }
@@ -107,6 +168,8 @@ pub async fn serve(
     let leashed = Arc::new(Semaphore::new(extra));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut reserve = Reserve::open();
+    let slots: Slots = Arc::default();
+    let mut next_id: u64 = 0;
     let mut warned_fds: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
@@ -129,6 +192,7 @@ pub async fn serve(
                         s,
                         "out_of_descriptors",
                         "the daemon is out of file descriptors; try again shortly",
+                        false,
                     )
                     .await;
                 }
@@ -148,25 +212,60 @@ pub async fn serve(
             Err(_) => match leashed.clone().try_acquire_owned() {
                 Ok(p) => (p, true),
                 Err(_) => {
-                    tokio::spawn(refuse(
-                        stream,
-                        "too_many_connections",
-                        "the daemon serves its maximum of connections (server.max_connections); try again shortly",
-                    ));
-                    continue;
+                    // Make room by dropping the slowest client, if one is only
+                    // trickling its head; its permit returns as its task ends.
+                    let freed = if evict_slowest(&slots) {
+                        // The victim held a normal or a leashed slot.
+                        let either = async {
+                            tokio::select! {
+                                p = normal.clone().acquire_owned() => p.ok().map(|p| (p, false)),
+                                p = leashed.clone().acquire_owned() => p.ok().map(|p| (p, true)),
+                            }
+                        };
+                        tokio::time::timeout(Duration::from_millis(200), either)
+                            .await
+                            .ok()
+                            .flatten()
+                    } else {
+                        None
+                    };
+                    match freed {
+                        Some(p) => p,
+                        None => {
+                            tokio::spawn(refuse(
+                                stream,
+                                "too_many_connections",
+                                "the daemon serves its maximum of connections (server.max_connections); try again shortly",
+                                true,
+                            ));
+                            continue;
+                        }
+                    }
                 }
             },
         };
         let app = app.clone();
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
+        let served = Arc::new(AtomicBool::new(false));
+        let marked = served.clone();
+        next_id += 1;
+        let id = next_id;
+        let registry = slots.clone();
+        let (listed, is_listed) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            // Listed in `slots` first, so its removal below cannot come before.
+            let _ = is_listed.await;
             let mut b = hyper::server::conn::http1::Builder::new();
             b.timer(TokioTimer::new())
                 .max_buf_size(MAX_HEAD)
                 .header_read_timeout(if leash { LEASH } else { limits.header_timeout })
                 .keep_alive(!leash);
+            let svc = Marked {
+                inner: TowerToHyperService::new(app),
+                served: marked,
+            };
             let conn = b
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+                .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
@@ -176,8 +275,21 @@ pub async fn serve(
                     let _ = tokio::time::timeout(DRAIN, conn).await;
                 }
             }
+            registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             drop(permit);
         });
+        slots.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            id,
+            Slot {
+                started: std::time::Instant::now(),
+                served,
+                abort: task.abort_handle(),
+            },
+        );
+        let _ = listed.send(());
     }
     let _ = stop_tx.send(true);
     let all = limits.max_connections as u32;

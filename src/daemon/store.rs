@@ -5,9 +5,12 @@
 //! applies the actors' [`Record`]s in order, a batch per transaction; nothing
 //! an actor does waits for the disk.
 //!
-//! Opening checks the file before anything writes to it: a store that is
-//! locked, unreadable, not a database, or from a newer herd is refused with a
-//! clear error and left byte-for-byte as it was.
+//! Opening checks the file before anything writes to it: a read-only
+//! connection reads its version and runs `PRAGMA quick_check` (every page,
+//! every index), and only a store found sound is opened for writing. A store
+//! that is locked, unreadable, damaged, not a database, or from a newer herd
+//! is refused with an error that says what to do, and left byte-for-byte as
+//! it was. [`backup`] copies a live store with SQLite's online backup.
 
 mod schema;
 mod writer;
@@ -43,6 +46,14 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// `PRAGMA quick_check` found damage: nothing was written to the file.
+    #[error("store {path} is damaged ({detail}); herd did not change it. Keep a copy of it (with its -wal and -shm files), then either restore a backup made with `herd backup FILE` in its place, or move the three files aside to start with an empty store (`sqlite3 {path} .recover` may salvage rows)")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What quick_check said first.
+        detail: String,
     },
     /// The file was written by a newer herd.
     #[error("store {path} has schema version {found}, newer than this herd supports ({supported}); use a newer herd or another data dir")]
@@ -120,6 +131,7 @@ impl Store {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
+            check_read_only(&path)?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -361,6 +373,121 @@ impl Store {
             .name("herd-store".into())
             .spawn(move || writer::Writer::new(self.conn, self.path, health).run(rx))
     }
+}
+
+/// Reads the store through a read-only connection: it must be a database
+/// whose pages and indexes `quick_check` finds sound, of a schema this herd
+/// knows. Nothing is written (SQLite may create the -shm index beside it).
+fn check_read_only(path: &Path) -> Result<(), StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+    conn.busy_timeout(OPEN_BUSY)
+        .map_err(|e| classify(path, e))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| damaged(path, e))?;
+    if version > schema::VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: schema::VERSION,
+        });
+    }
+    let verdict: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut q| {
+            q.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(|e| damaged(path, e))?;
+    match verdict.first().map(String::as_str) {
+        Some("ok") => Ok(()),
+        _ => Err(StoreError::Damaged {
+            path: path.to_path_buf(),
+            detail: verdict.join("; "),
+        }),
+    }
+}
+
+/// A failure while reading the store for the check: a lock or an unreadable
+/// file keep their own errors; anything else means damage.
+fn damaged(path: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::CannotOpen
+            | ErrorCode::PermissionDenied,
+        ) => classify(path, e),
+        Some(ErrorCode::NotADatabase) => StoreError::Unreadable {
+            path: path.to_path_buf(),
+            reason: format!("{e}: not a herd store"),
+        },
+        _ => StoreError::Damaged {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// Copies the live store at `store` into `dest` with SQLite's online backup
+/// (a consistent snapshot, while the daemon keeps writing), then checks the
+/// copy. `dest` is written beside itself first and renamed into place, mode
+/// 0600; an existing `dest` is refused unless `overwrite`. Returns its size.
+pub fn backup(store: &Path, dest: &Path, overwrite: bool) -> Result<u64, StoreError> {
+    let fail = |reason: String| StoreError::Unreadable {
+        path: dest.to_path_buf(),
+        reason,
+    };
+    if !overwrite && dest.exists() {
+        return Err(fail("exists already (use --force to overwrite)".into()));
+    }
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".herd-backup-")
+        .tempfile_in(dir)
+        .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))?;
+    let src = Connection::open_with_flags(
+        store,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(store, e))?;
+    let mut dst = Connection::open(tmp.path()).map_err(|e| classify(tmp.path(), e))?;
+    {
+        let b = rusqlite::backup::Backup::new(&src, &mut dst).map_err(|e| classify(store, e))?;
+        // All pages in one step (-1): one consistent snapshot of the store.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            use rusqlite::backup::StepResult;
+            match b.step(-1).map_err(|e| classify(store, e))? {
+                StepResult::Done => break,
+                _ if std::time::Instant::now() > deadline => {
+                    return Err(fail("the store stayed busy for a minute".into()))
+                }
+                // Busy or locked by the writer for a moment: try again.
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+    let ok: String = dst
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| classify(tmp.path(), e))?;
+    if ok != "ok" {
+        return Err(fail(format!("the copy does not check out: {ok}")));
+    }
+    drop(dst);
+    let file = tmp
+        .persist(dest)
+        .map_err(|e| fail(format!("cannot move the copy into place: {e}")))?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| fail(e.to_string()))
 }
 
 fn classify(path: &Path, e: rusqlite::Error) -> StoreError {

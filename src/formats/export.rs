@@ -35,9 +35,13 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Cast)]
     pub format: ExportFormat,
-    /// Write here (mode 0600) instead of to standard output.
+    /// Write here (mode 0600) instead of to standard output; an existing
+    /// file only with --force.
     #[arg(long, short, value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// Replace an existing OUT.
+    #[arg(long)]
+    pub force: bool,
     /// Terminal size given to a ttyrec input, which has none.
     #[arg(long, default_value = "80x24", value_name = "COLSxROWS")]
     pub size: String,
@@ -100,6 +104,12 @@ pub async fn run(client: &impl Fetch, a: ExportArgs) -> Result<()> {
         if same(out).is_some() && same(out) == same(&opened.path) {
             anyhow::bail!(
                 "-o {} is the input file: choose another output",
+                out.display()
+            );
+        }
+        if out.exists() && !a.force {
+            anyhow::bail!(
+                "-o {} exists already: use --force to replace it",
                 out.display()
             );
         }

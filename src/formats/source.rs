@@ -63,6 +63,13 @@ impl Recording {
     /// is read as ttyrec on a `size` terminal.
     pub fn open(path: &Path, size: (u32, u32)) -> Result<Self> {
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        // A device or a pipe (/dev/zero) never ends: only files are recordings.
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file: not a recording", path.display());
+        }
         Self::from_reader(file, size).with_context(|| format!("cannot read {}", path.display()))
     }
 

@@ -21,9 +21,30 @@ pub enum AuthBy {
     Cookie,
 }
 
+/// Paths served without the token: liveness, and the dashboard's pages and
+/// assets (the page itself logs in; its API calls carry the cookie).
+const PUBLIC: &[&str] = &["/healthz", "/", "/index.html", "/login", "/logout"];
+
+/// True for requests the token does not guard: the public paths, the
+/// dashboard's assets, and a Claude session's hook route (which checks the
+/// session's own secret instead).
+fn is_public(req: &Request) -> bool {
+    let path = req.uri().path();
+    PUBLIC.contains(&path)
+        || path.starts_with("/assets/")
+        || (req.method() == axum::http::Method::POST
+            && path.starts_with("/v1/sessions/")
+            && path.ends_with("/hooks")
+            && path.matches('/').count() == 4)
+}
+
 /// Rejects requests without `Authorization: Bearer <token>` or, when they
-/// carry no such header, without a valid dashboard cookie.
+/// carry no such header, without a valid dashboard cookie — except to the
+/// public paths.
 pub async fn require_token(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    if is_public(&req) {
+        return next.run(req).await;
+    }
     let given = req
         .headers()
         .get(AUTHORIZATION)

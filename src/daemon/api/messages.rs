@@ -56,6 +56,8 @@ pub struct MessageQuery {
         (status = 409, description = "Illegal in the session's state", body = ErrorBody),
         (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
         (status = 429, description = "The session's queue is full", body = ErrorBody),
+        (status = 503, description = "The store cannot take the write; nothing was changed", body = ErrorBody),
+        (status = 507, description = "The data dir's disk is full; nothing was changed", body = ErrorBody),
         (status = 504, description = "With wait: no reply in time (a message still queued then is cancelled)", body = ErrorBody),
     )
 )]
@@ -205,6 +207,8 @@ pub async fn answer(
         (status = 400, description = "Invalid patch or id", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "Illegal in the session's state", body = ErrorBody),
+        (status = 503, description = "The store cannot take the write; nothing was changed", body = ErrorBody),
+        (status = 507, description = "The data dir's disk is full; nothing was changed", body = ErrorBody),
     )
 )]
 pub async fn patch(

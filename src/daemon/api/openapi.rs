@@ -246,9 +246,10 @@ mod tests {
         assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
     }
 
-    /// Probes the real router without a token: a documented operation is
-    /// served (401 behind the token, 200 for /healthz), any other method on
-    /// a documented path is 405, so the router serves exactly the document.
+    /// Probes the real router: without a token every request but /healthz is
+    /// 401 (no route can be mapped by a stranger); with it, a documented
+    /// operation is served and any other method on a documented path is 405,
+    /// so the router serves exactly the document.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn served_routes_match_the_document() {
         let registry = Registry::start(SessionDefaults::default()).await.unwrap();
@@ -265,6 +266,12 @@ mod tests {
             notifier: crate::daemon::notify::Notifier::none().unwrap(),
             web: Arc::new(crate::daemon::web::WebAuth::new("secret", 0, false)),
             public_url: None,
+            retention: crate::daemon::retention::Policy {
+                max_age: std::time::Duration::from_secs(3600),
+                keep: 10,
+            },
+            idempotency: Default::default(),
+            loopback_only: true,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -290,28 +297,58 @@ mod tests {
                 .join("/");
             for m in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
                 let method = Method::from_bytes(m.as_bytes()).unwrap();
-                let resp = http
-                    .request(method, format!("http://{addr}{concrete}"))
+                let url = format!("http://{addr}{concrete}");
+                let is_documented = documented.contains(&(m.to_string(), path.clone()));
+                // A stranger learns nothing: 401 before any 404 or 405.
+                let status = http
+                    .request(method.clone(), &url)
                     .send()
                     .await
-                    .unwrap();
-                let status = resp.status();
-                let is_documented = documented.contains(&(m.to_string(), path.clone()));
+                    .unwrap()
+                    .status();
                 let expected = match (is_documented, path.as_str()) {
-                    (false, _) => StatusCode::METHOD_NOT_ALLOWED,
                     (true, "/healthz") => StatusCode::OK,
-                    (true, _) => StatusCode::UNAUTHORIZED,
+                    (false, "/healthz") => StatusCode::METHOD_NOT_ALLOWED,
+                    _ => StatusCode::UNAUTHORIZED,
                 };
-                assert_eq!(status, expected, "{m} {path} (documented: {is_documented})");
+                assert_eq!(status, expected, "{m} {path} without a token");
+                if path == "/healthz" || (m == "POST" && path == "/v1/gc") {
+                    continue;
+                }
+                // With the token, the router serves exactly the document.
+                let status = http
+                    .request(method, &url)
+                    .bearer_auth("secret")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                if is_documented {
+                    assert!(
+                        status != StatusCode::METHOD_NOT_ALLOWED
+                            && status != StatusCode::UNAUTHORIZED,
+                        "{m} {path}: {status}"
+                    );
+                } else {
+                    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
+                }
             }
         }
-        // The probe tells unknown paths apart.
-        let resp = http
-            .get(format!("http://{addr}/v1/no-such-route"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let probe = |token: Option<&'static str>| {
+            let mut r = http.get(format!("http://{addr}/v1/no-such-route"));
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            r.send()
+        };
+        assert_eq!(
+            probe(None).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            probe(Some("secret")).await.unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
         server.abort();
         registry.shutdown(std::time::Duration::from_secs(5)).await;
     }

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use herd_actors::{keys, ListFilter, SessionInfo, SessionSpec, SessionState};
+use herd_actors::{keys, HerdError, ListFilter, SessionInfo, SessionSpec, SessionState};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
@@ -29,6 +29,8 @@ fn resolve(app: &AppState, id: &str) -> ApiResult<Uuid> {
         (status = 400, description = "Invalid spec; the message names the field", body = ErrorBody),
         (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
         (status = 429, description = "max_sessions live sessions already", body = ErrorBody),
+        (status = 503, description = "The store cannot take the write; nothing was changed", body = ErrorBody),
+        (status = 507, description = "The data dir's disk is full; nothing was changed", body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -59,6 +61,8 @@ pub async fn create(
         (status = 400, description = "Invalid spec, or project_id differs from the path", body = ErrorBody),
         (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
         (status = 429, description = "max_sessions live sessions already", body = ErrorBody),
+        (status = 503, description = "The store cannot take the write; nothing was changed", body = ErrorBody),
+        (status = 507, description = "The data dir's disk is full; nothing was changed", body = ErrorBody),
     )
 )]
 pub async fn create_in_project(
@@ -431,7 +435,15 @@ pub async fn screen(
     ApiQuery(q): ApiQuery<ScreenQuery>,
 ) -> ApiResult<Response> {
     let handle = app.registry.resolve(&id)?;
-    let text = handle.screen_text();
+    let text = if handle.is_released() {
+        let dir = app.data_dir.clone();
+        let h = handle.clone();
+        tokio::task::spawn_blocking(move || crate::daemon::replayed::screen_text(&dir, &h))
+            .await
+            .map_err(|e| HerdError::Internal(format!("reading the recording: {e}")))?
+    } else {
+        handle.screen_text()
+    };
     match q.format.as_deref() {
         Some("text") => {
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
@@ -515,6 +527,16 @@ pub async fn output(
                 "wait",
                 format!("{}: at most 5m", humantime::format_duration(w)),
             ))
+        }
+        // An ended session's output is in its recording, not in memory.
+        _ if handle.is_released() => {
+            let dir = app.data_dir.clone();
+            let h = handle.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::daemon::replayed::output(&dir, &h, q.since, limit)
+            })
+            .await
+            .map_err(|e| HerdError::Internal(format!("reading the recording: {e}")))?
         }
         Some(w) => handle.wait_output(q.since, limit, w).await,
         None => handle.output(q.since, limit),

@@ -1,0 +1,95 @@
+//! Retention of ended sessions: stopped and failed sessions are kept (with
+//! their events, messages and recordings) up to a count and an age; `gc`
+//! forgets the rest, from the store first, then their recordings.
+
+use crate::formats::files::recordings_dir;
+use herd_actors::{HerdError, ListFilter, Registry};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+use uuid::Uuid;
+
+/// How many ended sessions to keep, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Ended sessions older than this go.
+    pub max_age: Duration,
+    /// At most this many ended sessions stay (the most recent).
+    pub keep: usize,
+}
+
+/// What a collection removed.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct GcReport {
+    /// The sessions forgotten.
+    pub removed: Vec<Uuid>,
+    /// Bytes of recordings deleted.
+    pub recording_bytes: u64,
+}
+
+/// Forgets the ended sessions `policy` does not keep, oldest first, and
+/// deletes their recordings. Stops at the first session the store cannot
+/// forget (the report says what was done until then).
+pub async fn gc(
+    registry: &Registry,
+    data_dir: &Path,
+    policy: Policy,
+) -> Result<GcReport, (GcReport, HerdError)> {
+    let filter = ListFilter {
+        all: true,
+        ..Default::default()
+    };
+    let mut ended: Vec<_> = registry
+        .list(&filter)
+        .into_iter()
+        .filter(|s| s.state.is_final())
+        .collect();
+    // Newest first: the first `keep` young enough stay.
+    ended.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
+    let now = SystemTime::now();
+    let doomed: Vec<Uuid> = ended
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| {
+            let age = now.duration_since(s.updated_at).unwrap_or_default();
+            *i >= policy.keep || age > policy.max_age
+        })
+        .map(|(_, s)| s.id)
+        .rev()
+        .collect();
+    let mut report = GcReport::default();
+    let recordings = recordings_dir(data_dir);
+    for id in doomed {
+        match registry.remove(id).await {
+            Ok(()) => {}
+            // Gone meanwhile (another gc): nothing to do.
+            Err(HerdError::NotFound(_)) => continue,
+            Err(e) => return Err((report, e)),
+        }
+        report.removed.push(id);
+        let dir = recordings.join(id.to_string());
+        report.recording_bytes += dir_size(&dir);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %dir.display(), "cannot delete recordings: {e}");
+            }
+        }
+    }
+    if !report.removed.is_empty() {
+        tracing::info!(
+            removed = report.removed.len(),
+            recording_bytes = report.recording_bytes,
+            "forgot ended sessions"
+        );
+    }
+    Ok(report)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
