@@ -113,6 +113,6 @@ pub fn render(v: &Value) -> Result<String> {
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     Ok(rows
         .iter()
-        .map(|(k, v)| format!("{k:<w$}  {}\n", crate::client::output::printable(&v)))
+        .map(|(k, v)| format!("{k:<w$}  {}\n", crate::client::output::printable(v)))
         .collect())
 }
