@@ -252,8 +252,12 @@ async fn history_counters_and_output_survive_a_daemon_restart() {
             .iter()
             .map(|e| {
                 let mut e = e.clone();
-                let at = e["at"].as_str().unwrap().to_string();
-                e["at"] = json!(at[..23].to_string());
+                let at = humantime::parse_rfc3339(e["at"].as_str().unwrap()).unwrap();
+                let ms = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis();
+                e["at"] = json!(ms.to_string());
                 e
             })
             .collect()

@@ -96,7 +96,6 @@ async fn commands_on_missing_or_final_sessions_are_refused() {
         herd.input(done.id, "x".into()).await,
         herd.stop(done.id, false).await,
         herd.suspend(done.id).await,
-        herd.restart(done.id).await,
     ] {
         match r {
             Err(HerdError::Conflict { state, .. }) => assert_eq!(state, SessionState::Stopped),

@@ -125,10 +125,15 @@ impl Daemon {
             .expect("url")
             .trim()
             .to_string();
-        d.token = std::fs::read_to_string(data.join("token"))
-            .expect("token")
-            .trim()
-            .to_string();
+        // The daemon's token: its file, or the HERD_TOKEN it was given.
+        d.token = match std::fs::read_to_string(data.join("token")) {
+            Ok(t) => t.trim().to_string(),
+            Err(e) => env
+                .iter()
+                .find(|(k, _)| *k == "HERD_TOKEN")
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_else(|| panic!("token: {e}")),
+        };
         d
     }
 

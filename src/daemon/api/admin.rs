@@ -101,6 +101,7 @@ fn backup_message(e: StoreError) -> String {
 
 /// Overrides of the retention for one collection.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GcQuery {
     /// Forget ended sessions older than this (default: `store.retention`).
