@@ -146,17 +146,13 @@ pub fn reap_orphans() -> usize {
     n
 }
 
-/// Live processes whose environment holds every `KEY=VALUE` of `marks`.
-pub fn find_marked(marks: &[(&str, &str)]) -> Vec<Pid> {
-    let wanted: Vec<Vec<u8>> = marks
-        .iter()
-        .map(|(k, v)| format!("{k}={v}").into_bytes())
-        .collect();
+/// Every other live process, with its environment (`KEY=VALUE` entries
+/// separated by NULs): the one /proc scan the marker lookups share.
+fn each_environ(mut f: impl FnMut(Pid, &[u8])) {
     let me = std::process::id() as Pid;
     let Ok(dir) = fs::read_dir("/proc") else {
-        return vec![];
+        return;
     };
-    let mut out = vec![];
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -168,16 +164,27 @@ pub fn find_marked(marks: &[(&str, &str)]) -> Vec<Pid> {
         if pid == me || !is_alive(pid) {
             continue;
         }
-        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
+        if let Ok(env) = fs::read(format!("/proc/{pid}/environ")) {
+            f(pid, &env);
+        }
+    }
+}
+
+/// Live processes whose environment holds every `KEY=VALUE` of `marks`.
+pub fn find_marked(marks: &[(&str, &str)]) -> Vec<Pid> {
+    let wanted: Vec<Vec<u8>> = marks
+        .iter()
+        .map(|(k, v)| format!("{k}={v}").into_bytes())
+        .collect();
+    let mut out = vec![];
+    each_environ(|pid, env| {
         if wanted
             .iter()
             .all(|w| env.split(|b| *b == 0).any(|kv| kv == w.as_slice()))
         {
             out.push(pid);
         }
-    }
+    });
     out
 }
 
@@ -211,33 +218,16 @@ pub fn kill_marked(marks: &[(&str, &str)]) -> usize {
 pub fn find_by_env(var: &str) -> std::collections::HashMap<String, Vec<Pid>> {
     let mut out: std::collections::HashMap<String, Vec<Pid>> = Default::default();
     let prefix = format!("{var}=");
-    let me = std::process::id() as Pid;
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<Pid>().ok())
-        else {
-            continue;
-        };
-        if pid == me || !is_alive(pid) {
-            continue;
+    each_environ(|pid, env| {
+        let value = env
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(prefix.as_bytes()));
+        if let Some(v) = value {
+            out.entry(String::from_utf8_lossy(v).into_owned())
+                .or_default()
+                .push(pid);
         }
-        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        for kv in env.split(|b| *b == 0) {
-            if let Some(v) = kv.strip_prefix(prefix.as_bytes()) {
-                out.entry(String::from_utf8_lossy(v).into_owned())
-                    .or_default()
-                    .push(pid);
-                break;
-            }
-        }
-    }
+    });
     out
 }
 
