@@ -111,6 +111,12 @@ pub fn become_subreaper() -> std::io::Result<()> {
 /// session (children it started for itself, e.g. with `Command`, are left to
 /// their owner). Returns how many were reaped.
 pub fn reap_orphans() -> usize {
+    // Most wake-ups find nothing to reap: ask the kernel first, without
+    // reaping, instead of reading the stat of every process (at 1,000
+    // sessions that scan was most of the daemon's idle CPU).
+    if !any_exited_child() {
+        return 0;
+    }
     let me = std::process::id() as Pid;
     let my_sid = fs::read_to_string("/proc/self/stat")
         .ok()
@@ -144,6 +150,27 @@ pub fn reap_orphans() -> usize {
         }
     }
     n
+}
+
+/// Whether any child of this process has exited and waits to be reaped,
+/// leaving it waitable for its owner (`WNOWAIT`).
+fn any_exited_child() -> bool {
+    // SAFETY: siginfo_t is plain data; zeroed is a valid value and the kernel
+    // fills it in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with a valid pointer to a siginfo_t we own.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // ECHILD (no children at all) means nothing to reap; with WNOHANG a
+    // zero si_pid means no child has exited.
+    // SAFETY: si_pid is valid to read after a successful waitid.
+    r == 0 && unsafe { info.si_pid() } != 0
 }
 
 /// Every other live process, with its environment (`KEY=VALUE` entries

@@ -241,7 +241,8 @@ fn contain() {
         let mut sigchld =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
         loop {
-            // SIGCHLD says a child changed; the slow tick covers coalesced signals.
+            // SIGCHLD says a child changed; the slow tick covers coalesced signals
+            // (cheap: reap_orphans asks the kernel before it scans /proc).
             let tick = tokio::time::sleep(Duration::from_secs(5));
             match &mut sigchld {
                 Some(s) => {
