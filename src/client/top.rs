@@ -12,6 +12,9 @@
 pub mod model;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use crate::client::http::{session_path, Client};
 use crate::client::output::short_id;
 use crate::daemon::api::stats::Stats;

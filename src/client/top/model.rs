@@ -149,9 +149,12 @@ pub fn profile_name(p: herd_actors::Profile) -> &'static str {
 impl Model {
     /// Takes a fresh list from the daemon (it replaces the one before).
     pub fn set_sessions(&mut self, list: Vec<SessionInfo>) {
+        let before = self.selected_index();
         self.by_id = list.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
         self.sessions = list;
-        self.rebuild();
+        // The old rows index the old list.
+        self.rows.clear();
+        self.rebuild_from(before);
     }
 
     /// Applies a transition from `WS /v1/events`; false if the session is
@@ -208,7 +211,11 @@ impl Model {
     /// Filters and sorts again (O(n log n)); the selection stays on its
     /// session if still shown, else on the row at the same position.
     fn rebuild(&mut self) {
-        let before = self.selected_index();
+        self.rebuild_from(self.selected_index());
+    }
+
+    /// As [`Self::rebuild`], the selection at `before` if its session is gone.
+    fn rebuild_from(&mut self, before: Option<usize>) {
         let needle = self.filter.to_lowercase();
         let sessions = &self.sessions;
         let mut rows: Vec<usize> = (0..sessions.len())

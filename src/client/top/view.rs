@@ -62,10 +62,10 @@ impl Column {
     fn width(self) -> u16 {
         match self {
             Self::Id => 8,
-            Self::Name => 12,
+            Self::Name => 10,
             Self::Profile => 7,
             Self::State => 13,
-            Self::Wait => 10,
+            Self::Wait => 12,
             Self::Cpu => 5,
             Self::Mem => 6,
             Self::Tokens => 6,
@@ -233,7 +233,7 @@ fn draw_table(f: &mut Frame, m: &mut Model, area: Rect) {
     let widths: Vec<Constraint> = cols
         .iter()
         .map(|c| match c {
-            Column::Last => Constraint::Min(c.width()),
+            Column::Last => Constraint::Fill(1),
             _ => Constraint::Length(c.width()),
         })
         .collect();
@@ -256,7 +256,7 @@ fn cell(c: Column, s: &SessionInfo, _now: SystemTime) -> ratatui::text::Text<'st
         }
         Column::Wait => match (&s.waiting, s.state) {
             (Some(w), SessionState::WaitingInput) => match &w.tool {
-                Some(tool) => format!("{} {}", w.reason.as_str(), tool),
+                Some(tool) => format!("perm {tool}"),
                 None => w.reason.as_str().into(),
             },
             _ => String::new(),
