@@ -233,7 +233,15 @@ impl Screen {
             cursor::Hide
         )
         .context("switching to the alternate screen")?;
-        self.terminal.clear().context("clearing the screen")?;
+        // Not `Terminal::clear`: it asks the terminal where its cursor is,
+        // which a terminal that does not answer turns into an error.
+        let size = self
+            .terminal
+            .size()
+            .context("reading the terminal's size")?;
+        self.terminal
+            .resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))
+            .context("clearing the screen")?;
         Ok(())
     }
 
