@@ -215,7 +215,6 @@ fn draw_table(f: &mut Frame, m: &mut Model, area: Rect) {
     let selected = m.selected_index();
     // The window follows the selection: the selected row is on screen.
     let offset = selected.map_or(0, |s| s.saturating_sub(height.saturating_sub(1)));
-    let now = SystemTime::now();
     let rows: Vec<Row> = m
         .rows()
         .enumerate()
@@ -227,7 +226,7 @@ fn draw_table(f: &mut Frame, m: &mut Model, area: Rect) {
             } else {
                 Style::default()
             };
-            Row::new(cols.iter().map(|c| cell(*c, s, now))).style(style)
+            Row::new(cols.iter().map(|c| cell(*c, s))).style(style)
         })
         .collect();
     let widths: Vec<Constraint> = cols
@@ -246,7 +245,7 @@ fn draw_table(f: &mut Frame, m: &mut Model, area: Rect) {
 }
 
 /// One cell's text.
-fn cell(c: Column, s: &SessionInfo, _now: SystemTime) -> ratatui::text::Text<'static> {
+fn cell(c: Column, s: &SessionInfo) -> ratatui::text::Text<'static> {
     let text = match c {
         Column::Id => short_id(&s.id),
         Column::Name => printable(s.name.as_deref().unwrap_or("")),
@@ -267,10 +266,8 @@ fn cell(c: Column, s: &SessionInfo, _now: SystemTime) -> ratatui::text::Text<'st
             0 => String::new(),
             n => count(n),
         },
-        Column::Cost => match s.cost_usd {
-            c if c == 0.0 => String::new(),
-            c => format!("${c:.2}"),
-        },
+        Column::Cost if s.cost_usd == 0.0 => String::new(),
+        Column::Cost => format!("${:.2}", s.cost_usd),
         Column::Restarts => s.restarts.to_string(),
         Column::Age => age(s.created_at),
         Column::Last => printable(s.last_line.as_deref().unwrap_or("")),
