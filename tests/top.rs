@@ -223,7 +223,7 @@ async fn sigterm_gives_the_terminal_back() {
     d.create(json!({"name": "alpha", "command": ["sh", "-c", "echo hi-top; exec cat"]}))
         .await;
     let top = Top::spawn(&d, dir.path());
-    top.wait_for(&["alpha", "1 sessions"]).await;
+    top.wait_for(&["alpha", "1 session"]).await;
     // `herd top` is the shell's only child.
     let shell = top.child.process_id().unwrap();
     let children =

@@ -141,7 +141,10 @@ pub fn draw(f: &mut Frame, model: &mut Model) {
 fn header_lines(m: &Model) -> Vec<Line<'static>> {
     let bold = Style::default().add_modifier(Modifier::BOLD);
     let mut first = vec![Span::styled(
-        format!("herd top  {} sessions", m.sessions().len()),
+        match m.sessions().len() {
+            1 => "herd top  1 session".to_string(),
+            n => format!("herd top  {n} sessions"),
+        },
         bold,
     )];
     let mut counts = [0usize; SessionState::ALL.len()];
