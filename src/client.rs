@@ -6,6 +6,7 @@
 //! - [`http`]: the typed HTTP client for the daemon (URL and token discovery);
 //! - [`exit`]: the exit codes of every command;
 //! - [`output`]: tables and short forms for humans;
+//! - [`top`]: `herd top`: the live fleet view in the terminal (ratatui);
 //! - [`recordings`]: a session's recordings fetched for the recording tools
 //!   (the formats wing's `source::Fetch`, over [`http`]).
 
@@ -15,3 +16,4 @@ pub mod exit;
 mod http;
 mod output;
 mod recordings;
+mod top;

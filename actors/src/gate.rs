@@ -39,6 +39,22 @@ impl Default for FleetConfig {
     }
 }
 
+/// The gate now, as `GET /v1/stats` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FleetStatus {
+    /// Sessions answering at once at most (Claude profile); 0: no cap.
+    pub max_busy: usize,
+    /// Sessions holding a slot now.
+    pub busy: usize,
+    /// Sessions whose next prompt waits for a slot or for a pause to end.
+    pub waiting: usize,
+    /// Deliveries are paused fleet-wide by a rate limit until then.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[serde(default, with = "humantime_serde::option")]
+    pub paused_until: Option<SystemTime>,
+}
+
 #[derive(Default)]
 struct State {
     busy: HashSet<Uuid>,
@@ -141,6 +157,21 @@ impl Gate {
         self.lock().limits_in_a_row = 0;
     }
 
+    /// Slots held, waiters and the pause now.
+    pub(crate) fn status(&self) -> FleetStatus {
+        let st = self.lock();
+        let now = Instant::now();
+        FleetStatus {
+            max_busy: self.cfg.max_busy,
+            busy: st.busy.len(),
+            waiting: st.waiting.len(),
+            paused_until: st
+                .paused_until
+                .filter(|t| now < *t)
+                .map(|t| SystemTime::now() + (t - now)),
+        }
+    }
+
     /// True while deliveries are paused.
     #[cfg(test)]
     fn paused(&self) -> bool {
@@ -221,5 +252,26 @@ mod tests {
         g.lock().paused_until = None;
         g.rate_limited(Some(Duration::from_millis(50)));
         assert!(at(&g) <= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn status_shows_the_cap_and_a_pause_only_while_it_lasts() {
+        let g = Gate::new(FleetConfig {
+            max_busy: 2,
+            rate_limit_backoff: Duration::from_secs(60),
+        });
+        assert_eq!(
+            g.status(),
+            FleetStatus {
+                max_busy: 2,
+                ..Default::default()
+            }
+        );
+        g.rate_limited(Some(Duration::from_secs(60)));
+        let until = g.status().paused_until.expect("paused");
+        let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+        assert!(left > Duration::from_secs(50), "{left:?}");
+        g.lock().paused_until = Some(Instant::now() - Duration::from_millis(1));
+        assert_eq!(g.status().paused_until, None);
     }
 }

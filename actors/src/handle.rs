@@ -307,6 +307,28 @@ impl SessionHandle {
         self.screen().text()
     }
 
+    /// The screen's last non-blank line (see [`SessionInfo::last_line`]).
+    /// Cheap enough for a whole fleet every second or two: a screen a flood
+    /// left stale is not rebuilt from the whole log; the line is read from
+    /// what the newest few KiB of output draw instead.
+    pub fn last_line(&self) -> Option<String> {
+        if self.is_released() {
+            return None;
+        }
+        if !self.screen_stale.load(Ordering::Acquire) {
+            return lock(&self.screen).last_line();
+        }
+        const TAIL: u64 = 4096;
+        let (cols, rows) = lock(&self.screen).size();
+        let log = lock(&self.output);
+        let from = log.end().saturating_sub(TAIL).max(log.start());
+        let tail = log.read(from, TAIL as usize);
+        drop(log);
+        let mut s = Screen::new(cols, rows);
+        s.feed(&tail.data);
+        s.last_line()
+    }
+
     /// Escape sequences that redraw the current screen.
     pub fn screen_redraw(&self) -> Vec<u8> {
         self.screen().redraw()

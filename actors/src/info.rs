@@ -155,6 +155,11 @@ pub struct SessionInfo {
     pub limits: LimitsConfig,
     /// Counters and samples.
     pub metrics: Metrics,
+    /// The last non-blank line of the screen, at most
+    /// [`crate::LAST_LINE_MAX`] characters: only in lists asked for it
+    /// (`GET /v1/sessions?last_line=true`), taken from the screen then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_line: Option<String>,
 }
 
 fn is_zero(v: &f64) -> bool {

@@ -76,7 +76,7 @@ pub use config::{
 pub use credits::CreditToken;
 pub use error::HerdError;
 pub use events::{Event, EventBus, Notice, NoticeKind};
-pub use gate::FleetConfig;
+pub use gate::{FleetConfig, FleetStatus};
 pub use handle::{OutputChunk, SessionHandle};
 pub use info::{Metrics, SessionInfo};
 pub use journal::{Journal, Record, StoreFailure, StoreFault};
@@ -86,7 +86,7 @@ pub use profile::claude::hook::{ClaudeHook, HOOK_EVENTS as CLAUDE_HOOK_EVENTS};
 pub use profile::claude::transcript::transcript_path as claude_transcript_path;
 pub use queue::{Message, MessageState};
 pub use registry::{Hooks, ListFilter, Registry, Restore};
-pub use screen::render_text;
+pub use screen::{render_text, LAST_LINE_MAX};
 pub use spec::{
     find_program, validate_size, ClaudeOptions, Effective, Profile, Secret, SessionPatch,
     SessionSpec, MAX_COLS, MAX_ROWS,

@@ -82,6 +82,8 @@ pub struct Registry {
     defaults: Arc<SessionDefaults>,
     journal: Journal,
     ledger: crate::budget::Ledger,
+    /// Shared with every session: read for [`Registry::fleet`].
+    gate: crate::gate::Gate,
 }
 
 impl Registry {
@@ -97,6 +99,7 @@ impl Registry {
         let table: Table = Arc::default();
         let bus = EventBus::new();
         let ledger = crate::budget::Ledger::new(defaults.budgets.clone(), defaults.prices.clone());
+        let gate = crate::gate::Gate::new(defaults.fleet.clone());
         let defaults = Arc::new(defaults);
         let args = RegistryArgs {
             table: Arc::clone(&table),
@@ -105,6 +108,7 @@ impl Registry {
             journal: journal.clone(),
             tap,
             ledger: ledger.clone(),
+            gate: gate.clone(),
         };
         let (actor, _) = Actor::spawn(None, RegistryActor, args)
             .await
@@ -116,7 +120,13 @@ impl Registry {
             defaults,
             journal,
             ledger,
+            gate,
         })
+    }
+
+    /// The fleet's delivery gate now: slots held, waiters, a rate-limit pause.
+    pub fn fleet(&self) -> crate::gate::FleetStatus {
+        self.gate.status()
     }
 
     /// Spend and budgets of every session, task and project that spent
@@ -191,12 +201,22 @@ impl Registry {
 
     /// Every session matching the filter, oldest first.
     pub fn list(&self, filter: &ListFilter) -> Vec<SessionInfo> {
+        self.list_by(filter, false)
+    }
+
+    /// As [`Registry::list`], each with its screen's last line
+    /// ([`SessionInfo::last_line`]), for fleet views.
+    pub fn list_with_last_line(&self, filter: &ListFilter) -> Vec<SessionInfo> {
+        self.list_by(filter, true)
+    }
+
+    fn list_by(&self, filter: &ListFilter, last_line: bool) -> Vec<SessionInfo> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<SessionInfo> = table
             .values()
-            .map(|h| h.info())
-            .filter(|i| {
-                (filter.all || filter.state.is_some() || !i.state.is_final())
+            .filter_map(|h| {
+                let i = h.info();
+                let keep = (filter.all || filter.state.is_some() || !i.state.is_final())
                     && filter.state.is_none_or(|s| i.state == s)
                     && filter
                         .task_id
@@ -205,7 +225,11 @@ impl Registry {
                     && filter
                         .project_id
                         .as_ref()
-                        .is_none_or(|p| i.project_id.as_ref() == Some(p))
+                        .is_none_or(|p| i.project_id.as_ref() == Some(p));
+                keep.then(|| SessionInfo {
+                    last_line: if last_line { h.last_line() } else { None },
+                    ..i
+                })
             })
             .collect();
         out.sort_by_key(|i| (i.created_at, i.id));

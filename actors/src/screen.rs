@@ -8,6 +8,9 @@ pub fn render_text(cols: u16, rows: u16, data: &[u8]) -> String {
     s.text()
 }
 
+/// The longest [`crate::SessionInfo::last_line`], in characters.
+pub const LAST_LINE_MAX: usize = 256;
+
 /// A vt100 screen fed with the session's output.
 pub(crate) struct Screen {
     parser: vt100::Parser,
@@ -62,6 +65,18 @@ impl Screen {
         out
     }
 
+    /// The last row with something on it, trimmed, at most [`LAST_LINE_MAX`]
+    /// characters; `None` on a blank screen.
+    pub(crate) fn last_line(&self) -> Option<String> {
+        let screen = self.parser.screen();
+        let (_, cols) = screen.size();
+        let line = screen
+            .rows(0, cols)
+            .filter(|r| !r.trim().is_empty())
+            .last()?;
+        Some(line.trim().chars().take(LAST_LINE_MAX).collect())
+    }
+
     /// Escape sequences that redraw this screen on a real terminal (for attach).
     pub(crate) fn redraw(&self) -> Vec<u8> {
         self.parser.screen().state_formatted()
@@ -84,5 +99,15 @@ mod tests {
         assert_eq!(s.text(), "top\nred\n");
         s.resize(10, 3);
         assert_eq!(s.size(), (10, 3));
+    }
+
+    #[test]
+    fn last_line_is_the_lowest_row_with_text_bounded() {
+        let mut s = Screen::new(300, 6);
+        assert_eq!(s.last_line(), None);
+        s.feed(b"first\r\n  \x1b[32msecond\x1b[0m  \r\n\r\n   \r\n");
+        assert_eq!(s.last_line().as_deref(), Some("second"));
+        s.feed(&[b'x'; 300]);
+        assert_eq!(s.last_line().map(|l| l.len()), Some(super::LAST_LINE_MAX));
     }
 }

@@ -241,6 +241,9 @@ pub enum Command {
         /// Session id or unique prefix.
         id: String,
     },
+    /// A live view of the fleet: state, waiting reason, CPU, memory, tokens,
+    /// cost, last line; keys to attach, answer, interrupt, restart (`?`).
+    Top,
     /// State transitions: the recent ones, or every new one with --follow.
     Events(events::EventsArgs),
     /// Webhooks (`[[notify]]`): `herd notify test` queues a test notification to each.
@@ -428,6 +431,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Resume { id } => state_command(c, &id, "/resume", None).await,
         Command::Attach { id } => crate::client::attach::run(c, &id).await,
         Command::Events(args) => events::run(c, args).await,
+        Command::Top => crate::client::top::run(c).await,
         Command::Stats { json } => stats::run(c, json).await,
         Command::Notify {
             action: NotifyAction::Test { json },

@@ -100,6 +100,7 @@ pub(super) struct RegistryArgs {
     pub(super) journal: Journal,
     pub(super) tap: Option<Arc<dyn Tap>>,
     pub(super) ledger: Ledger,
+    pub(super) gate: Gate,
 }
 
 impl Actor for RegistryActor {
@@ -112,7 +113,7 @@ impl Actor for RegistryActor {
         _myself: ActorRef<Self::Msg>,
         args: RegistryArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let gate = Gate::new(args.defaults.fleet.clone());
+        let gate = args.gate;
         Ok(RegistryState {
             table: args.table,
             by_actor: HashMap::new(),
@@ -288,6 +289,7 @@ impl RegistryState {
             restart: effective.restart,
             limits: effective.limits,
             metrics: Metrics::default(),
+            last_line: None,
         };
         // Stored before it exists: a session the store cannot take is
         // refused and leaves nothing behind.

@@ -153,6 +153,7 @@ mod tests {
                 threads: None,
             },
             budgets: vec![],
+            fleet: Default::default(),
         };
         let text = render(&s);
         let lines: Vec<&str> = text.lines().collect();

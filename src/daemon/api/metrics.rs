@@ -453,6 +453,7 @@ mod tests {
             totals: Default::default(),
             daemon: super::super::stats::DaemonProcess::read(1.0),
             budgets: vec![],
+            fleet: Default::default(),
         };
         let text = render(&stats, &[]);
         let mut seen = std::collections::HashSet::new();

@@ -97,6 +97,9 @@ pub struct ListQuery {
     /// Include stopped and failed sessions.
     #[serde(default)]
     all: bool,
+    /// Add each session's `last_line`: the last non-blank line of its screen.
+    #[serde(default)]
+    last_line: bool,
 }
 
 /// `GET /v1/sessions`
@@ -128,7 +131,11 @@ pub async fn list(
         project_id: q.project,
         all: q.all,
     };
-    Ok(Json(app.registry.list(&filter)))
+    Ok(Json(if q.last_line {
+        app.registry.list_with_last_line(&filter)
+    } else {
+        app.registry.list(&filter)
+    }))
 }
 
 /// `GET /v1/sessions/{id}`

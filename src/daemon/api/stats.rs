@@ -27,6 +27,10 @@ pub struct Stats {
     /// (restored sessions included), with the budget that applies.
     #[serde(default)]
     pub budgets: Vec<herd_actors::BudgetStatus>,
+    /// The fleet's delivery gate: `max_busy`, slots held, waiters, and a
+    /// rate-limit pause while one lasts.
+    #[serde(default)]
+    pub fleet: herd_actors::FleetStatus,
 }
 
 /// How many sessions there are, by state.
@@ -126,6 +130,7 @@ pub fn gather(app: &AppState, sessions: &[SessionInfo]) -> Stats {
         totals,
         daemon: DaemonProcess::read(uptime),
         budgets: app.registry.budgets(),
+        fleet: app.registry.fleet(),
     }
 }
 
