@@ -28,6 +28,30 @@ fn jobs_bin() -> &'static Path {
         cmd.args(["build", "--quiet", "--example", "jobs"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("CARGO_TARGET_DIR", target);
+        // What cargo set for this test only (CARGO_MANIFEST_DIR, CARGO_PKG_*,
+        // OUT_DIR, ...) must not reach the inner cargo: build scripts that
+        // watch such a variable (ring's) would be rebuilt, here and again
+        // by the next outer build.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            let user_setting = [
+                "CARGO_HOME",
+                "CARGO_INCREMENTAL",
+                "CARGO_TERM_",
+                "CARGO_BUILD_",
+                "CARGO_PROFILE_",
+                "CARGO_NET_",
+                "CARGO_REGISTR",
+                "CARGO_HTTP_",
+                "CARGO_TARGET_",
+                "CARGO_UNSTABLE_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p));
+            if (k.starts_with("CARGO_") && !user_setting) || k == "OUT_DIR" {
+                cmd.env_remove(k.as_ref());
+            }
+        }
         if profile_dir.file_name().unwrap() == "release" {
             cmd.arg("--release");
         }
