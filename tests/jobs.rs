@@ -293,3 +293,57 @@ async fn a_bad_tasks_file_is_refused_naming_the_line_and_field() {
     assert!(err.contains("\"a/b\""), "{err}");
     assert_eq!(d.count().await, 0, "nothing was created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_died_before_writing_down_adopts_the_session_and_the_prompt() {
+    // The daemon acknowledged a session (x2) and a prompt (x1) whose answers
+    // the runner never wrote down: the next run finds both instead of
+    // making them again (even were the daemon's idempotency keys lost).
+    let d = Daemon::start(&config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env =
+        json!({"claude": {"env": {"FAKE_CLAUDE_STARTUP_MS": "100", "FAKE_CLAUDE_BUSY_MS": "100"}}});
+    let task = |id: &str| json!({"id": id, "prompt": format!("{id}: MOCK-WAIT=300 hello"), "cwd": dir.path(), "session": env});
+    let tasks = common::write(
+        dir.path(),
+        "tasks.jsonl",
+        &format!("{}\n{}\n", task("x1"), task("x2")),
+    );
+    let mut ids = vec![];
+    for id in ["x1", "x2"] {
+        let mut body = env.clone();
+        body["profile"] = json!("claude");
+        body["cwd"] = json!(dir.path());
+        body["task_id"] = json!(id);
+        ids.push(d.create(body).await);
+    }
+    let (st, m) = d
+        .post(
+            &format!("/v1/sessions/{}/messages", ids[0]),
+            json!({"text": "x1: MOCK-WAIT=300 hello"}),
+        )
+        .await;
+    assert!(st.is_success(), "{m}");
+    let state = json!({"tasks": {"x1": {"status": "pending", "attempts": [
+        {"n": 1, "session_id": ids[0], "key": "herd-jobs:x1:prompt:1"}]}}});
+    std::fs::write(dir.path().join("state.json"), state.to_string()).unwrap();
+    let mut child = run(&d, dir.path(), &tasks, "adopt.log");
+    let code = exit_code(&mut child, dir.path(), "adopt.log").await;
+    let log = std::fs::read_to_string(dir.path().join("adopt.log")).unwrap();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("x1: prompt found sent"), "{log}");
+    assert!(
+        log.contains("x2: session") && log.contains("found"),
+        "{log}"
+    );
+    assert_eq!(d.count().await, 2, "no second session: {log}");
+    for (n, sid) in ids.iter().enumerate() {
+        let (_, queue) = d.get(&format!("/v1/sessions/{sid}/queue")).await;
+        let queue = queue.as_array().unwrap();
+        assert_eq!(queue.len(), 1, "x{}: one prompt: {queue:?}", n + 1);
+        assert_eq!(queue[0]["state"], "done");
+    }
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/x1.json")).unwrap()).unwrap();
+    assert_eq!(result["message_id"], m["id"], "{result}");
+}
