@@ -135,14 +135,24 @@ impl Runner {
             }
             let attempt = match rec.attempts.last() {
                 Some(a) if a.outcome.is_none() => a.clone(),
-                _ => match self.next_attempt(task, &rec).await? {
-                    Ok(a) => a,
-                    Err(reason) => {
-                        self.finish(task, Status::Failed, None, Some(reason))
-                            .await?;
-                        continue;
+                last => {
+                    // The last attempt failed (now, or before a run died
+                    // without deciding): try again, or end the task.
+                    if let Some(Some(o)) = last.map(|a| a.outcome.as_ref()) {
+                        let n = last.map_or(0, |a| a.n);
+                        if !self.again(task, n, o, max).await? {
+                            continue;
+                        }
                     }
-                },
+                    match self.next_attempt(task, &rec).await? {
+                        Ok(a) => a,
+                        Err(reason) => {
+                            self.finish(task, Status::Failed, None, Some(reason))
+                                .await?;
+                            continue;
+                        }
+                    }
+                }
             };
             let sent = match &attempt.message_id {
                 Some(id) => Sent::Id(id.clone()),
@@ -154,56 +164,43 @@ impl Runner {
                         self.finish(task, Status::Done, Some(&m), None).await?;
                         continue;
                     }
-                    Ok(m) => {
-                        let o = outcome_of(&m);
-                        self.record(task, attempt.n, o.clone()).await?;
-                        o
-                    }
-                    Err(o) => {
-                        self.record(task, attempt.n, o.clone()).await?;
-                        o
-                    }
+                    Ok(m) => outcome_of(&m),
+                    Err(o) => o,
                 },
-                Sent::Lost(o) => {
-                    self.record(task, attempt.n, o.clone()).await?;
-                    o
-                }
+                Sent::Lost(o) => o,
             };
-            let why = format!(
-                "attempt {} {}: {}",
-                attempt.n,
-                o_kind(&outcome),
-                outcome.error.as_deref().unwrap_or("no detail")
-            );
-            if !self.policy.retryable(outcome.kind()) {
-                self.finish(
-                    task,
-                    Status::Failed,
-                    None,
-                    Some(format!("{why} (not retried)")),
-                )
-                .await?;
-            } else if attempt.n >= max {
-                self.finish(
-                    task,
-                    Status::Failed,
-                    None,
-                    Some(format!("{why} (attempts spent: {max})")),
-                )
-                .await?;
-            } else {
-                let wait = self.policy.delay(attempt.n + 1);
-                self.say(
-                    &task.id,
-                    format_args!(
-                        "{why}; attempt {} in {}",
-                        attempt.n + 1,
-                        humantime::format_duration(wait)
-                    ),
-                );
-                tokio::time::sleep(wait).await;
-            }
+            self.record(task, attempt.n, outcome).await?;
         }
+    }
+
+    /// After attempt `n` failed with `outcome`: true after the backoff if
+    /// the policy tries again; else the task is ended as failed.
+    async fn again(&self, task: &Task, n: u32, outcome: &Outcome, max: u32) -> Result<bool> {
+        let why = format!(
+            "attempt {n} {}: {}",
+            describe(outcome),
+            outcome.error.as_deref().unwrap_or("no detail")
+        );
+        let reason = if !self.policy.retryable(outcome.kind()) {
+            format!("{why} (not retried)")
+        } else if n >= max {
+            format!("{why} (attempts spent: {max})")
+        } else {
+            let wait = self.policy.delay(n + 1);
+            self.say(
+                &task.id,
+                format_args!(
+                    "{why}; attempt {} in {}",
+                    n + 1,
+                    humantime::format_duration(wait)
+                ),
+            );
+            tokio::time::sleep(wait).await;
+            return Ok(true);
+        };
+        self.finish(task, Status::Failed, None, Some(reason))
+            .await?;
+        Ok(false)
     }
 
     /// A new attempt, on a live session, written down before its prompt is
@@ -441,7 +438,7 @@ impl Runner {
     }
 }
 
-fn o_kind(o: &Outcome) -> String {
+fn describe(o: &Outcome) -> String {
     match &o.failure {
         Some(f) => format!("failed ({f})"),
         None => o.state.clone(),
