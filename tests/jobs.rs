@@ -291,6 +291,18 @@ async fn a_bad_tasks_file_is_refused_naming_the_line_and_field() {
     assert_eq!(exit_code(&mut child, dir.path(), "bad2.log").await, 2);
     let err = std::fs::read_to_string(dir.path().join("bad2.log.err")).unwrap();
     assert!(err.contains("\"a/b\""), "{err}");
+    let tasks = common::write(
+        dir.path(),
+        "tasks.toml",
+        "[[task]]\nid = \"t1\"\nprompt = \"hi\"\nmax_attempts = 0\n",
+    );
+    let mut child = run(&d, dir.path(), &tasks, "bad3.log");
+    assert_eq!(exit_code(&mut child, dir.path(), "bad3.log").await, 2);
+    let err = std::fs::read_to_string(dir.path().join("bad3.log.err")).unwrap();
+    assert!(
+        err.contains("max_attempts") && err.contains("tasks.toml"),
+        "{err}"
+    );
     assert_eq!(d.count().await, 0, "nothing was created");
 }
 
