@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::webhooks::{verify, Hooks};
 use common::Daemon;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -177,90 +178,10 @@ async fn a_session_budget_with_stop_session_stops_it_and_bad_budgets_are_named()
     assert_eq!(s["cause"]["kind"], "budget_spent", "{s}");
 }
 
-/// A webhook endpoint on loopback that refuses the first `fail_first`
-/// attempts (503) and records every request: (headers, body).
-struct Hooks {
-    got: std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, String)>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Hooks {
-    // A test endpoint, not part of herd's API: no OpenAPI document to keep in step.
-    #[allow(clippy::disallowed_methods)]
-    async fn serve(listener: tokio::net::TcpListener, fail_first: usize) -> Hooks {
-        use axum::http::{HeaderMap, StatusCode};
-        let got: std::sync::Arc<std::sync::Mutex<Vec<(HeaderMap, String)>>> = Default::default();
-        let seen = got.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: String| {
-                let seen = seen.clone();
-                async move {
-                    let mut g = seen.lock().unwrap();
-                    g.push((headers, body));
-                    if g.len() <= fail_first {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    } else {
-                        StatusCode::NO_CONTENT
-                    }
-                }
-            }),
-        );
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Hooks { got, task }
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| serde_json::from_str(b).unwrap())
-            .collect()
-    }
-
-    /// The distinct delivery ids acknowledged (2xx) or not, by event.
-    async fn wait_for(&self, event: &str, n: usize) -> Vec<Value> {
-        let ok = common::wait_until(T, || {
-            self.bodies().iter().filter(|b| b["event"] == event).count() >= n
-        })
-        .await;
-        assert!(ok, "no {n} {event}: {:?}", self.bodies());
-        self.bodies()
-            .into_iter()
-            .filter(|b| b["event"] == event)
-            .collect()
-    }
-}
-
-impl Drop for Hooks {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 fn notify_config(port: u16, events: &str) -> String {
     format!(
         "[[notify]]\nurl = \"http://127.0.0.1:{port}/hook\"\nevents = [{events}]\nsecret = \"s3cret-key\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n"
     )
-}
-
-fn verify(headers: &reqwest::header::HeaderMap, body: &str) {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret-key").unwrap();
-    mac.update(body.as_bytes());
-    let want: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(
-        headers["x-herd-signature"].to_str().unwrap(),
-        format!("sha256={want}")
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +214,7 @@ async fn webhooks_are_signed_retried_and_carry_budget_and_message_done() {
     assert!(ok);
     let got = hooks.got.lock().unwrap().clone();
     for (h, b) in &got {
-        verify(h, b);
+        verify(h, b, "s3cret-key");
         assert!(!b.contains("s3cret-key"));
     }
     // Each delivery keeps its id across attempts, numbered 1, 2, ...; the

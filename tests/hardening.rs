@@ -71,6 +71,53 @@ async fn a_retried_create_or_message_returns_the_first_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_request_whose_client_went_away_finishes_and_answers_its_retry() {
+    // A job runner killed in the middle of a POST retries it with the same
+    // key: the first request must not be cut short by the disconnect (its
+    // effect half done, its key unanswered), or the retry makes a second.
+    let d = Daemon::start(&format!(
+        "[claude]\nbinary = {:?}\n",
+        env!("CARGO_BIN_EXE_herd-fake-claude")
+    ))
+    .await;
+    let cwd = tempfile::tempdir().unwrap();
+    let id = d
+        .create(json!({"profile": "claude", "cwd": cwd.path(),
+            "claude": {"env": {"FAKE_CLAUDE_STARTUP_MS": "100"}}}))
+        .await;
+    d.wait_session(&id, std::time::Duration::from_secs(30), |s| {
+        s["state"] == "ready"
+    })
+    .await;
+    let url = format!("{}/v1/sessions/{id}/messages?wait=true&timeout=30s", d.url);
+    let body = json!({"text": "slow MOCK-WAIT=1500"});
+    let gave_up = d
+        .http
+        .post(&url)
+        .bearer_auth(&d.token)
+        .header("Idempotency-Key", "left-early")
+        .json(&body)
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    let r = d
+        .http
+        .post(&url)
+        .bearer_auth(&d.token)
+        .header("Idempotency-Key", "left-early")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let m: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(m["state"], "done", "{m}");
+    let (_, q) = d.get(&format!("/v1/sessions/{id}/queue")).await;
+    assert_eq!(q.as_array().unwrap().len(), 1, "typed once: {q}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_learn_nothing_and_foreign_hosts_are_refused() {
     let d = Daemon::start("").await;
     for (method, path) in [

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod harness;
+pub mod webhooks;
+
 /// Path of the built `herd` binary.
 pub fn herd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_herd")

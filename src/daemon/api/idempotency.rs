@@ -1,7 +1,9 @@
 //! `Idempotency-Key` on the POSTs that create (a session, a message): a
 //! retry with the same key gets the first answer, and does not create
 //! twice. A retry that arrives while the first is still running waits for
-//! its answer. Answers of 5xx are not kept (the retry tries again); a key
+//! its answer, and a request runs to its end even when its client goes
+//! away (a killed job runner's retry gets the first answer). Answers of 5xx
+//! are not kept (the retry tries again); a key
 //! reused with another request is refused (422). Keys live 24 hours, at
 //! most 10,000 of them, in the daemon's memory.
 
@@ -123,38 +125,56 @@ pub async fn idempotent(State(app): State<AppState>, req: Request, next: Next) -
         Arc::clone(&e.answer)
     };
     let req = Request::from_parts(parts, Body::from(body));
-    let mut ran = false;
-    let answer = cell
-        .get_or_try_init(|| async {
-            ran = true;
-            let resp = next.run(req).await;
-            let (parts, body) = resp.into_parts();
-            let body = axum::body::to_bytes(body, MAX_BODY)
-                .await
-                .unwrap_or_default();
-            let answer = Answer {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            };
-            if answer.status.is_server_error() {
-                // Not kept: a retry must try again.
-                Err(answer)
-            } else {
-                Ok(answer)
-            }
-        })
-        .await;
-    let (answer, replayed) = match answer {
-        Ok(a) => (a.clone(), !ran),
-        Err(a) => {
-            let mut entries = app
+    // The request runs in a task of its own, to its end even if its client
+    // goes away: a create whose client was killed mid-request still
+    // finishes, and a retry with the same key gets its answer instead of
+    // creating a second time.
+    let entries_of = app.clone();
+    let run = tokio::spawn(async move {
+        let mut ran = false;
+        let answer = cell
+            .get_or_try_init(|| async {
+                ran = true;
+                let resp = next.run(req).await;
+                let (parts, body) = resp.into_parts();
+                let body = axum::body::to_bytes(body, MAX_BODY)
+                    .await
+                    .unwrap_or_default();
+                let answer = Answer {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                };
+                if answer.status.is_server_error() {
+                    // Not kept: a retry must try again.
+                    Err(answer)
+                } else {
+                    Ok(answer)
+                }
+            })
+            .await
+            .cloned();
+        if answer.is_err() {
+            let mut entries = entries_of
                 .idempotency
                 .entries
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             entries.remove(&key);
-            (a, false)
+        }
+        (answer, ran)
+    });
+    let (answer, replayed) = match run.await {
+        Ok((Ok(a), ran)) => (a, !ran),
+        Ok((Err(a), _)) => (a, false),
+        Err(e) => {
+            tracing::error!(error = %e, "an idempotent request's task failed");
+            return ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal",
+                message: "the request failed; it may be retried with the same key".into(),
+            }
+            .into_response();
         }
     };
     let mut resp = (answer.status, answer.headers, answer.body).into_response();
