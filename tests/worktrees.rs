@@ -361,3 +361,23 @@ async fn worktree_survives_a_daemon_crash() {
     let gens = std::fs::read_to_string(wt.join("gens.txt")).unwrap();
     assert_eq!(gens.lines().count(), 2, "{gens}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_without_git_says_so() {
+    if !git_present() {
+        return;
+    }
+    let r = repo();
+    let empty = tempfile::tempdir().unwrap();
+    let d = Daemon::start_env(CONFIG, &[("PATH", empty.path().to_str().unwrap())]).await;
+    let (st, v) = d
+        .post(
+            "/v1/sessions",
+            json!({"command": ["/bin/sh", "-c", "exec sleep 600"], "cwd": r.path(), "worktree": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("git was not found"), "{msg}");
+    assert_eq!(d.count().await, 0);
+}
