@@ -381,3 +381,71 @@ async fn a_daemon_without_git_says_so() {
     assert!(msg.contains("git was not found"), "{msg}");
     assert_eq!(d.count().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_template_with_a_worktree() {
+    if !git_present() {
+        return;
+    }
+    let r = repo();
+    // Outside the repository, so the fake CLI's log is no change of the worktree.
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("fake-claude.log");
+    let config = format!(
+        "{CONFIG}[claude]\nbinary = {:?}\nhooks = false\n\
+         [templates.reviewer]\nprofile = \"claude\"\nworktree = true\n\
+         [templates.reviewer.claude]\nmodel = \"opus\"\npermission_mode = \"plan\"\n\
+         env = {{ FAKE_CLAUDE_LOG = {:?} }}\n",
+        env!("CARGO_BIN_EXE_herd-fake-claude"),
+        log.display().to_string()
+    );
+    let d = Daemon::start(&config).await;
+    // --claude with the template: the CLI's --model overrides the template's.
+    let id = new_session(
+        &d,
+        &[
+            "--claude",
+            "--template",
+            "reviewer",
+            "--name",
+            "rev",
+            "--model",
+            "sonnet",
+            "--cwd",
+            r.path().to_str().unwrap(),
+        ],
+    );
+    let v = d.session(&id).await;
+    assert_eq!(v["worktree"]["branch"], "herd/rev");
+    let wt = worktree(&v);
+    assert!(
+        common::wait_until(T, || std::fs::read_to_string(&log)
+            .is_ok_and(|l| !l.is_empty()))
+        .await
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let start: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(PathBuf::from(start["cwd"].as_str().unwrap()), wt, "{start}");
+    let argv: Vec<String> = serde_json::from_value(start["argv"].clone()).unwrap();
+    let after = |flag: &str| {
+        argv.iter()
+            .position(|a| a == flag)
+            .and_then(|i| argv.get(i + 1))
+            .cloned()
+    };
+    assert_eq!(after("--model").as_deref(), Some("sonnet"), "{argv:?}");
+    assert_eq!(
+        after("--permission-mode").as_deref(),
+        Some("plan"),
+        "{argv:?}"
+    );
+    // The template's worktree can be turned off by the request.
+    let (st, v) = d
+        .post(
+            "/v1/sessions",
+            json!({"template": "reviewer", "cwd": r.path(), "worktree": false}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert!(v.get("worktree").is_none(), "{v}");
+}
