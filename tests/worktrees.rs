@@ -449,3 +449,33 @@ async fn a_claude_template_with_a_worktree() {
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert!(v.get("worktree").is_none(), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_one_name_get_branches_of_their_own() {
+    if !git_present() {
+        return;
+    }
+    let d = Daemon::start(CONFIG).await;
+    let r = repo();
+    let body = json!({"name": "twin", "command": ["sh", "-c", "exec sleep 600"], "cwd": r.path(), "worktree": true});
+    let (a, b, c) = tokio::join!(
+        d.post("/v1/sessions", body.clone()),
+        d.post("/v1/sessions", body.clone()),
+        d.post("/v1/sessions", body.clone())
+    );
+    let mut branches = vec![];
+    for (st, v) in [a, b, c] {
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        let id = v["id"].as_str().unwrap().replace('-', "");
+        let branch = v["worktree"]["branch"].as_str().unwrap().to_string();
+        assert!(
+            branch == "herd/twin" || branch == format!("herd/twin-{}", &id[..8]),
+            "{branch}"
+        );
+        branches.push(branch);
+    }
+    branches.sort();
+    branches.dedup();
+    assert_eq!(branches.len(), 3, "{branches:?}");
+    assert_eq!(branches[0], "herd/twin");
+}

@@ -198,14 +198,20 @@ pub async fn create(
     })?
     .trim()
     .to_string();
-    let branch = match branch {
+    let generated = branch.is_none();
+    let mut branch = match branch {
         Some(b) => {
             check_branch(&top, b).await?;
             b.to_string()
         }
         None => generated_branch(&top, id, name).await?,
     };
-    let exists = branch_exists(&top, &branch).await?;
+    let mut exists = branch_exists(&top, &branch).await?;
+    if exists && generated && !branch.ends_with(&short_id(id)) {
+        // Another session of this name took it since: one of our own.
+        branch = format!("{branch}-{}", short_id(id));
+        exists = branch_exists(&top, &branch).await?;
+    }
     if exists {
         if let Some(path) = checked_out_at(&top, &branch).await? {
             return Err(WorktreeError::CheckedOut { branch, path });
@@ -219,7 +225,7 @@ pub async fn create(
         })?;
     }
     let p = shown(&path);
-    let added = if exists {
+    let mut added = if exists {
         git(&top, &["worktree", "add", "--quiet", &p, &branch], &[]).await
     } else {
         git(
@@ -229,6 +235,16 @@ pub async fn create(
         )
         .await
     };
+    // Two sessions of one name made at once: the later takes a branch of its own.
+    if added.is_err() && generated && !branch.ends_with(&short_id(id)) {
+        branch = format!("{branch}-{}", short_id(id));
+        added = git(
+            &top,
+            &["worktree", "add", "--quiet", "-b", &branch, &p, &head],
+            &[],
+        )
+        .await;
+    }
     if let Err(e) = added {
         // Two requests for one branch at once: the loser hears why.
         if let Some(path) = checked_out_at(&top, &branch).await.ok().flatten() {
@@ -306,7 +322,7 @@ async fn generated_branch(
     id: Uuid,
     name: Option<&str>,
 ) -> Result<String, WorktreeError> {
-    let short = id.simple().to_string()[..8].to_string();
+    let short = short_id(id);
     let Some(name) = name else {
         return Ok(format!("herd/{short}"));
     };
@@ -332,6 +348,11 @@ async fn generated_branch(
         return Ok(first);
     }
     Ok(format!("{first}-{short}"))
+}
+
+/// The first 8 hex digits of a session id, as `herd ls` shows it.
+fn short_id(id: Uuid) -> String {
+    id.simple().to_string()[..8].to_string()
 }
 
 /// The worktree `branch` is checked out in, if any.
