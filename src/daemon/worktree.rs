@@ -21,7 +21,7 @@ use uuid::Uuid;
 /// Longest a git command may take before it is killed.
 const GIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest diff `herd diff` returns; past it the diff is cut with a note.
-pub const MAX_DIFF: usize = 32 * 1024 * 1024;
+const MAX_DIFF: usize = 32 * 1024 * 1024;
 
 /// Why a worktree could not be made, read or removed.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +151,7 @@ fn shown(p: &Path) -> String {
 }
 
 /// Where the worktree of session `id` lives.
-pub fn path_of(data_dir: &Path, id: Uuid) -> PathBuf {
+fn path_of(data_dir: &Path, id: Uuid) -> PathBuf {
     data_dir.join("worktrees").join(id.to_string())
 }
 

@@ -209,7 +209,7 @@ async fn make_worktree(
 
 /// The API's answer to a git refusal: the request's fault is 400 (409 for
 /// a branch in use), the machine's is 500.
-pub fn worktree_error(e: WorktreeError) -> ApiError {
+fn worktree_error(e: WorktreeError) -> ApiError {
     match &e {
         WorktreeError::CheckedOut { .. } | WorktreeError::Gone { .. } => ApiError {
             status: StatusCode::CONFLICT,

@@ -1,8 +1,8 @@
 //! A worktree session's diff: `GET /v1/sessions/{id}/diff`.
 
-use super::create::worktree_error;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{ApiPath, AppState};
+use crate::daemon::worktree::WorktreeError;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
         (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The session has no worktree, or it is gone", body = ErrorBody),
+        (status = 500, description = "Git failed on the worktree", body = ErrorBody),
     )
 )]
 pub async fn diff(
@@ -40,6 +41,18 @@ pub async fn diff(
     };
     let bytes = crate::daemon::worktree::diff(&w.path, &w.base)
         .await
-        .map_err(worktree_error)?;
+        .map_err(|e| match e {
+            WorktreeError::Gone { .. } => ApiError {
+                status: StatusCode::CONFLICT,
+                code: "conflict",
+                message: format!("session {}: {e}", info.id),
+            },
+            // The worktree is there and git fails on it: the machine's trouble.
+            e => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal",
+                message: format!("session {}: {e}", info.id),
+            },
+        })?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
 }
