@@ -6,6 +6,7 @@
 
 pub mod discover;
 pub mod notify;
+pub mod template;
 
 use herd_actors::{ByteSize, LimitsConfig, MetricsConfig, RestartConfig, SessionDefaults};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ pub struct Config {
     /// `[[notify]]`: webhooks.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<notify::NotifyTarget>,
+    /// `[templates.NAME]`: named session templates (`herd new --template NAME`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, template::Template>,
 }
 
 /// `[session]`: what every session gets beyond its own spec.
@@ -290,6 +294,9 @@ impl Config {
         self.budgets.validate().map_err(|e| e.to_string())?;
         for (i, t) in self.notify.iter().enumerate() {
             t.check(i)?;
+        }
+        for (name, t) in &self.templates {
+            t.check(name)?;
         }
         for (model, p) in &self.prices {
             let fields = [

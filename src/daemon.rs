@@ -9,7 +9,8 @@
 //! - [`recorder`]: writes every session generation as asciicast v2;
 //! - [`notify`]: webhooks from a durable outbox;
 //! - [`claude`]: the Claude profile, daemon side: argv, environment, seeded home;
-//! - [`web`]: the web dashboard: embedded page, browser login, TLS.
+//! - [`web`]: the web dashboard: embedded page, browser login, TLS;
+//! - [`worktree`]: git worktrees of worktree sessions, through the git CLI.
 
 pub mod api;
 mod claude;
@@ -22,3 +23,4 @@ pub mod serve;
 mod server;
 mod store;
 mod web;
+mod worktree;

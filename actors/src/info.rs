@@ -133,6 +133,9 @@ pub struct SessionInfo {
     /// Working directory.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub cwd: Option<PathBuf>,
+    /// The git worktree the session runs in, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<crate::worktree::WorktreeInfo>,
     /// Terminal columns.
     pub cols: u16,
     /// Terminal rows.

@@ -29,6 +29,7 @@
 //! - `state`, `cause`, `policy`: states and the transition table, why things
 //!   end, restart decisions;
 //! - `budget`: token and cost budgets, prices and the fleet's ledger;
+//! - `worktree`: a session's git worktree, as facts (the daemon runs git);
 //! - `keys`, `bytesize`, `error`: key names, sizes, errors;
 //! - `credits`, `spawn`, [`process`]: backpressure, posix_spawn on a PTY,
 //!   process groups and trees on Linux.
@@ -62,6 +63,7 @@ mod state;
 mod tap;
 mod usage;
 mod waiting;
+mod worktree;
 
 pub use budget::{
     price_of, tokens_of, Budget, BudgetConfig, BudgetCrossing, BudgetStatus, Price, Prices, Scope,
@@ -95,3 +97,4 @@ pub use state::{SessionState, TransitionError};
 pub use tap::{Marker, Tap, TapEvent};
 pub use usage::Usage;
 pub use waiting::{Choice, Failure, Meaning, WaitReason, Waiting};
+pub use worktree::{DiffStat, Worktree, WorktreeInfo, WorktreeStatus};

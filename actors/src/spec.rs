@@ -72,6 +72,12 @@ pub struct SessionSpec {
     /// This session's token and cost budget (over `[budgets] session`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<crate::budget::Budget>,
+    /// Set by the daemon: the git worktree the session runs in (its `cwd`
+    /// is inside it), kept so a restart or a recovery runs there again.
+    /// Not for clients to set: they ask with the create body's `worktree`.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<crate::worktree::Worktree>,
 }
 
 fn default_cols() -> u16 {
@@ -101,6 +107,7 @@ impl SessionSpec {
             limits: LimitOverrides::default(),
             resume_command: None,
             budget: None,
+            worktree: None,
         }
     }
 

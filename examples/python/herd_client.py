@@ -74,9 +74,12 @@ class Herd:
     def _id(session_id):
         return urllib.parse.quote(session_id, safe="")
 
-    def create(self, command, **spec):
-        """Starts a session (spec fields: name, task_id, project_id, cwd, env, restart, ...)."""
-        return self.request("POST", "/v1/sessions", dict(spec, command=command))
+    def create(self, command=None, **spec):
+        """Starts a session (spec fields: name, task_id, project_id, cwd, env, restart, ...;
+        template="NAME" starts from a config template, worktree=True or "branch" runs it
+        in a git worktree of the repository at cwd)."""
+        body = dict(spec) if command is None else dict(spec, command=command)
+        return self.request("POST", "/v1/sessions", body)
 
     def list(self, **filters):
         """Sessions; filters: state, task, project, all."""
@@ -110,9 +113,10 @@ class Herd:
     def stop(self, session_id, force=False):
         return self.request("DELETE", f"/v1/sessions/{self._id(session_id)}", query={"force": str(force).lower()})
 
-    def remove(self, session_id):
-        """Removes a session that ended, with its data."""
-        return self.request("POST", f"/v1/sessions/{self._id(session_id)}/remove")
+    def remove(self, session_id, force=False):
+        """Removes a session that ended, with its data. A clean worktree goes with it, a
+        dirty one stays (see the answer's `note`) unless force; its branch always stays."""
+        return self.request("POST", f"/v1/sessions/{self._id(session_id)}/remove", query={"force": str(force).lower()})
 
 
 def demo():

@@ -1,4 +1,5 @@
 //! The command line: `herd serve` runs the daemon, every other command talks to it.
+// Over 600 lines: the one list of subcommands and their dispatch, kept together.
 
 mod admin;
 mod doctor;
@@ -84,9 +85,19 @@ pub enum Command {
         /// Every stopped and failed session.
         #[arg(long)]
         stopped: bool,
+        /// Remove a worktree session's worktree even with uncommitted changes
+        /// (without it, such a worktree is kept; the branch is kept either way).
+        #[arg(long)]
+        force: bool,
         /// Print the removed sessions' JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a worktree session's diff: its branch's commits since its base
+    /// and its uncommitted changes (new files included).
+    Diff {
+        /// Session id or unique prefix.
+        id: String,
     },
     /// Cancel a queued message (one not yet typed into the session).
     Cancel {
@@ -373,7 +384,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             timeout,
             json,
         } => ops::wait(c, &id, &state, timeout, json).await,
-        Command::Rm { ids, stopped, json } => ops::rm(c, ids, stopped, json).await,
+        Command::Rm {
+            ids,
+            stopped,
+            force,
+            json,
+        } => ops::rm(c, ids, stopped, force, json).await,
+        Command::Diff { id } => ops::diff(c, &id).await,
         Command::Cancel { id, message, json } => ops::cancel(c, &id, &message, json).await,
         Command::New(args) => new::run(c, args).await,
         Command::Ls {
@@ -596,6 +613,29 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 fn print_list(list: &[SessionInfo]) {
+    // The worktree column only when a session has one: most fleets have none.
+    if list.iter().any(|s| s.worktree.is_some()) {
+        let mut t = Table::new([
+            "ID", "NAME", "STATE", "PID", "TASK", "AGE", "WORKTREE", "COMMAND",
+        ]);
+        for s in list {
+            t.row([
+                short_id(&s.id),
+                s.name.clone().unwrap_or_default(),
+                s.state.to_string(),
+                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.task_id.clone().unwrap_or_default(),
+                age(s.created_at),
+                s.worktree
+                    .as_ref()
+                    .map(show::worktree_brief)
+                    .unwrap_or_default(),
+                s.command.join(" "),
+            ]);
+        }
+        print!("{}", t.render_fit(crate::client::output::terminal_width()));
+        return;
+    }
     let mut t = Table::new([
         "ID", "NAME", "STATE", "PID", "GEN", "TASK", "PROJECT", "AGE", "COMMAND",
     ]);

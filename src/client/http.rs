@@ -212,9 +212,14 @@ impl Client {
     }
 
     /// Removes a session that ended, with its data.
-    pub async fn remove(&self, id: &str) -> Result<SessionInfo> {
-        self.json(Method::POST, &session_path(id, "/remove"), None)
-            .await
+    /// Also returns the daemon's note on the session's worktree (where a
+    /// kept one is, that its branch stays), if it had one.
+    pub async fn remove(&self, id: &str, force: bool) -> Result<(SessionInfo, Option<String>)> {
+        let path = format!("{}?force={force}", session_path(id, "/remove"));
+        let v: Value = self.json(Method::POST, &path, None).await?;
+        let note = v["note"].as_str().map(str::to_string);
+        let info = serde_json::from_value(v).context("reading the removed session")?;
+        Ok((info, note))
     }
 
     /// Stops a session (at once with `force`).

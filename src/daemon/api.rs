@@ -3,6 +3,7 @@
 mod admin;
 mod attach;
 pub mod auth;
+mod create;
 pub mod error;
 mod events;
 mod guard;
@@ -16,6 +17,7 @@ pub mod openapi;
 mod recording;
 mod sessions;
 pub mod stats;
+mod worktree;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
 use axum::{middleware, Json, Router};
@@ -54,6 +56,10 @@ pub struct AppState {
     pub idempotency: Arc<idempotency::Cache>,
     /// The daemon listens on loopback: only loopback Host names are served.
     pub loopback_only: bool,
+    /// `[templates.NAME]`: what `template` in a create request names.
+    pub templates: Arc<std::collections::BTreeMap<String, crate::config::template::Template>>,
+    /// Worktree status for lists, refreshed in the background.
+    pub worktrees: crate::daemon::worktree::StatusCache,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -79,8 +85,8 @@ pub struct ApiPath<T>(pub T);
 /// here. Never `.route(...)`: clippy denies it (see clippy.toml).
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(sessions::create, sessions::list))
-        .routes(routes!(sessions::create_in_project))
+        .routes(routes!(create::create, sessions::list))
+        .routes(routes!(create::create_in_project))
         .routes(routes!(sessions::show, sessions::stop, messages::patch))
         .routes(routes!(messages::send))
         .routes(routes!(messages::cancel))
@@ -96,6 +102,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::restart))
         .routes(routes!(sessions::screen))
         .routes(routes!(sessions::output))
+        .routes(routes!(worktree::diff))
         .routes(routes!(recording::recording))
         .routes(routes!(recording::list))
         .routes(routes!(events::session_events))

@@ -59,6 +59,7 @@ pub async fn gc(
     let mut report = GcReport::default();
     let recordings = recordings_dir(data_dir);
     for id in doomed {
+        let worktree = registry.get(id).and_then(|h| h.spec().worktree);
         match registry.remove(id).await {
             Ok(()) => {}
             // Gone meanwhile (another gc): nothing to do.
@@ -71,6 +72,17 @@ pub async fn gc(
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(path = %dir.display(), "cannot delete recordings: {e}");
+            }
+        }
+        // As `herd rm` without --force: a clean worktree goes, work stays.
+        if let Some(w) = worktree {
+            match crate::daemon::worktree::remove(&w, false).await {
+                Ok(crate::daemon::worktree::Removal::KeptDirty) => tracing::info!(
+                    path = %w.path.display(), branch = %w.branch,
+                    "kept the dirty worktree of a forgotten session"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(path = %w.path.display(), "cannot remove a worktree: {e}"),
             }
         }
     }

@@ -166,6 +166,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         retention,
         idempotency: Default::default(),
         loopback_only: cfg.server.listen.ip().is_loopback(),
+        templates: Arc::new(cfg.templates.clone()),
+        worktrees: Default::default(),
     };
     let app = api::router(
         state,

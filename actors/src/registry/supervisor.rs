@@ -281,6 +281,10 @@ impl RegistryState {
             project_id: spec.project_id.clone(),
             command: spec.command.clone(),
             cwd: spec.cwd.clone(),
+            worktree: spec
+                .worktree
+                .as_ref()
+                .map(crate::worktree::WorktreeInfo::of),
             cols: spec.cols,
             rows: spec.rows,
             created_at: now,

@@ -21,9 +21,19 @@ pub struct NewArgs {
     /// Project id.
     #[arg(long)]
     project: Option<String>,
-    /// Working directory (default: the current one).
+    /// Working directory (default: the current one). With --worktree, a
+    /// directory in the git repository to branch from.
     #[arg(long)]
     cwd: Option<PathBuf>,
+    /// Start from the config's `[templates.NAME]`; the options given here
+    /// override the template's.
+    #[arg(long, value_name = "NAME")]
+    template: Option<String>,
+    /// Run in a new git worktree of the repository at --cwd (kept in the data
+    /// dir): on BRANCH (checked out if it exists, else made from HEAD), or
+    /// without BRANCH on a new branch `herd/<name or short id>`.
+    #[arg(long, value_name = "BRANCH", num_args = 0..=1)]
+    worktree: Option<Option<String>>,
     /// Environment variable for the child, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -61,8 +71,13 @@ pub struct NewArgs {
     /// Claude: maximum agentic turns, where the CLI supports it.
     #[arg(long, requires = "claude")]
     max_turns: Option<u32>,
-    /// The program and its arguments (after `--`); not with --claude.
-    #[arg(last = true, required_unless_present = "claude", value_name = "CMD")]
+    /// The program and its arguments (after `--`); not with --claude; from
+    /// the template when --template names one with a command.
+    #[arg(
+        last = true,
+        required_unless_present_any = ["claude", "template"],
+        value_name = "CMD"
+    )]
     command: Vec<String>,
 }
 
@@ -83,11 +98,22 @@ pub async fn run(c: &Client, a: NewArgs) -> Result<()> {
     };
     let cwd = std::fs::canonicalize(&cwd)
         .with_context(|| format!("invalid --cwd {:?}", cwd.display().to_string()))?;
-    let mut body = json!({
-        "command": a.command,
-        "cwd": cwd,
-        "env": env,
-    });
+    let mut body = json!({ "cwd": cwd });
+    // Absent fields leave the template's value in place.
+    if !a.command.is_empty() {
+        body["command"] = json!(a.command);
+    }
+    if !env.is_empty() {
+        body["env"] = Value::Object(env);
+    }
+    if let Some(t) = &a.template {
+        body["template"] = json!(t);
+    }
+    match &a.worktree {
+        None => {}
+        Some(None) => body["worktree"] = json!(true),
+        Some(Some(b)) => body["worktree"] = json!(b),
+    }
     if let Some(p) = &a.profile {
         body["profile"] = json!(p);
     }

@@ -3,10 +3,12 @@
 
 use super::print_json;
 use crate::client::exit::{CliError, Exit};
-use crate::client::http::Client;
+use crate::client::http::{session_path, Client};
 use crate::client::output::short_id;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use herd_actors::{SessionInfo, SessionState};
+use reqwest::Method;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// `herd wait ID --state S[,S] [--timeout T]`.
@@ -27,7 +29,13 @@ pub async fn wait(
 
 /// `herd rm ID... [--stopped]`: every id is tried; the exit code is the
 /// first failure's.
-pub async fn rm(c: &Client, ids: Vec<String>, stopped: bool, json: bool) -> Result<()> {
+pub async fn rm(
+    c: &Client,
+    ids: Vec<String>,
+    stopped: bool,
+    force: bool,
+    json: bool,
+) -> Result<()> {
     let mut targets = ids;
     if stopped {
         for s in c.list("all=true").await? {
@@ -39,10 +47,13 @@ pub async fn rm(c: &Client, ids: Vec<String>, stopped: bool, json: bool) -> Resu
     let mut removed: Vec<SessionInfo> = vec![];
     let mut first_error: Option<anyhow::Error> = None;
     for id in &targets {
-        match c.remove(id).await {
-            Ok(info) => {
+        match c.remove(id, force).await {
+            Ok((info, note)) => {
                 if !json {
                     println!("{} removed", short_id(&info.id));
+                }
+                if let Some(n) = note {
+                    eprintln!("herd: {}: {n}", short_id(&info.id));
                 }
                 removed.push(info);
             }
@@ -123,4 +134,17 @@ pub async fn restart(c: &Client, id: &str, json: bool) -> Result<()> {
         info.generation
     );
     Ok(())
+}
+
+/// `herd diff ID`: the worktree's changes since its base, as a unified diff.
+pub async fn diff(c: &Client, id: &str) -> Result<()> {
+    let bytes = c
+        .send(Method::GET, &session_path(id, "/diff"), None)
+        .await?
+        .bytes()
+        .await
+        .context("reading the diff")?;
+    std::io::stdout()
+        .write_all(&bytes)
+        .context("writing the diff")
 }

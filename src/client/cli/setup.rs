@@ -83,6 +83,8 @@ pub fn config(c: ConfigCommand, data_dir: Option<&Path>) -> Result<()> {
 fn is_secret(key: &str) -> bool {
     key == "server.token"
         || key.starts_with("claude.env.")
+        // A template's environment may carry a token like [claude] env does.
+        || (key.starts_with("templates.") && key.contains(".env."))
         || ["token", "secret", "api_key", "password"]
             .iter()
             .any(|s| key.rsplit('.').next().is_some_and(|last| last.contains(s)))

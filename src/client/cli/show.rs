@@ -35,6 +35,7 @@ const KNOWN: &[&str] = &[
     "metrics",
     "profile",
     "dialog",
+    "worktree",
 ];
 
 /// The text of `herd show` for a session's JSON.
@@ -98,6 +99,14 @@ pub fn render(v: &Value) -> Result<String> {
     if let Some(d) = &s.dialog {
         rows.push(("dialog".into(), d.clone()));
     }
+    if let Some(w) = &s.worktree {
+        rows.push(("worktree".into(), w.path.display().to_string()));
+        rows.push((
+            "branch".into(),
+            format!("{} (from {})", w.branch, w.repo.display()),
+        ));
+        rows.push(("changes".into(), worktree_brief(w)));
+    }
     if let Some(obj) = v.as_object() {
         for (k, val) in obj {
             if KNOWN.contains(&k.as_str()) || val.is_null() {
@@ -115,4 +124,21 @@ pub fn render(v: &Value) -> Result<String> {
         .iter()
         .map(|(k, v)| format!("{k:<w$}  {}\n", crate::client::output::printable(v)))
         .collect())
+}
+
+/// A worktree's branch, dirty mark and diff stat in one short cell:
+/// `herd/fix* 2 files +10 -3` (`*`: uncommitted changes; `?`: not looked at yet).
+pub fn worktree_brief(w: &herd_actors::WorktreeInfo) -> String {
+    match (w.dirty, w.diffstat) {
+        (Some(dirty), Some(d)) => format!(
+            "{}{} {} file{} +{} -{}",
+            w.branch,
+            if dirty { "*" } else { "" },
+            d.files,
+            if d.files == 1 { "" } else { "s" },
+            d.insertions,
+            d.deletions
+        ),
+        _ => format!("{} ?", w.branch),
+    }
 }

@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use herd_actors::{SessionInfo, SessionState};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 /// Default of `?timeout=`.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
@@ -119,6 +119,45 @@ pub async fn wait(
     })
 }
 
+/// Query of `POST /v1/sessions/{id}/remove`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveQuery {
+    /// Remove the session's worktree even with uncommitted changes.
+    #[serde(default)]
+    force: bool,
+}
+
+/// What became of a removed session's worktree.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorktreeOutcome {
+    /// Removed (it was clean, or `force` was given).
+    Removed,
+    /// Kept: it has uncommitted changes.
+    Kept,
+    /// Its directory was gone already.
+    Gone,
+    /// Git could not remove it: see the message.
+    Error,
+}
+
+/// The answer of `POST /v1/sessions/{id}/remove`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Removed {
+    /// The session as it was last.
+    #[serde(flatten)]
+    pub session: SessionInfo,
+    /// What became of its worktree, for a worktree session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree_outcome: Option<WorktreeOutcome>,
+    /// What to know about it: where a kept worktree is, how to remove it,
+    /// that the branch stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// `POST /v1/sessions/{id}/remove`
 #[utoipa::path(
     post,
@@ -127,10 +166,12 @@ pub async fn wait(
     summary = "Remove a session that ended, with its data",
     description = "Deletes a stopped or failed session from the daemon and the store (its \
         events, messages and task mapping) and deletes its recordings. A live session is \
-        refused with 409: stop it first.",
-    params(("id" = String, Path, description = "Session id or unique prefix")),
+        refused with 409: stop it first. A worktree session's worktree is removed when it \
+        has no uncommitted changes, else kept (the answer's `note` says where) unless \
+        `force`; its branch is always kept.",
+    params(("id" = String, Path, description = "Session id or unique prefix"), RemoveQuery),
     responses(
-        (status = 200, description = "Removed: the session as it was last", body = SessionInfo),
+        (status = 200, description = "Removed: the session as it was last", body = Removed),
         (status = 400, description = "Invalid or ambiguous id", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The session is live", body = ErrorBody),
@@ -139,9 +180,11 @@ pub async fn wait(
 pub async fn remove(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<SessionInfo>> {
+    ApiQuery(q): ApiQuery<RemoveQuery>,
+) -> ApiResult<Json<Removed>> {
     let handle = app.registry.resolve(&id)?;
     let info = handle.info();
+    let worktree = handle.spec().worktree;
     app.registry.remove(info.id).await?;
     // Gone from the store before the files go: a crash in between leaves
     // files without a session, which retention prunes, never the reverse.
@@ -152,6 +195,7 @@ pub async fn remove(
         .map_err(herd_actors::HerdError::Storage)?;
     // A Claude session's private home (transcripts, settings) is its data too.
     app.claude.discard(info.id);
+    app.worktrees.forget(info.id);
     let dir = crate::formats::files::session_dir(&app.data_dir, &info.id.to_string());
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
@@ -168,5 +212,46 @@ pub async fn remove(
             })
         }
     }
-    Ok(Json(info))
+    let (worktree_outcome, note) = match &worktree {
+        None => (None, None),
+        Some(w) => {
+            let (o, n) = remove_worktree(w, q.force).await;
+            (Some(o), Some(n))
+        }
+    };
+    Ok(Json(Removed {
+        session: info,
+        worktree_outcome,
+        note,
+    }))
+}
+
+/// Removes a removed session's worktree if clean (or forced); says what
+/// happened. The session is gone already, so a git failure is told, not
+/// answered as an error.
+async fn remove_worktree(w: &herd_actors::Worktree, force: bool) -> (WorktreeOutcome, String) {
+    use crate::daemon::worktree::{remove, Removal};
+    let (path, branch, repo) = (w.path.display(), &w.branch, w.repo.display());
+    match remove(w, force).await {
+        Ok(Removal::Removed) => (
+            WorktreeOutcome::Removed,
+            format!("worktree {path} removed; branch {branch} is kept in {repo}"),
+        ),
+        Ok(Removal::Gone) => (
+            WorktreeOutcome::Gone,
+            format!("worktree {path} was gone already; branch {branch} is kept in {repo}"),
+        ),
+        Ok(Removal::KeptDirty) => (
+            WorktreeOutcome::Kept,
+            format!(
+                "worktree {path} has uncommitted changes and is kept (branch {branch}); \
+                 delete it with `git -C {repo} worktree remove --force {path}` \
+                 (or `herd rm --force` next time); the branch stays either way"
+            ),
+        ),
+        Err(e) => (
+            WorktreeOutcome::Error,
+            format!("worktree {path} could not be removed: {e}; branch {branch} is kept in {repo}"),
+        ),
+    }
 }

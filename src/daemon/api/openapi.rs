@@ -272,6 +272,8 @@ mod tests {
             },
             idempotency: Default::default(),
             loopback_only: true,
+            templates: Default::default(),
+            worktrees: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -3,11 +3,11 @@
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use herd_actors::{keys, HerdError, ListFilter, SessionInfo, SessionSpec, SessionState};
+use herd_actors::{keys, HerdError, ListFilter, SessionInfo, SessionState};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
@@ -15,71 +15,6 @@ use uuid::Uuid;
 
 fn resolve(app: &AppState, id: &str) -> ApiResult<Uuid> {
     Ok(app.registry.resolve(id)?.id())
-}
-
-/// `POST /v1/sessions`
-#[utoipa::path(
-    post,
-    path = "/v1/sessions",
-    tag = "sessions",
-    summary = "Start a session",
-    request_body = SessionSpec,
-    responses(
-        (status = 201, description = "Created", body = SessionInfo),
-        (status = 400, description = "Invalid spec; the message names the field", body = ErrorBody),
-        (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
-        (status = 429, description = "max_sessions live sessions already", body = ErrorBody),
-        (status = 503, description = "The store cannot take the write; nothing was changed", body = ErrorBody),
-        (status = 507, description = "The data dir's disk is full; nothing was changed", body = ErrorBody),
-    )
-)]
-pub async fn create(
-    State(app): State<AppState>,
-    ApiJson(mut spec): ApiJson<SessionSpec>,
-) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
-    let id = uuid::Uuid::new_v4();
-    app.claude.prepare(&mut spec, id)?;
-    match app.registry.create_with_id(spec, Some(id)).await {
-        Ok(info) => Ok((StatusCode::CREATED, Json(info))),
-        Err(e) => {
-            app.claude.discard(id);
-            Err(e.into())
-        }
-    }
-}
-
-/// `POST /v1/projects/{project}/sessions`
-#[utoipa::path(
-    post,
-    path = "/v1/projects/{project}/sessions",
-    tag = "sessions",
-    summary = "Start a session within a project",
-    params(("project" = String, Path, description = "Project id")),
-    request_body = SessionSpec,
-    responses(
-        (status = 201, description = "Created", body = SessionInfo),
-        (status = 400, description = "Invalid spec, or project_id differs from the path", body = ErrorBody),
-        (status = 413, description = "Body larger than server.body_limit", body = ErrorBody),
-        (status = 429, description = "max_sessions live sessions already", body = ErrorBody),
-        (status = 503, description = "The store cannot take the write; nothing was changed", body = ErrorBody),
-        (status = 507, description = "The data dir's disk is full; nothing was changed", body = ErrorBody),
-    )
-)]
-pub async fn create_in_project(
-    State(app): State<AppState>,
-    ApiPath(project): ApiPath<String>,
-    ApiJson(mut spec): ApiJson<SessionSpec>,
-) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
-    if let Some(p) = &spec.project_id {
-        if *p != project {
-            return Err(ApiError::invalid(
-                "project_id",
-                format!("{p:?} differs from the project in the path, {project:?}"),
-            ));
-        }
-    }
-    spec.project_id = Some(project);
-    create(State(app), ApiJson(spec)).await
 }
 
 /// Query of `GET /v1/sessions`.
@@ -131,11 +66,13 @@ pub async fn list(
         project_id: q.project,
         all: q.all,
     };
-    Ok(Json(if q.last_line {
+    let mut sessions = if q.last_line {
         app.registry.list_with_last_line(&filter)
     } else {
         app.registry.list(&filter)
-    }))
+    };
+    app.worktrees.fill(&mut sessions);
+    Ok(Json(sessions))
 }
 
 /// `GET /v1/sessions/{id}`
@@ -155,7 +92,9 @@ pub async fn show(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<SessionInfo>> {
-    Ok(Json(app.registry.resolve(&id)?.info()))
+    let mut info = app.registry.resolve(&id)?.info();
+    app.worktrees.fresh(&mut info).await;
+    Ok(Json(info))
 }
 
 /// `GET /v1/tasks/{task}`: the live session of a task (else its newest one).
