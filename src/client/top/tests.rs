@@ -33,6 +33,7 @@ fn session(n: u32, state: SessionState) -> SessionInfo {
         project_id: None,
         command: vec!["sh".into()],
         cwd: None,
+        worktree: None,
         cols: 80,
         rows: 24,
         created_at: t0 + Duration::from_secs(u64::from(n)),
