@@ -4,6 +4,7 @@
 //! a user file only needs the keys it changes. An unknown key or a bad value
 //! is an error naming the key and the value.
 
+pub mod cluster;
 pub mod discover;
 pub mod notify;
 
@@ -46,6 +47,9 @@ pub struct Config {
     /// `[[notify]]`: webhooks.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<notify::NotifyTarget>,
+    /// `[cluster]`: join a cluster through etcd; absent: this daemon alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// `[session]`: what every session gets beyond its own spec.
@@ -290,6 +294,9 @@ impl Config {
         self.budgets.validate().map_err(|e| e.to_string())?;
         for (i, t) in self.notify.iter().enumerate() {
             t.check(i)?;
+        }
+        if let Some(c) = &self.cluster {
+            c.check()?;
         }
         for (model, p) in &self.prices {
             let fields = [

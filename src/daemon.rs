@@ -9,10 +9,12 @@
 //! - [`recorder`]: writes every session generation as asciicast v2;
 //! - [`notify`]: webhooks from a durable outbox;
 //! - [`claude`]: the Claude profile, daemon side: argv, environment, seeded home;
-//! - [`web`]: the web dashboard: embedded page, browser login, TLS.
+//! - [`web`]: the web dashboard: embedded page, browser login, TLS;
+//! - [`cluster`]: membership of a cluster coordinated by etcd.
 
 pub mod api;
 mod claude;
+pub mod cluster;
 pub mod notify;
 mod recorder;
 mod recovery;

@@ -11,6 +11,7 @@ mod idempotency;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod nodes;
 mod notify;
 pub mod openapi;
 mod recording;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub idempotency: Arc<idempotency::Cache>,
     /// The daemon listens on loopback: only loopback Host names are served.
     pub loopback_only: bool,
+    /// This daemon's cluster membership, or this daemon alone.
+    pub cluster: crate::daemon::cluster::Cluster,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -105,6 +108,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notify::test))
         .routes(routes!(attach::attach))
         .routes(routes!(stats::stats))
+        .routes(routes!(nodes::nodes))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(crate::daemon::web::pages::login_link))
@@ -166,7 +170,7 @@ pub fn router(state: AppState, body_limit: usize, body_timeout: std::time::Durat
     security(()),
     responses((
         status = 200,
-        description = "status (`ok`, or `degraded` with `store` saying why while the store cannot be written), version, uptime_seconds, live sessions",
+        description = "status (`ok`, or `degraded` with `store` saying why while the store cannot be written), version, uptime_seconds, live sessions; in a cluster, `cluster`: node, registered, lease_losses",
         body = serde_json::Value
     ))
 )]
@@ -180,6 +184,9 @@ async fn healthz(
         "uptime_seconds": app.started.elapsed().as_secs(),
         "sessions": app.registry.live_count(),
     });
+    if let Some(c) = app.cluster.health() {
+        body["cluster"] = c;
+    }
     // Degraded, not down: running sessions go on; new ones are refused.
     if let Some(f) = app.store_health.failure() {
         body["status"] = "degraded".into();
