@@ -119,8 +119,7 @@ pub fn check_name(key: &str, n: &str) -> Result<(), String> {
     let ok = !n.is_empty()
         && n.len() <= 63
         && n.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
@@ -160,7 +159,10 @@ mod tests {
     #[test]
     fn bad_values_name_key_and_value() {
         let e = err("[cluster]\netcd = [\"127.0.0.1:2379\"]\n");
-        assert!(e.contains("cluster.etcd") && e.contains("127.0.0.1:2379"), "{e}");
+        assert!(
+            e.contains("cluster.etcd") && e.contains("127.0.0.1:2379"),
+            "{e}"
+        );
         let e = err("[cluster]\netcd = [\"http://h:2379/v3\"]\n");
         assert!(e.contains("cluster.etcd") && e.contains("/v3"), "{e}");
         let e = err("[cluster]\netcd = []\n");
@@ -170,9 +172,15 @@ mod tests {
         let e = err("[cluster]\netcd = [\"http://h:2379\"]\nnode = \"a/b\"\n");
         assert!(e.contains("cluster.node") && e.contains("a/b"), "{e}");
         let e = err("[cluster]\netcd = [\"http://h:2379\"]\nadvertise = \"ftp://h\"\n");
-        assert!(e.contains("cluster.advertise") && e.contains("ftp://h"), "{e}");
+        assert!(
+            e.contains("cluster.advertise") && e.contains("ftp://h"),
+            "{e}"
+        );
         let e = err("[cluster]\netcd = [\"http://h:2379\"]\nlease_ttl = \"500ms\"\n");
-        assert!(e.contains("cluster.lease_ttl") && e.contains("500ms"), "{e}");
+        assert!(
+            e.contains("cluster.lease_ttl") && e.contains("500ms"),
+            "{e}"
+        );
         let e = err("[cluster]\netcd = [\"http://h:2379\"]\nlease_ttl = \"soon\"\n");
         assert!(e.contains("lease_ttl") && e.contains("soon"), "{e}");
         let e = err("[cluster]\netcd = [\"http://h:2379\"]\nlabels = { \"a b\" = \"x\" }\n");

@@ -2,8 +2,8 @@
 
 use crate::config::cluster::ClusterConfig;
 use crate::config::Config;
-use crate::daemon::cluster::{self, Cluster};
 use crate::daemon::api::{self, AppState};
+use crate::daemon::cluster::{self, Cluster};
 use crate::daemon::recorder::Recorder;
 use crate::daemon::recovery;
 use crate::daemon::store::{Store, StoreHealth, STORE_FILE};

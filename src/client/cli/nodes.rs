@@ -21,7 +21,15 @@ pub async fn run(c: &Client, json: bool) -> Result<()> {
 /// One row per node; `*` marks the node that answered.
 pub fn render(list: &NodeList) -> String {
     let mut t = Table::new([
-        "NODE", "HEALTH", "SESSIONS", "BUSY", "CPU", "MEMORY", "UP", "ADVERTISE", "LABELS",
+        "NODE",
+        "HEALTH",
+        "SESSIONS",
+        "BUSY",
+        "CPU",
+        "MEMORY",
+        "UP",
+        "ADVERTISE",
+        "LABELS",
     ]);
     for n in &list.nodes {
         t.row(row(n));
@@ -42,7 +50,12 @@ fn row(n: &NodeInfo) -> [String; 9] {
             format!("{:.1}%", l.cpu_percent),
             format!("{:.1} MiB", l.rss_bytes as f64 / (1024.0 * 1024.0)),
         ),
-        None => (format!("-/{}", r.capacity), "-".into(), "-".into(), "-".into()),
+        None => (
+            format!("-/{}", r.capacity),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ),
     };
     let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     [

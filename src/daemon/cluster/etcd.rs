@@ -80,9 +80,13 @@ impl Etcd {
             .with_connect_timeout(timeout)
             .with_timeout(timeout)
             .with_keep_alive(timeout, timeout);
-        let client = deadline("connect", timeout, Client::connect(endpoints, Some(options)))
-            .await?
-            .map_err(|e| classify("connect", &joined, e))?;
+        let client = deadline(
+            "connect",
+            timeout,
+            Client::connect(endpoints, Some(options)),
+        )
+        .await?
+        .map_err(|e| classify("connect", &joined, e))?;
         Ok(Self {
             client,
             endpoints: joined,
@@ -104,9 +108,7 @@ impl Etcd {
     pub async fn grant(&self, ttl: Duration) -> Result<LeaseId, EtcdError> {
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let mut c = self.client.lease_client();
-        let r = self
-            .call("lease grant", c.grant(secs as i64, None))
-            .await?;
+        let r = self.call("lease grant", c.grant(secs as i64, None)).await?;
         Ok(LeaseId(r.id()))
     }
 

@@ -243,7 +243,9 @@ async fn keep(shared: Arc<Shared>, mut lease: LeaseId) {
                         tracing::info!(node = %shared.record.node, lease = %l, "registered again");
                         break;
                     }
-                    Err(e) => tracing::warn!(node = %shared.record.node, "cannot register again yet: {e}"),
+                    Err(e) => {
+                        tracing::warn!(node = %shared.record.node, "cannot register again yet: {e}")
+                    }
                 }
             }
             tokio::select! {
