@@ -276,7 +276,7 @@ mod etcd {
         b.kill9();
         let took = wait_names(&a, &["a"], Duration::from_secs(15)).await;
         eprintln!("a killed node left the list after {took:?} (TTL 2s)");
-        assert_eq!(a.session(&id).await["state"] != "failed", true);
+        assert_ne!(a.session(&id).await["state"], "failed");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
