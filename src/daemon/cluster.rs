@@ -238,3 +238,46 @@ fn host_name() -> String {
         _ => "localhost".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertise_comes_from_the_bound_address_unless_it_is_every_interface() {
+        let mut c = ClusterConfig::with_etcd(vec!["http://127.0.0.1:2379".into()]);
+        c.node = Some("n1".into());
+        let s = Settings::resolve(&c, "127.0.0.1:7000".parse().unwrap()).unwrap();
+        assert_eq!(s.advertise, "http://127.0.0.1:7000");
+        assert_eq!(s.node, "n1");
+        let e = Settings::resolve(&c, "0.0.0.0:7000".parse().unwrap()).unwrap_err();
+        assert!(
+            e.contains("cluster.advertise is required") && e.contains("0.0.0.0:7000"),
+            "{e}"
+        );
+        c.advertise = Some("http://10.0.0.5:7000".into());
+        let s = Settings::resolve(&c, "0.0.0.0:7000".parse().unwrap()).unwrap();
+        assert_eq!(s.advertise, "http://10.0.0.5:7000");
+        c.node = None;
+        let s = Settings::resolve(&c, "0.0.0.0:7000".parse().unwrap());
+        // The host name, when it can stand in a key.
+        if let Ok(s) = s {
+            assert_eq!(s.node, host_name());
+        }
+    }
+
+    #[test]
+    fn a_build_without_the_feature_says_how_to_get_it() {
+        assert!(Cluster::check_supported(false).is_ok());
+        let r = Cluster::check_supported(true);
+        if cfg!(feature = "cluster") {
+            assert!(r.is_ok());
+        } else {
+            let e = r.unwrap_err().to_string();
+            assert!(
+                e.contains("--features cluster") && e.contains("protobuf-compiler"),
+                "{e}"
+            );
+        }
+    }
+}
