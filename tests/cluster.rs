@@ -155,9 +155,12 @@ mod etcd {
             }
         }
 
-        /// Kills the process (by PID) and waits for it.
+        /// Kills the process (by PID, resumed first if it was stopped) and
+        /// waits for it.
         fn kill(&mut self) {
             if let Some(mut c) = self.child.take() {
+                // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+                unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
                 let _ = c.kill();
                 let _ = c.wait();
             }
@@ -332,15 +335,40 @@ mod etcd {
         assert!(up, "the second daemon did not start once the name was free");
     }
 
+    /// How etcd goes away in [`rejoin`].
+    #[derive(Clone, Copy)]
+    enum Outage {
+        /// Killed, then started again on the same data dir.
+        Restart,
+        /// SIGSTOP, then SIGCONT: connections stay open, calls hang.
+        Freeze,
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nodes_register_again_after_etcd_restarts() {
+        rejoin(Outage::Restart).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_register_again_after_etcd_was_frozen() {
+        rejoin(Outage::Freeze).await;
+    }
+
+    async fn rejoin(outage: Outage) {
         let Some(mut etcd) = Etcd::start().await else {
             return;
         };
         let a = Daemon::start(&config(&etcd, "a", "2s", "")).await;
         let b = Daemon::start(&config(&etcd, "b", "2s", "")).await;
         wait_names(&a, &["a", "b"], Duration::from_secs(10)).await;
-        etcd.kill();
+        let pid = etcd.child.as_ref().map(|c| c.id() as i32).unwrap();
+        match outage {
+            Outage::Restart => etcd.kill(),
+            // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+            Outage::Freeze => unsafe {
+                libc::kill(pid, libc::SIGSTOP);
+            },
+        }
         // Without etcd the list cannot be had (a clear 503), and past the
         // TTL each node knows it is out.
         let (status, v) = a.get("/v1/nodes").await;
@@ -354,9 +382,15 @@ mod etcd {
             .await;
             assert!(out, "{} never noticed its lease was lost", d.url);
         }
-        etcd.run().await;
-        // etcd restores the old leases (and their keys) for a TTL; each
-        // node revokes its old lease and registers under a new one.
+        match outage {
+            Outage::Restart => etcd.run().await,
+            // SAFETY: as above.
+            Outage::Freeze => unsafe {
+                libc::kill(pid, libc::SIGCONT);
+            },
+        }
+        // etcd may still hold the old leases (and their keys) for a while;
+        // each node revokes its old lease and registers under a new one.
         for d in [&a, &b] {
             let out = poll(Duration::from_secs(20), || async move {
                 let (_, h) = d.get("/healthz").await;
