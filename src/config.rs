@@ -4,6 +4,7 @@
 //! a user file only needs the keys it changes. An unknown key or a bad value
 //! is an error naming the key and the value.
 
+pub mod cluster;
 pub mod discover;
 pub mod notify;
 pub mod template;
@@ -50,6 +51,9 @@ pub struct Config {
     /// `[templates.NAME]`: named session templates (`herd new --template NAME`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub templates: BTreeMap<String, template::Template>,
+    /// `[cluster]`: join a cluster through etcd; absent: this daemon alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// `[session]`: what every session gets beyond its own spec.
@@ -297,6 +301,9 @@ impl Config {
         }
         for (name, t) in &self.templates {
             t.check(name)?;
+        }
+        if let Some(c) = &self.cluster {
+            c.check()?;
         }
         for (model, p) in &self.prices {
             let fields = [

@@ -11,9 +11,11 @@
 //! - [`claude`]: the Claude profile, daemon side: argv, environment, seeded home;
 //! - [`web`]: the web dashboard: embedded page, browser login, TLS;
 //! - [`worktree`]: git worktrees of worktree sessions, through the git CLI.
+//! - [`cluster`]: membership of a cluster coordinated by etcd.
 
 pub mod api;
 mod claude;
+pub mod cluster;
 pub mod notify;
 mod recorder;
 mod recovery;

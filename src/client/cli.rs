@@ -5,6 +5,7 @@ mod admin;
 mod doctor;
 mod events;
 mod new;
+mod nodes;
 mod open;
 mod ops;
 mod setup;
@@ -61,6 +62,18 @@ pub enum Command {
         /// Address to listen on, e.g. 127.0.0.1:7777.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Join a cluster through this etcd URL (repeatable; replaces cluster.etcd).
+        #[arg(long, value_name = "URL")]
+        etcd: Vec<String>,
+        /// This node's name in the cluster (default: cluster.node, else the host name).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// The URL other nodes reach this one at (default: from --listen).
+        #[arg(long, value_name = "URL")]
+        advertise: Option<String>,
+        /// A label of this node, k=v (repeatable; over cluster.labels).
+        #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     /// Wait until a session is in one of the given states. Exits 0 when it
     /// is, 7 on timeout, 6 if it ended in another state.
@@ -130,6 +143,12 @@ pub enum Command {
     },
     /// Start a session; prints its id.
     New(new::NewArgs),
+    /// List the cluster's nodes: health, load, capacity, labels.
+    Nodes {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List sessions.
     Ls {
         /// Only sessions in this state.
@@ -353,12 +372,23 @@ pub fn parse(matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            etcd,
+            node,
+            advertise,
+            labels,
+        } => {
             return crate::daemon::serve::run(crate::daemon::serve::ServeOptions {
                 config,
                 listen,
                 data_dir: cli.data_dir,
                 token: cli.token,
+                etcd,
+                node,
+                advertise,
+                labels,
             })
             .await;
         }
@@ -393,6 +423,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Diff { id } => ops::diff(c, &id).await,
         Command::Cancel { id, message, json } => ops::cancel(c, &id, &message, json).await,
         Command::New(args) => new::run(c, args).await,
+        Command::Nodes { json } => nodes::run(c, json).await,
         Command::Ls {
             state,
             task,
@@ -664,4 +695,13 @@ pub enum NotifyAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--label k=v` of `herd serve` (the key and value are checked with
+/// `[cluster] labels`).
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE, such as zone=eu-west")),
+    }
 }

@@ -12,6 +12,7 @@ mod idempotency;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod nodes;
 mod notify;
 pub mod openapi;
 mod recording;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub templates: Arc<std::collections::BTreeMap<String, crate::config::template::Template>>,
     /// Worktree status for lists, refreshed in the background.
     pub worktrees: crate::daemon::worktree::StatusCache,
+    /// This daemon's cluster membership, or this daemon alone.
+    pub cluster: crate::daemon::cluster::Cluster,
 }
 
 /// JSON body whose rejections become [`ApiError`]s naming the field.
@@ -112,6 +115,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notify::test))
         .routes(routes!(attach::attach))
         .routes(routes!(stats::stats))
+        .routes(routes!(nodes::nodes))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(crate::daemon::web::pages::login_link))
@@ -173,7 +177,7 @@ pub fn router(state: AppState, body_limit: usize, body_timeout: std::time::Durat
     security(()),
     responses((
         status = 200,
-        description = "status (`ok`, or `degraded` with `store` saying why while the store cannot be written), version, uptime_seconds, live sessions",
+        description = "status (`ok`, or `degraded` with `store` saying why while the store cannot be written), version, uptime_seconds, live sessions; in a cluster, `cluster`: node, registered, lease_losses",
         body = serde_json::Value
     ))
 )]
@@ -187,6 +191,9 @@ async fn healthz(
         "uptime_seconds": app.started.elapsed().as_secs(),
         "sessions": app.registry.live_count(),
     });
+    if let Some(c) = app.cluster.health() {
+        body["cluster"] = c;
+    }
     // Degraded, not down: running sessions go on; new ones are refused.
     if let Some(f) = app.store_health.failure() {
         body["status"] = "degraded".into();

@@ -1,7 +1,9 @@
 //! `herd serve`: the daemon.
 
+use crate::config::cluster::ClusterConfig;
 use crate::config::Config;
 use crate::daemon::api::{self, AppState};
+use crate::daemon::cluster::{self, Cluster};
 use crate::daemon::recorder::Recorder;
 use crate::daemon::recovery;
 use crate::daemon::store::{Store, StoreHealth, STORE_FILE};
@@ -26,6 +28,43 @@ pub struct ServeOptions {
     /// `--token` / `HERD_TOKEN`: the token clients must present (over
     /// `server.token` and the token file).
     pub token: Option<String>,
+    /// `--etcd` (repeatable): join a cluster through these etcd URLs.
+    pub etcd: Vec<String>,
+    /// `--node`: this node's name in the cluster.
+    pub node: Option<String>,
+    /// `--advertise`: the URL other nodes reach this one at.
+    pub advertise: Option<String>,
+    /// `--label k=v` (repeatable): this node's labels.
+    pub labels: Vec<(String, String)>,
+}
+
+impl ServeOptions {
+    /// Lays the cluster flags over `[cluster]`: `--etcd` replaces the file's
+    /// list (and creates the section), the others need a section.
+    fn apply_cluster(&self, cfg: &mut Config) -> Result<()> {
+        if !self.etcd.is_empty() {
+            cfg.cluster
+                .get_or_insert_with(|| ClusterConfig::with_etcd(vec![]))
+                .etcd = self.etcd.clone();
+        }
+        let any = self.node.is_some() || self.advertise.is_some() || !self.labels.is_empty();
+        let Some(section) = cfg.cluster.as_mut() else {
+            if any {
+                bail!("--node, --advertise and --label need --etcd URL or a [cluster] section in the config");
+            }
+            return Ok(());
+        };
+        if let Some(n) = &self.node {
+            section.node = Some(n.clone());
+        }
+        if let Some(a) = &self.advertise {
+            section.advertise = Some(a.clone());
+        }
+        section.labels.extend(self.labels.iter().cloned());
+        section
+            .check()
+            .map_err(|e| anyhow::anyhow!("invalid cluster options: {e}"))
+    }
 }
 
 /// Stored transitions read back at start, for `herd events` (what the event
@@ -38,9 +77,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     if let Some(l) = opts.listen {
         cfg.server.listen = l;
     }
-    if let Some(t) = opts.token.filter(|t| !t.trim().is_empty()) {
+    if let Some(t) = opts.token.as_ref().filter(|t| !t.trim().is_empty()) {
         cfg.server.token = Some(t.trim().to_string());
     }
+    opts.apply_cluster(&mut cfg)?;
+    Cluster::check_supported(cfg.cluster.is_some())?;
     let data_dir = paths::data_dir(opts.data_dir.as_deref().or(cfg.server.data_dir.as_deref()))?;
     paths::ensure_private_dir(&data_dir)?;
     let explicit_token = cfg.server.token.is_some();
@@ -66,6 +107,17 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    // Before the store: a node refused by the cluster (its name held by a
+    // live daemon, etcd unreachable) changes nothing.
+    let capacity = cfg.limits.max_sessions;
+    let cluster = match &cfg.cluster {
+        Some(c) => {
+            let settings = cluster::Settings::resolve(c, addr).map_err(anyhow::Error::msg)?;
+            Cluster::join(settings, capacity).await?
+        }
+        None => Cluster::single(format!("http://{addr}"), capacity),
+    };
     let store_path = data_dir.join(STORE_FILE);
     let mut store = Store::open(&store_path)?;
     let pruned = store.prune(cfg.store.retention)?;
@@ -102,6 +154,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let registry = Registry::start_with(cfg.session_defaults(), hooks)
         .await
         .context("starting the actor system")?;
+    cluster.attach(&registry);
     // Before recovery: its transitions are notified too.
     let notifier =
         crate::daemon::notify::Notifier::start(&store_path, cfg.notify.clone(), registry.events())?;
@@ -109,7 +162,6 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         (Some(cert), Some(key)) => Some(crate::daemon::web::tls::server_config(cert, key)?),
         _ => None,
     };
-    let addr = listener.local_addr().context("reading the bound address")?;
     let claude = Arc::new(crate::daemon::claude::ClaudeProfile::new(
         cfg.claude.clone(),
         data_dir.clone(),
@@ -168,6 +220,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         loopback_only: cfg.server.listen.ip().is_loopback(),
         templates: Arc::new(cfg.templates.clone()),
         worktrees: Default::default(),
+        cluster: cluster.clone(),
     };
     let app = api::router(
         state,
@@ -205,6 +258,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             crate::daemon::server::serve(listener, app, limits, shutdown_signal()).await;
         }
     }
+    // First: the node leaves the list at once, not a TTL later.
+    cluster.leave().await;
     tracing::info!("shutting down: stopping sessions");
     registry.shutdown(Duration::from_secs(15)).await;
     // shutdown() flushed the journal: everything is stored. Now the recordings.

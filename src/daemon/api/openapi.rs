@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         (name = "sessions", description = "Create, list, drive and stop sessions"),
         (name = "events", description = "State transitions of sessions"),
         (name = "daemon", description = "Health, statistics, metrics and this document"),
+        (name = "cluster", description = "The nodes of a cluster coordinated by etcd"),
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -274,6 +275,7 @@ mod tests {
             loopback_only: true,
             templates: Default::default(),
             worktrees: Default::default(),
+            cluster: crate::daemon::cluster::Cluster::single("http://127.0.0.1:0".into(), 10),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

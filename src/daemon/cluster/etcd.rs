@@ -1,0 +1,278 @@
+//! A thin wrapper over `etcd-client`: the few calls the cluster makes, each
+//! with a deadline, and typed errors (an unreachable etcd, a lost lease and a
+//! refused call are different things to the caller).
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+use std::future::Future;
+use std::time::Duration;
+
+/// An etcd lease id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseId(pub i64);
+
+impl std::fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+/// What went wrong talking to etcd.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    /// No endpoint answered (down, stopped, partitioned).
+    #[error("cannot reach etcd at {endpoints}: {message}")]
+    Unreachable {
+        /// The configured endpoints.
+        endpoints: String,
+        /// The transport's words.
+        message: String,
+    },
+    /// The call got no answer in time.
+    #[error("etcd did not answer {op} within {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The call.
+        op: &'static str,
+        /// How long it waited.
+        timeout: Duration,
+    },
+    /// etcd no longer knows the lease: it expired or was revoked.
+    #[error("etcd lease {0} not found (expired or revoked)")]
+    LeaseNotFound(LeaseId),
+    /// etcd refused the call.
+    #[error("etcd {op} failed: {message}")]
+    Rpc {
+        /// The call.
+        op: &'static str,
+        /// etcd's words.
+        message: String,
+    },
+}
+
+/// The outcome of [`Etcd::create`].
+#[derive(Debug)]
+pub enum Created {
+    /// The key did not exist and now holds the value.
+    Yes,
+    /// Someone holds the key.
+    Taken {
+        /// The value found.
+        value: Vec<u8>,
+    },
+}
+
+/// A connected etcd client with the cluster's deadlines.
+#[derive(Clone)]
+pub struct Etcd {
+    client: Client,
+    endpoints: String,
+    timeout: Duration,
+}
+
+impl Etcd {
+    /// Connects to `endpoints` (lazily: the first call finds out whether
+    /// etcd is there); every call then gives up after `timeout`.
+    pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Self, EtcdError> {
+        let joined = endpoints.join(",");
+        let options = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(timeout, timeout);
+        let client = deadline(
+            "connect",
+            timeout,
+            Client::connect(endpoints, Some(options)),
+        )
+        .await?
+        .map_err(|e| classify("connect", &joined, e))?;
+        Ok(Self {
+            client,
+            endpoints: joined,
+            timeout,
+        })
+    }
+
+    /// Runs one call under the deadline and classifies its error.
+    async fn call<T, F>(&self, op: &'static str, f: F) -> Result<T, EtcdError>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        deadline(op, self.timeout, f)
+            .await?
+            .map_err(|e| classify(op, &self.endpoints, e))
+    }
+
+    /// Grants a lease of `ttl` (whole seconds, rounded up).
+    pub async fn grant(&self, ttl: Duration) -> Result<LeaseId, EtcdError> {
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let mut c = self.client.lease_client();
+        let r = self.call("lease grant", c.grant(secs as i64, None)).await?;
+        Ok(LeaseId(r.id()))
+    }
+
+    /// Revokes a lease: every key bound to it goes at once. A lease etcd
+    /// no longer knows is already gone: that is success.
+    pub async fn revoke(&self, lease: LeaseId) -> Result<(), EtcdError> {
+        let mut c = self.client.lease_client();
+        match self.call("lease revoke", c.revoke(lease.0)).await {
+            Ok(_) | Err(EtcdError::LeaseNotFound(_)) => Ok(()),
+            Err(EtcdError::Rpc { message, .. }) if is_lease_not_found(&message) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts `key` = `value` bound to `lease`, and `others` with it, only if
+    /// `key` does not exist (its create revision is 0): one transaction.
+    pub async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        others: Vec<(String, Vec<u8>)>,
+        lease: LeaseId,
+    ) -> Result<Created, EtcdError> {
+        let bound = || Some(PutOptions::new().with_lease(lease.0));
+        let mut puts = vec![TxnOp::put(key, value, bound())];
+        puts.extend(others.into_iter().map(|(k, v)| TxnOp::put(k, v, bound())));
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then(puts)
+            .or_else([TxnOp::get(key, None)]);
+        let mut kv = self.client.kv_client();
+        let r = self
+            .call("create", kv.txn(txn))
+            .await
+            .map_err(|e| lease_error(e, lease))?;
+        if r.succeeded() {
+            return Ok(Created::Yes);
+        }
+        let found = r.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+            _ => None,
+        });
+        // Inside one transaction the key cannot be gone between the compare
+        // and the get; an empty answer still means taken.
+        Ok(Created::Taken {
+            value: found.unwrap_or_default(),
+        })
+    }
+
+    /// Puts `key` = `value` bound to `lease`.
+    pub async fn put(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<(), EtcdError> {
+        let mut kv = self.client.kv_client();
+        let opts = PutOptions::new().with_lease(lease.0);
+        self.call("put", kv.put(key, value, Some(opts)))
+            .await
+            .map_err(|e| lease_error(e, lease))?;
+        Ok(())
+    }
+
+    /// Every key under `prefix`, with its value.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
+        let mut kv = self.client.kv_client();
+        let r = self
+            .call("get", kv.get(prefix, Some(GetOptions::new().with_prefix())))
+            .await?;
+        Ok(r.kvs()
+            .iter()
+            .filter_map(|kv| Some((kv.key_str().ok()?.to_string(), kv.value().to_vec())))
+            .collect())
+    }
+
+    /// Opens the keep-alive stream of `lease`.
+    pub async fn keep_alive(&self, lease: LeaseId) -> Result<Renewer, EtcdError> {
+        let mut c = self.client.lease_client();
+        let (keeper, stream) = self
+            .call("lease keep-alive", c.keep_alive(lease.0))
+            .await
+            .map_err(|e| lease_error(e, lease))?;
+        Ok(Renewer {
+            keeper,
+            stream,
+            lease,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// One lease's keep-alive stream.
+pub struct Renewer {
+    keeper: LeaseKeeper,
+    stream: LeaseKeepAliveStream,
+    lease: LeaseId,
+    timeout: Duration,
+}
+
+impl Renewer {
+    /// Renews the lease once; returns the TTL etcd granted.
+    pub async fn renew(&mut self) -> Result<Duration, EtcdError> {
+        let op = "lease keep-alive";
+        let t = self.timeout;
+        deadline(op, t, self.keeper.keep_alive())
+            .await?
+            .map_err(|e| classify(op, "", e))?;
+        let answer = deadline(op, t, self.stream.message())
+            .await?
+            .map_err(|e| classify(op, "", e))?;
+        match answer {
+            // etcd answers TTL 0 for a lease it does not know.
+            Some(r) if r.ttl() > 0 => Ok(Duration::from_secs(r.ttl() as u64)),
+            Some(_) => Err(EtcdError::LeaseNotFound(self.lease)),
+            None => Err(EtcdError::Rpc {
+                op,
+                message: "the keep-alive stream ended".into(),
+            }),
+        }
+    }
+}
+
+async fn deadline<T>(
+    op: &'static str,
+    timeout: Duration,
+    f: impl Future<Output = T>,
+) -> Result<T, EtcdError> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .map_err(|_| EtcdError::Timeout { op, timeout })
+}
+
+fn is_lease_not_found(message: &str) -> bool {
+    message.contains("requested lease not found")
+}
+
+/// A refused call that names a missing lease is that lease's loss.
+fn lease_error(e: EtcdError, lease: LeaseId) -> EtcdError {
+    match e {
+        EtcdError::Rpc { message, .. } if is_lease_not_found(&message) => {
+            EtcdError::LeaseNotFound(lease)
+        }
+        e => e,
+    }
+}
+
+fn classify(op: &'static str, endpoints: &str, e: etcd_client::Error) -> EtcdError {
+    use etcd_client::Error as E;
+    match e {
+        E::TransportError(t) => EtcdError::Unreachable {
+            endpoints: endpoints.into(),
+            message: t.to_string(),
+        },
+        E::IoError(io) => EtcdError::Unreachable {
+            endpoints: endpoints.into(),
+            message: io.to_string(),
+        },
+        E::GRpcStatus(s) if s.code() == tonic::Code::Unavailable => EtcdError::Unreachable {
+            endpoints: endpoints.into(),
+            message: s.message().to_string(),
+        },
+        E::GRpcStatus(s) => EtcdError::Rpc {
+            op,
+            message: s.message().to_string(),
+        },
+        other => EtcdError::Rpc {
+            op,
+            message: other.to_string(),
+        },
+    }
+}
