@@ -274,7 +274,7 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
         reaped: Arc::clone(&reaped),
         credits: Arc::clone(&credits),
     };
-    // Reported before the reader thread exists: the session (and its
+    // Reported before the reader task exists: the session (and its
     // recorder) must hear of the generation before any of its output.
     if let Err(e) = args.session.send_message(PtyEvent::Spawned {
         generation: args.generation,
@@ -282,30 +282,31 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     }) {
         tracing::debug!("session gone before child start was reported: {e}");
     }
-    let master = io::register(pair.master.as_ref()).map_err(|e| io_err("pty master", e))?;
-    let exit = exit::ExitWatch::new(pid);
+    // The waiter first: whatever fails below, the child is killed (guard)
+    // and still reaped.
     let progress = Arc::new(Progress::default());
-    let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
     let (drained_tx, drained_rx) = oneshot::channel();
+    tokio::spawn(wait_loop(
+        exit::ExitWatch::new(pid),
+        pid,
+        reaped,
+        drained_rx,
+        args.session.clone(),
+        args.generation,
+        Arc::clone(&progress),
+        args.marks.clone(),
+    ));
+    let master = io::register(pair.master.as_ref()).map_err(|e| io_err("pty master", e))?;
+    let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
     let reader = tokio::spawn(io::read_loop(
         Arc::clone(&master),
         args.session.clone(),
         args.generation,
         credits,
         drained_tx,
-        Arc::clone(&progress),
+        progress,
     ));
     let writer = tokio::spawn(io::write_loop(master, write_rx));
-    tokio::spawn(wait_loop(
-        exit,
-        pid,
-        reaped,
-        drained_rx,
-        args.session.clone(),
-        args.generation,
-        progress,
-        args.marks.clone(),
-    ));
     Ok(PtyState {
         master: pair.master,
         writes,
