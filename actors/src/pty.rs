@@ -44,6 +44,9 @@ const DRAIN_BOUND: Duration = Duration::from_millis(500);
 /// ...and in any case after this long.
 const DRAIN_MAX: Duration = Duration::from_secs(60);
 
+/// Sweeps of ended generations running at once (each walks /proc).
+static SWEEPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// What to start. (No `Debug`: it carries secrets.)
 #[derive(Clone)]
 pub(crate) struct PtyArgs {
@@ -361,7 +364,9 @@ async fn wait_loop(
     // ...nor anything that left the tree (double fork, setsid): it still
     // carries the generation's marker. Done before the exit is reported, so
     // the next generation (same session, next number) cannot be hit. Both
-    // walk /proc: off the reactor's threads.
+    // walk /proc: off the reactor's threads, and a few at a time, so that a
+    // thousand sessions ending at once (a shutdown) cost a few threads.
+    let permit = SWEEPS.acquire().await;
     let sweep = tokio::task::spawn_blocking(move || {
         process::signal_tree(pid, libc::SIGKILL);
         if marks.is_empty() {
@@ -373,7 +378,9 @@ async fn wait_loop(
             .collect();
         process::kill_marked(&marks)
     });
-    match sweep.await {
+    let swept = sweep.await;
+    drop(permit);
+    match swept {
         Ok(n) if n > 0 => tracing::info!(
             pid,
             generation,
