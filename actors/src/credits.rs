@@ -1,108 +1,77 @@
-//! Backpressure between a blocking reader thread and an actor's unbounded mailbox.
+//! Backpressure between a PTY reader task and an actor's unbounded mailbox.
 //!
 //! The reader takes credits (bytes) before it sends a chunk; the chunk carries
 //! a [`Credit`] that gives them back when it is dropped, i.e. once the actor
 //! has handled it (or discarded it with its mailbox). A flooding child thus
-//! blocks in `write` once `capacity` bytes are in flight, and memory stays bounded.
+//! blocks in `write` once `capacity` bytes are in flight (the reader stops
+//! reading while it waits), and memory stays bounded.
 
-use std::sync::{Arc, Condvar, Mutex};
-
-#[derive(Debug, Default)]
-struct Inner {
-    in_flight: usize,
-    closed: bool,
-    /// Readers blocked in `acquire`: only then is a release worth a wake-up.
-    waiting: usize,
-}
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A byte budget shared by one reader and its consumer.
 #[derive(Debug)]
 pub(crate) struct Credits {
     capacity: usize,
-    inner: Mutex<Inner>,
-    freed: Condvar,
+    // A semaphore of bytes: waiting for one costs no thread.
+    bytes: Arc<Semaphore>,
 }
 
 impl Credits {
     /// A budget of `capacity` bytes in flight.
     pub(crate) fn new(capacity: usize) -> Arc<Self> {
+        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Self {
-            capacity: capacity.max(1),
-            inner: Mutex::default(),
-            freed: Condvar::new(),
+            capacity,
+            bytes: Arc::new(Semaphore::new(capacity)),
         })
     }
 
-    /// Blocks until `n` bytes fit (a chunk larger than the budget waits for an
+    /// Waits until `n` bytes fit (a chunk larger than the budget waits for an
     /// empty pipe). Returns `None` once the budget is closed.
-    pub(crate) fn acquire(self: &Arc<Self>, n: usize) -> Option<Credit> {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if g.closed {
-                return None;
-            }
-            if g.in_flight == 0 || g.in_flight + n <= self.capacity {
-                g.in_flight += n;
-                return Some(Credit {
-                    credits: Arc::clone(self),
-                    n,
-                });
-            }
-            g.waiting += 1;
-            g = self.freed.wait(g).unwrap_or_else(|e| e.into_inner());
-            g.waiting -= 1;
-        }
+    pub(crate) async fn acquire(&self, n: usize) -> Option<Credit> {
+        let n = u32::try_from(n.clamp(1, self.capacity)).unwrap_or(u32::MAX);
+        Arc::clone(&self.bytes)
+            .acquire_many_owned(n)
+            .await
+            .ok()
+            .map(Credit)
     }
 
     /// Wakes and refuses every waiter from now on.
     pub(crate) fn close(&self) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.closed = true;
-        self.freed.notify_all();
-    }
-
-    fn release(&self, n: usize) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.in_flight = g.in_flight.saturating_sub(n);
-        if g.waiting > 0 {
-            self.freed.notify_all();
-        }
+        self.bytes.close();
     }
 }
 
 /// Bytes in flight; returned to the budget on drop.
 #[derive(Debug)]
-pub(crate) struct Credit {
-    credits: Arc<Credits>,
-    n: usize,
-}
-
-impl Drop for Credit {
-    fn drop(&mut self) {
-        self.credits.release(self.n);
-    }
-}
+pub(crate) struct Credit(#[allow(dead_code)] OwnedSemaphorePermit);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    #[test]
-    fn blocks_until_released_and_close_wakes() {
+    #[tokio::test]
+    async fn waits_until_released_and_close_wakes() {
         let c = Credits::new(10);
-        let a = c.acquire(8).unwrap();
+        let a = c.acquire(8).await.unwrap();
         let c2 = Arc::clone(&c);
-        let t = std::thread::spawn(move || c2.acquire(5).map(|_| ()));
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(!t.is_finished(), "must wait while the budget is full");
+        let mut t = tokio::spawn(async move { c2.acquire(5).await.map(|_| ()) });
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(20), &mut t)
+                .await
+                .is_err(),
+            "must wait while the budget is full"
+        );
         drop(a);
-        assert_eq!(t.join().unwrap(), Some(()));
-        let _b = c.acquire(10).unwrap();
+        assert_eq!(t.await.unwrap(), Some(()));
+        // Larger than the budget: waits for an empty budget, then passes.
+        let _b = c.acquire(100).await.unwrap();
         let c3 = Arc::clone(&c);
-        let t = std::thread::spawn(move || c3.acquire(1).is_none());
+        let t = tokio::spawn(async move { c3.acquire(1).await.is_none() });
         c.close();
-        assert!(t.join().unwrap());
+        assert!(t.await.unwrap());
     }
 }
 

@@ -15,7 +15,7 @@
 //! The tree:
 //! - `registry`: RegistryActor, a one-for-one supervisor owning the session table;
 //! - `session`: SessionActor, one per session: lifecycle, limits, restart policy;
-//! - `pty`: PtyActor, one child in a PTY (reader, waiter and writer threads);
+//! - `pty`: PtyActor, one child in a PTY (reader, waiter and writer tasks);
 //! - `metrics`: MetricsActor, CPU and RSS of the child's process tree.
 //!
 //! Around them (dependencies point down this list, never up):

@@ -83,7 +83,7 @@ pub fn signal_tree(root: Pid, sig: i32) {
 }
 
 /// Pids of the session leaders herd started and will reap itself (their
-/// waiter threads); [`reap_orphans`] leaves them alone. One set per process,
+/// waiter tasks); [`reap_orphans`] leaves them alone. One set per process,
 /// as there is one process table.
 static LEADERS: Mutex<Option<HashSet<Pid>>> = Mutex::new(None);
 

@@ -1,36 +1,41 @@
 //! PtyActor: one child process in a pseudo-terminal.
 //!
-//! portable-pty is blocking, so each child gets three small threads, each
-//! ending on its own when its peer goes away:
+//! Nothing here blocks a thread: the master is non-blocking in the runtime's
+//! reactor ([`io`]) and the exit is a readable `pidfd` ([`exit`]), so the
+//! daemon's thread count does not grow with its sessions. Three tasks per
+//! child, each ending on its own when its peer goes away:
 //! - the reader sends `Output` to the SessionActor, under a byte budget
 //!   ([`Credits`]) so a flooding child meets backpressure;
 //! - the waiter detects the exit (not the reader's EOF, which a grandchild
 //!   holding the terminal can delay), lets the reader drain, reaps the child
 //!   and sends `ChildExited` — after the last `Output`, so no tail is lost;
 //! - the writer performs writes, so a child that does not read never stalls
-//!   the actor.
+//!   the actor or the reader.
 //!
 //! The child is killed from a drop guard in the actor's state, because ractor
-//! skips `post_stop` for killed or panicking actors.
+//! skips `post_stop` for killed or panicking actors; the waiter outlives the
+//! actor so that the child is always reaped.
+
+mod exit;
+mod io;
 
 use crate::credits::{CreditToken, Credits};
 use crate::handle::lock;
 use crate::policy::ExitStatus;
 use crate::process::{self, Pid};
 use bytes::Bytes;
+use io::Progress;
 use portable_pty::{native_pty_system, MasterPty, PtySize};
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 
 /// Bytes of output in flight between the reader and the session.
 const OUTPUT_BUDGET: usize = 256 * 1024;
-/// Size of one read from the terminal.
-const READ_CHUNK: usize = 64 * 1024;
 /// Pending writes before input is refused as backed up.
 const WRITE_QUEUE: usize = 256;
 /// The waiter stops waiting for the reader once it has been stuck in
@@ -38,8 +43,9 @@ const WRITE_QUEUE: usize = 256;
 const DRAIN_BOUND: Duration = Duration::from_millis(500);
 /// ...and in any case after this long.
 const DRAIN_MAX: Duration = Duration::from_secs(60);
-/// Stack of each helper thread: they hold little on the stack.
-const THREAD_STACK: usize = 128 * 1024;
+
+/// Sweeps of ended generations running at once (each walks /proc).
+static SWEEPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// What to start. (No `Debug`: it carries secrets.)
 #[derive(Clone)]
@@ -142,13 +148,26 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Ends the reader and the writer with the actor (the waiter goes on, to reap).
+struct TaskGuard(Vec<AbortHandle>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// State of a running PtyActor.
 pub(crate) struct PtyState {
     master: Box<dyn MasterPty + Send>,
-    writes: SyncSender<Bytes>,
+    writes: mpsc::Sender<Bytes>,
     pid: Pid,
     // Kills the child when the state is dropped, however the actor ends.
     _guard: ChildGuard,
+    // Dropped after `_guard`, so the tree is already signalled.
+    _tasks: TaskGuard,
     kill_scheduled: bool,
 }
 
@@ -176,10 +195,7 @@ impl Actor for PtyActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PtyMsg::Write(data, reply) => {
-                let r = match state.writes.try_send(data) {
-                    Ok(()) => Ok(()),
-                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(()),
-                };
+                let r = state.writes.try_send(data).map_err(|_| ());
                 let _ = reply.send(r);
             }
             PtyMsg::Resize(cols, rows) => {
@@ -261,7 +277,7 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
         reaped: Arc::clone(&reaped),
         credits: Arc::clone(&credits),
     };
-    // Reported before the reader thread exists: the session (and its
+    // Reported before the reader task exists: the session (and its
     // recorder) must hear of the generation before any of its output.
     if let Err(e) = args.session.send_message(PtyEvent::Spawned {
         generation: args.generation,
@@ -269,40 +285,37 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     }) {
         tracing::debug!("session gone before child start was reported: {e}");
     }
-    let reader = reader_of(pair.master.as_ref())?;
+    // The waiter first: whatever fails below, the child is killed (guard)
+    // and still reaped.
     let progress = Arc::new(Progress::default());
-    let writer = pair
-        .master
-        .take_writer()
-        .map_err(|e| io_err("pty writer", e))?;
-    let (writes, write_rx) = sync_channel(WRITE_QUEUE);
-    let (drained_tx, drained_rx) = sync_channel::<()>(1);
-    let session = args.session.clone();
-    let generation = args.generation;
-    let read_progress = Arc::clone(&progress);
-    thread("herd-pty-read", move || {
-        read_loop(
-            reader,
-            session,
-            generation,
-            credits,
-            drained_tx,
-            read_progress,
-        )
-    })?;
-    thread("herd-pty-write", move || write_loop(writer, write_rx))?;
-    let session = args.session.clone();
-    let marks = args.marks.clone();
-    thread("herd-pty-wait", move || {
-        wait_loop(
-            pid, reaped, drained_rx, session, generation, progress, marks,
-        )
-    })?;
+    let (drained_tx, drained_rx) = oneshot::channel();
+    tokio::spawn(wait_loop(
+        exit::ExitWatch::new(pid),
+        pid,
+        reaped,
+        drained_rx,
+        args.session.clone(),
+        args.generation,
+        Arc::clone(&progress),
+        args.marks.clone(),
+    ));
+    let master = io::register(pair.master.as_ref()).map_err(|e| io_err("pty master", e))?;
+    let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
+    let reader = tokio::spawn(io::read_loop(
+        Arc::clone(&master),
+        args.session.clone(),
+        args.generation,
+        credits,
+        drained_tx,
+        progress,
+    ));
+    let writer = tokio::spawn(io::write_loop(master, write_rx));
     Ok(PtyState {
         master: pair.master,
         writes,
         pid,
         _guard: guard,
+        _tasks: TaskGuard(vec![reader.abort_handle(), writer.abort_handle()]),
         kill_scheduled: false,
     })
 }
@@ -332,110 +345,12 @@ fn child_env(args: &PtyArgs) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     env.into_iter().collect()
 }
 
-fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), std::io::Error> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .stack_size(THREAD_STACK)
-        .spawn(f)
-        .map(|_| ())
-}
-
-/// What the waiter needs to know of the reader to tell draining from stuck.
-#[derive(Debug, Default)]
-struct Progress {
-    /// Bytes read so far.
-    bytes: AtomicU64,
-    /// The reader waits for the session to take earlier chunks.
-    waiting: AtomicBool,
-}
-
-/// Our own descriptor of the master, so the reader can poll it.
-fn reader_of(master: &(dyn MasterPty + Send)) -> Result<std::fs::File, std::io::Error> {
-    use std::os::fd::FromRawFd;
-    let fd = master
-        .as_raw_fd()
-        .ok_or_else(|| std::io::Error::other("pty master has no descriptor"))?;
-    // SAFETY: duplicating a descriptor we own; the copy is close-on-exec.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(io_err("pty reader", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `dup` is a fresh descriptor that nothing else owns.
-    Ok(unsafe { std::fs::File::from_raw_fd(dup) })
-}
-
-/// True if more output is ready to read at once.
-fn more_ready(fd: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no timeout.
-    unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
-}
-
-fn read_loop(
-    mut reader: std::fs::File,
-    session: DerivedActorRef<PtyEvent>,
-    generation: u64,
-    credits: Arc<Credits>,
-    drained: SyncSender<()>,
-    progress: Arc<Progress>,
-) {
-    use std::os::fd::AsRawFd;
-    let fd = reader.as_raw_fd();
-    let mut buf = vec![0u8; READ_CHUNK];
-    'outer: loop {
-        let mut n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // EIO: every process holding the terminal has gone.
-            Err(_) => break,
-        };
-        // The tty hands out a few KiB per read: take what is already there,
-        // so a fast child costs one message per 64 KiB, not per 4 KiB.
-        while n < buf.len() && more_ready(fd) {
-            match reader.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(m) => n += m,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
-        progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        progress.waiting.store(true, Ordering::Relaxed);
-        let credit = credits.acquire(n);
-        progress.waiting.store(false, Ordering::Relaxed);
-        let Some(credit) = credit else {
-            break 'outer;
-        };
-        let msg = PtyEvent::Output {
-            generation,
-            data: Bytes::copy_from_slice(&buf[..n]),
-            credit: CreditToken::new(credit),
-        };
-        if session.send_message(msg).is_err() {
-            break;
-        }
-    }
-    let _ = drained.try_send(());
-}
-
-fn write_loop(mut writer: Box<dyn Write + Send>, rx: Receiver<Bytes>) {
-    while let Ok(data) = rx.recv() {
-        if let Err(e) = writer.write_all(&data).and_then(|_| writer.flush()) {
-            tracing::debug!("pty write failed: {e}");
-            break;
-        }
-    }
-}
-
-fn wait_loop(
+#[allow(clippy::too_many_arguments)]
+async fn wait_loop(
+    exit: exit::ExitWatch,
     pid: Pid,
     reaped: Arc<Mutex<bool>>,
-    drained: Receiver<()>,
+    mut drained: oneshot::Receiver<()>,
     session: DerivedActorRef<PtyEvent>,
     generation: u64,
     progress: Arc<Progress>,
@@ -443,58 +358,56 @@ fn wait_loop(
 ) {
     // Wait for the exit without reaping: the zombie keeps the pid (and group
     // id) reserved, so cleaning up the group cannot hit a reused pid.
-    loop {
-        // SAFETY: siginfo_t is plain data; waitid fills it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointer to a siginfo_t owned by this frame.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break;
-        }
-    }
+    exit.exited().await;
     // The generation is over: nothing of it may linger (background jobs,
     // daemonized helpers). Their exit also lets the reader reach EOF.
-    process::signal_tree(pid, libc::SIGKILL);
     // ...nor anything that left the tree (double fork, setsid): it still
     // carries the generation's marker. Done before the exit is reported, so
-    // the next generation (same session, next number) cannot be hit.
-    if !marks.is_empty() {
+    // the next generation (same session, next number) cannot be hit. Both
+    // walk /proc: off the reactor's threads, and a few at a time, so that a
+    // thousand sessions ending at once (a shutdown) cost a few threads.
+    let permit = SWEEPS.acquire().await;
+    let sweep = tokio::task::spawn_blocking(move || {
+        process::signal_tree(pid, libc::SIGKILL);
+        if marks.is_empty() {
+            return 0;
+        }
         let marks: Vec<(&str, &str)> = marks
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let n = process::kill_marked(&marks);
-        if n > 0 {
-            tracing::info!(
-                pid,
-                generation,
-                killed = n,
-                "killed processes that had left the session's tree"
-            );
-        }
+        process::kill_marked(&marks)
+    });
+    let swept = sweep.await;
+    drop(permit);
+    match swept {
+        Ok(n) if n > 0 => tracing::info!(
+            pid,
+            generation,
+            killed = n,
+            "killed processes that had left the session's tree"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(pid, "sweep of the ended generation failed: {e}"),
     }
     // Let the reader drain what the tree wrote. It makes progress while bytes
     // come or while it waits for the session to take them; it is stuck only
-    // when it sits in `read` with nothing for DRAIN_BOUND.
-    let started = std::time::Instant::now();
+    // when it waits for the terminal with nothing for DRAIN_BOUND.
+    let started = tokio::time::Instant::now();
     let mut seen = progress.bytes.load(Ordering::Relaxed);
-    let mut still_since = std::time::Instant::now();
+    let mut still_since = tokio::time::Instant::now();
     loop {
-        match drained.recv_timeout(Duration::from_millis(20)) {
-            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        // Sent or dropped: the reader has ended either way.
+        if tokio::time::timeout(Duration::from_millis(20), &mut drained)
+            .await
+            .is_ok()
+        {
+            break;
         }
         let now = progress.bytes.load(Ordering::Relaxed);
         if now != seen || progress.waiting.load(Ordering::Relaxed) {
             seen = now;
-            still_since = std::time::Instant::now();
+            still_since = tokio::time::Instant::now();
         } else if still_since.elapsed() >= DRAIN_BOUND || started.elapsed() >= DRAIN_MAX {
             break;
         }
@@ -502,7 +415,8 @@ fn wait_loop(
     let mut status = 0;
     let exit = {
         let mut reaped = lock(&reaped);
-        // SAFETY: plain syscall on our own child.
+        // SAFETY: plain syscall on our own child, which has exited: it
+        // returns at once.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
         *reaped = true;
         if let Some(l) = process::leaders().as_mut() {

@@ -91,29 +91,7 @@ impl Daemon {
         util::register_dir(dir.path());
         let cfg = dir.path().join("herd.toml");
         std::fs::write(&cfg, config).context("writing the daemon config")?;
-        let data = dir.path().join("data");
-        let log = std::fs::File::create(dir.path().join("daemon.log")).context("daemon log")?;
-        let mut cmd = Command::new(herd);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(&data)
-            .env("RUST_LOG", rust_log)
-            .env_remove("HERD_HOME")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child here.
-        // If the bench dies without cleaning up, the daemon gets SIGTERM and
-        // stops its sessions. (Spawned from the main thread, which lives as
-        // long as the bench.)
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().context("spawning herd serve")?;
+        let child = spawn(herd, dir.path(), rust_log)?;
         let ticket = util::register(child.id() as i32, util::Reap::Tree);
         let mut d = Daemon {
             child,
@@ -126,22 +104,58 @@ impl Daemon {
                 .build()
                 .context("http client")?,
         };
+        d.wait_listening().await?;
+        Ok(d)
+    }
+
+    /// Waits until the daemon writes its URL (after recovery: it listens
+    /// once every stored session is restored), then reads URL and token.
+    async fn wait_listening(&mut self) -> Result<()> {
+        let data = self.data_dir();
         let url_file = data.join("url");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while !url_file.exists() {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                bail!("herd serve exited ({st}) at start:\n{}", d.log_tail(20));
+            if let Ok(Some(st)) = self.child.try_wait() {
+                bail!("herd serve exited ({st}) at start:\n{}", self.log_tail(20));
             }
             if Instant::now() > deadline {
-                bail!("herd serve did not start in 30s:\n{}", d.log_tail(20));
+                bail!("herd serve did not start in 120s:\n{}", self.log_tail(20));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        d.url = std::fs::read_to_string(&url_file)?.trim().to_string();
-        d.token = std::fs::read_to_string(data.join("token"))?
+        self.url = std::fs::read_to_string(&url_file)?.trim().to_string();
+        self.token = std::fs::read_to_string(data.join("token"))?
             .trim()
             .to_string();
-        Ok(d)
+        Ok(())
+    }
+
+    /// A crash: SIGKILL to the daemon and to the process group of every
+    /// session it ran (by pid, checked by start time), then a new daemon on
+    /// the same data dir and config. Returns when the new one was spawned;
+    /// it has written its URL (recovery done) when this returns.
+    pub async fn crash_and_restart(&mut self, herd: &Path) -> Result<Instant> {
+        let procs = util::descendants(self.pid());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for &(pid, start) in &procs {
+            util::kill_group_if_same(pid, start);
+        }
+        let gone = Instant::now() + Duration::from_secs(30);
+        while procs.iter().any(|&(p, s)| util::outlived(p, s)) {
+            if Instant::now() > gone {
+                bail!("processes of the killed daemon still run after 30s");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        util::forget(self.ticket);
+        // A daemon killed with -9 leaves its URL file behind.
+        let _ = std::fs::remove_file(self.data_dir().join("url"));
+        let t0 = Instant::now();
+        self.child = spawn(herd, self.dir.path(), "warn")?;
+        self.ticket = util::register(self.child.id() as i32, util::Reap::Tree);
+        self.wait_listening().await?;
+        Ok(t0)
     }
 
     /// The daemon's pid.
@@ -312,6 +326,38 @@ impl Drop for Daemon {
         }
         self.kill_rest(&procs);
     }
+}
+
+/// `herd serve` on `dir/herd.toml` and `dir/data`, its log appended to
+/// `dir/daemon.log`.
+fn spawn(herd: &Path, dir: &Path, rust_log: &str) -> Result<Child> {
+    let data = dir.join("data");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .context("daemon log")?;
+    let mut cmd = Command::new(herd);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.join("herd.toml"))
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", rust_log)
+        .env_remove("HERD_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child here.
+    // If the bench dies without cleaning up, the daemon gets SIGTERM and
+    // stops its sessions. (Spawned from the main thread, which lives as
+    // long as the bench.)
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn().context("spawning herd serve")
 }
 
 /// The config every bench daemon starts from: `max_sessions` raised, a short

@@ -10,10 +10,13 @@
 //!    next child runs (in-process with herd-actors, and through the daemon).
 //! 4. `scale`: 1,000 live shells: daemon RSS per session, daemon CPU while
 //!    idle, `GET /v1/sessions` latency, event delivery on `/v1/events`.
-//! 5. `fanin`: 100 sessions each writing 1 MB/s for 30 s, against the same
+//! 5. `recovery`: 1,000 live shells, the daemon and their process groups
+//!    killed with -9, a new daemon on the same data dir: time until every
+//!    session runs again (target ≤ 3 s).
+//! 6. `fanin`: 100 sessions each writing 1 MB/s for 30 s, against the same
 //!    writers in bare PTYs: nothing lost,
 //!    no session below 0.9 MB/s.
-//! 6. `claude`: the real Claude Code CLI through herd against the same CLI
+//! 7. `claude`: the real Claude Code CLI through herd against the same CLI
 //!    bare in a PTY (offline, `../shared/claude-harness`): end of turn →
 //!    `ready` and → `send --wait` answered, start → ready, prompt → first
 //!    byte, memory per session. Skipped, saying so, without the harness.
@@ -37,6 +40,7 @@ mod claude;
 mod daemon;
 mod fanin;
 mod harness;
+mod recovery;
 mod report;
 mod restart;
 mod scale;
@@ -51,7 +55,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 /// The parts, in the order they run.
-const BENCHES: [&str; 6] = ["throughput", "spawn", "restart", "scale", "fanin", "claude"];
+const BENCHES: [&str; 7] = [
+    "throughput",
+    "spawn",
+    "restart",
+    "scale",
+    "recovery",
+    "fanin",
+    "claude",
+];
 
 /// What to run and how big.
 #[derive(Debug, Clone)]
@@ -81,6 +93,8 @@ pub struct Opts {
     pub restart_daemon_n: usize,
     /// Live sessions of the scale benchmark.
     pub scale_n: usize,
+    /// Stored live sessions the recovery benchmark brings back.
+    pub recovery_n: usize,
     /// Seconds of idle CPU measurement (also the span of the event triggers).
     pub idle_secs: u64,
     /// `GET /v1/sessions` requests.
@@ -114,6 +128,7 @@ impl Opts {
             restart_n: 100,
             restart_daemon_n: 50,
             scale_n: 1000,
+            recovery_n: 1000,
             idle_secs: 10,
             list_n: 200,
             events_n: 200,
@@ -154,12 +169,13 @@ impl Opts {
                 "--herd" => o.herd = Some(PathBuf::from(value("--herd")?)),
                 "--fanin-secs" => o.fanin_secs = value("--fanin-secs")?.parse()?,
                 "--scale" => o.scale_n = value("--scale")?.parse()?,
+                "--recovery" => o.recovery_n = value("--recovery")?.parse()?,
                 "--claude-runs" => claude_runs = Some(value("--claude-runs")?.parse()?),
                 "--claude-turns" => o.claude_turns = value("--claude-turns")?.parse()?,
                 "-h" | "--help" => {
                     println!(
                         "usage: cargo run --release --example bench -- [--quick] [--json|--markdown] \
-                         [--only {}] [--herd PATH] [--scale N] [--fanin-secs S] [--no-recording] \
+                         [--only {}] [--herd PATH] [--scale N] [--recovery N] [--fanin-secs S] [--no-recording] \
                          [--claude-runs N] [--claude-turns N]",
                         BENCHES.join(",")
                     );
@@ -289,6 +305,7 @@ async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
             "spawn" => spawn::run(&herd, &opts, &mut rows).await,
             "restart" => restart::run(&herd, &opts, &mut rows).await,
             "scale" => scale::run(&herd, &opts, &mut rows).await,
+            "recovery" => recovery::run(&herd, &opts, &mut rows).await,
             "fanin" => fanin::run(&herd, &opts, &mut rows).await,
             "claude" => claude::run(&herd, &opts, &mut rows).await,
             _ => unreachable!("BENCHES lists every part"),

@@ -85,6 +85,13 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
                 all_ready.as_secs_f64()
             )),
     );
+    rows.push(
+        Row::new("scale", format!("daemon threads at {n} sessions"))
+            .herd(format!("{threads} threads"))
+            .value(threads as f64, "threads")
+            .target("<= 64", threads > 0 && threads <= 64)
+            .note("`Threads:` of /proc/<daemon>/status once every session is `ready`"),
+    );
 
     let secs = opts.idle_secs;
     eprintln!("scale: daemon CPU while {n} sessions idle, over {secs}s");
