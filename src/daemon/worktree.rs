@@ -165,6 +165,12 @@ pub struct Made {
     pub cwd: PathBuf,
 }
 
+/// Held while herd changes a repository's worktrees: git does not lock its
+/// worktree list, and two `git worktree add` at once in one repository can
+/// read each other's half-made entries ("failed to read .../commondir").
+/// One lock for every repository: these are short, and rare next to reads.
+static CHANGING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Makes a worktree of the repository at `cwd` for session `id`: on
 /// `branch` (checked out if it exists, else made from HEAD), or on a new
 /// branch `herd/<name or short id>`.
@@ -198,6 +204,7 @@ pub async fn create(
     })?
     .trim()
     .to_string();
+    let _changing = CHANGING.lock().await;
     let generated = branch.is_none();
     let mut branch = match branch {
         Some(b) => {
@@ -280,6 +287,7 @@ pub async fn create(
 /// Takes back a worktree whose session could not be made: the directory,
 /// and the branch if herd made it (it holds nothing yet).
 pub async fn undo(w: &Worktree) {
+    let _changing = CHANGING.lock().await;
     let p = shown(&w.path);
     if let Err(e) = git(&w.repo, &["worktree", "remove", "--force", &p], &[]).await {
         tracing::warn!("cannot remove the worktree {p} of a session not made: {e}");
@@ -471,6 +479,7 @@ pub enum Removal {
 
 /// Removes `w`'s worktree when clean, or anyway when `force`; the branch stays.
 pub async fn remove(w: &Worktree, force: bool) -> Result<Removal, WorktreeError> {
+    let _changing = CHANGING.lock().await;
     let p = shown(&w.path);
     if !w.path.is_dir() {
         // Let git forget a worktree whose directory went away.
