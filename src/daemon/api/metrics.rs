@@ -279,6 +279,35 @@ pub fn render(stats: &Stats, sessions: &[SessionInfo]) -> String {
         "Live sessions accepted at once (limits.max_sessions).",
     );
     e.sample("herd_sessions_max", &[], stats.sessions.max_sessions);
+    let f = &stats.fleet;
+    e.family(
+        "herd_fleet_busy",
+        "gauge",
+        "Claude sessions holding a delivery slot (answering) now.",
+    );
+    e.sample("herd_fleet_busy", &[], f.busy);
+    e.family(
+        "herd_fleet_max_busy",
+        "gauge",
+        "Claude sessions that may answer at once (claude.max_busy; 0: no cap).",
+    );
+    e.sample("herd_fleet_max_busy", &[], f.max_busy);
+    e.family(
+        "herd_fleet_waiting",
+        "gauge",
+        "Sessions whose next prompt waits for a slot or for a rate-limit pause to end.",
+    );
+    e.sample("herd_fleet_waiting", &[], f.waiting);
+    e.family(
+        "herd_fleet_rate_limit_pause_seconds",
+        "gauge",
+        "Seconds left of a fleet-wide rate-limit pause (0: none).",
+    );
+    let left = f
+        .paused_until
+        .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    e.sample("herd_fleet_rate_limit_pause_seconds", &[], Num::Float(left));
     let d = &stats.daemon;
     if let Some(rss) = d.rss_bytes {
         e.family(
@@ -470,5 +499,10 @@ mod tests {
         }
         assert!(text.contains("herd_sessions{state=\"waiting_input\"} 0\n"));
         assert!(text.contains("herd_sessions_max 10\n"));
+        assert!(text.contains("herd_fleet_max_busy 0\n"), "{text}");
+        assert!(
+            text.contains("herd_fleet_rate_limit_pause_seconds 0"),
+            "{text}"
+        );
     }
 }
