@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{herd_bin, wait_until, Daemon};
+use common::{herd_bin, sh_in_pty, wait_until, Daemon};
 use futures_util::{SinkExt, StreamExt};
-use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
+use portable_pty::{MasterPty, PtySize};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -422,26 +422,9 @@ struct PtyRun {
 impl PtyRun {
     /// Runs `sh -c script` in `dir` in an 80x24 PTY, with the daemon's URL and token.
     fn spawn(d: &Daemon, dir: &Path, script: &str, id: &str) -> PtyRun {
-        let pair = native_pty_system()
-            .openpty(PtySize {
-                rows: 24,
-                cols: 80,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .unwrap();
-        let mut cmd = CommandBuilder::new("sh");
-        cmd.args(["-c", script]);
-        cmd.cwd(dir);
-        cmd.env("HERD_BIN", herd_bin());
-        cmd.env("ID", id);
-        cmd.env("HERD_URL", &d.url);
-        cmd.env("HERD_TOKEN", &d.token);
-        cmd.env_remove("HERD_HOME");
-        let child = pair.slave.spawn_command(cmd).unwrap();
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader().unwrap();
-        let writer = pair.master.take_writer().unwrap();
+        let (master, child) = sh_in_pty(d, dir, script, &[("ID", id)]);
+        let mut reader = master.try_clone_reader().unwrap();
+        let writer = master.take_writer().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
         std::thread::spawn(move || {
@@ -454,7 +437,7 @@ impl PtyRun {
             }
         });
         PtyRun {
-            master: pair.master,
+            master,
             writer,
             child,
             seen,

@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{herd_bin, wait_until, Daemon};
-use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+use common::{sh_in_pty, wait_until, Daemon};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -36,33 +35,16 @@ const SCRIPT: &str = "stty -g > before; \"$HERD_BIN\" top; echo $? > rc; stty -g
 
 impl Top {
     fn spawn(d: &Daemon, dir: &Path) -> Top {
-        let pair = native_pty_system()
-            .openpty(PtySize {
-                rows: 24,
-                cols: 80,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .unwrap();
-        let mut cmd = CommandBuilder::new("sh");
-        cmd.args(["-c", SCRIPT]);
-        cmd.cwd(dir);
-        cmd.env("HERD_BIN", herd_bin());
-        cmd.env("HERD_URL", &d.url);
-        cmd.env("HERD_TOKEN", &d.token);
-        cmd.env("TERM", "xterm-256color");
-        cmd.env_remove("HERD_HOME");
-        let child = pair.slave.spawn_command(cmd).unwrap();
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader().unwrap();
-        let writer = pair.master.take_writer().unwrap();
+        let (master, child) = sh_in_pty(d, dir, SCRIPT, &[("TERM", "xterm-256color")]);
+        let mut reader = master.try_clone_reader().unwrap();
+        let writer = master.take_writer().unwrap();
         let screen = Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0)));
         let raw = Arc::new(Mutex::new(Vec::new()));
         let (s, r) = (Arc::clone(&screen), Arc::clone(&raw));
         std::thread::spawn(move || {
             // The master stays open in this thread so the PTY lives until
             // the reader ends.
-            let _master = pair.master;
+            let _master = master;
             let mut buf = [0u8; 4096];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {

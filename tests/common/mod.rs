@@ -479,3 +479,40 @@ impl Drop for Tmpfs {
         let _ = std::fs::remove_dir(&self.path);
     }
 }
+
+/// `sh -c script` in `dir` in an 80x24 PTY, as a user would run the CLI
+/// against `d`: `HERD_BIN`, `HERD_URL` and `HERD_TOKEN` set, `HERD_HOME`
+/// unset, plus `env`. The slave side is closed here, so the master reads EOF
+/// when the script's processes are gone.
+pub fn sh_in_pty(
+    d: &Daemon,
+    dir: &Path,
+    script: &str,
+    env: &[(&str, &str)],
+) -> (
+    Box<dyn portable_pty::MasterPty + Send>,
+    Box<dyn portable_pty::Child + Send + Sync>,
+) {
+    use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new("sh");
+    cmd.args(["-c", script]);
+    cmd.cwd(dir);
+    cmd.env("HERD_BIN", herd_bin());
+    cmd.env("HERD_URL", &d.url);
+    cmd.env("HERD_TOKEN", &d.token);
+    cmd.env_remove("HERD_HOME");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    (pair.master, child)
+}
