@@ -26,6 +26,12 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    // The cluster's fence process: no CLI, no runtime, no log setup.
+    #[cfg(feature = "cluster")]
+    if std::env::args().nth(1).as_deref() == Some(daemon::cluster::fence::ARG) {
+        daemon::cluster::fence::watchdog();
+        return;
+    }
     let matches = match client::cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => exit_usage(e),

@@ -89,6 +89,11 @@ pub enum EndCause {
         /// The last failure.
         message: String,
     },
+    /// This node lost its cluster lease: another node may run the session
+    /// now, so this copy was stopped (fencing).
+    Fenced,
+    /// The session moved to another node of the cluster (drain, leave).
+    HandedOver,
 }
 
 impl EndCause {
@@ -106,7 +111,11 @@ impl EndCause {
     pub fn is_failure(&self) -> bool {
         !matches!(
             self,
-            Self::Exited { code: 0 } | Self::Requested { .. } | Self::DaemonShutdown
+            Self::Exited { code: 0 }
+                | Self::Requested { .. }
+                | Self::DaemonShutdown
+                | Self::Fenced
+                | Self::HandedOver
         )
     }
 
@@ -156,6 +165,8 @@ impl fmt::Display for EndCause {
             Self::ActorFailedTooOften { message } => {
                 write!(f, "session actor failed too often: {message}")
             }
+            Self::Fenced => f.write_str("this node lost its cluster lease (fenced)"),
+            Self::HandedOver => f.write_str("handed over to another node"),
         }
     }
 }

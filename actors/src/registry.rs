@@ -164,12 +164,52 @@ impl Registry {
                     spec: Box::new(spec),
                     id,
                     restore: None,
+                    adopted: vec![],
                     reply,
                 },
                 Some(CALL_TIMEOUT),
             )
             .await;
         // The registry stored the session before starting it.
+        Ok(unwrap_call(r)??.info())
+    }
+
+    /// Starts a session that ran elsewhere (another node of a cluster) under
+    /// its id, with the messages still queued for it there: all stored
+    /// before it starts; queued ones are delivered once it is ready, one
+    /// that was being answered is `interrupted` (never typed twice).
+    pub async fn adopt(
+        &self,
+        spec: SessionSpec,
+        id: Uuid,
+        messages: Vec<Message>,
+    ) -> Result<SessionInfo, HerdError> {
+        spec.validate()?;
+        let now = std::time::SystemTime::now();
+        let messages = messages
+            .into_iter()
+            .map(|mut m| {
+                if m.state == crate::queue::MessageState::Delivering {
+                    m.state = crate::queue::MessageState::Interrupted;
+                    m.completed_at = Some(now);
+                    m.error = Some("the session's node was lost while the message was being answered; it was not sent again".into());
+                }
+                m
+            })
+            .collect();
+        let r = self
+            .actor
+            .call(
+                |reply| RegistryMsg::Create {
+                    spec: Box::new(spec),
+                    id: Some(id),
+                    restore: None,
+                    adopted: messages,
+                    reply,
+                },
+                Some(CALL_TIMEOUT),
+            )
+            .await;
         Ok(unwrap_call(r)??.info())
     }
 
@@ -186,6 +226,7 @@ impl Registry {
                     spec: Box::new(spec),
                     id: None,
                     restore: Some(Box::new(restore)),
+                    adopted: vec![],
                     reply,
                 },
                 Some(CALL_TIMEOUT),
@@ -406,6 +447,22 @@ impl Registry {
         self.command(id, "stop", |reply| SessionMsg::Stop {
             force,
             cause: EndCause::Requested { request },
+            reply: Some(reply),
+        })
+        .await
+    }
+
+    /// Stops a session for a cause of the caller's (a cluster fencing or
+    /// handing it over), never restarted by its policy.
+    pub async fn stop_for(
+        &self,
+        id: Uuid,
+        force: bool,
+        cause: EndCause,
+    ) -> Result<SessionInfo, HerdError> {
+        self.command(id, "stop", |reply| SessionMsg::Stop {
+            force,
+            cause,
             reply: Some(reply),
         })
         .await

@@ -149,6 +149,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Act on one node of the cluster.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// List sessions.
     Ls {
         /// Only sessions in this state.
@@ -424,6 +427,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Cancel { id, message, json } => ops::cancel(c, &id, &message, json).await,
         Command::New(args) => new::run(c, args).await,
         Command::Nodes { json } => nodes::run(c, json).await,
+        Command::Node(NodeCommand::Drain { name, json }) => nodes::drain(c, &name, json).await,
         Command::Ls {
             state,
             task,
@@ -697,9 +701,23 @@ pub enum NotifyAction {
     },
 }
 
+/// `herd node ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Move every session of node NAME to the other nodes (Claude
+    /// conversations carried); it takes no new sessions until it restarts.
+    Drain {
+        /// The node.
+        name: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `--label k=v` of `herd serve` (the key and value are checked with
 /// `[cluster] labels`).
-fn parse_label(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?}: expected KEY=VALUE, such as zone=eu-west")),

@@ -116,6 +116,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(attach::attach))
         .routes(routes!(stats::stats))
         .routes(routes!(nodes::nodes))
+        .routes(routes!(nodes::drain))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(crate::daemon::web::pages::login_link))

@@ -1,26 +1,43 @@
 //! The cluster: several daemons coordinated by etcd (docs/CLUSTER.md).
 //!
-//! Built so far: membership. A node registers under a lease
-//! ([`node`]), keeps it alive, reports its load, and lists the nodes
-//! (`GET /v1/nodes`). Ownership, placement, proxying, failover and fencing
-//! come next; the etcd key layout for them is in `keys`, and the lost
-//! lease's hook in `node::Shared::on_lease_lost`.
-//!
-//! - `keys`: the etcd key layout, in one place (feature `cluster`);
+//! - `keys`: the etcd key layout, in one place;
 //! - [`info`]: a node's record, load and health (the wire types);
-//! - `etcd`: the thin etcd client wrapper with typed errors (feature `cluster`);
-//! - `node`: this node's registration and keep-alive (feature `cluster`).
+//! - [`placement`]: which node runs a session (pure);
+//! - `etcd`: the thin etcd client wrapper with typed errors;
+//! - `node`: this node's registration, keep-alive and lost lease;
+//! - `owner`: session ownership in etcd, every write guarded by the lease;
+//! - `transcript`: Claude transcripts copied to etcd for `--resume`;
+//! - `agent`: failover (claim, adopt), fencing and reconciling;
+//! - `fence`: the watchdog process that kills a frozen node's sessions;
+//! - `sessions`: what the daemon asks (place, record, reclaim, drain).
+//!
+//! All but `info` and `placement` need the feature `cluster`.
 //!
 //! Without `[cluster]` the daemon is the single embedded one: [`Cluster`]
 //! then answers for this daemon alone.
 
 #[cfg(feature = "cluster")]
+mod agent;
+#[cfg(feature = "cluster")]
 mod etcd;
+#[cfg(feature = "cluster")]
+pub mod fence;
 pub mod info;
 #[cfg(feature = "cluster")]
 pub mod keys;
 #[cfg(feature = "cluster")]
 mod node;
+#[cfg(feature = "cluster")]
+mod owner;
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub mod placement;
+#[cfg(feature = "cluster")]
+mod sessions;
+#[cfg(feature = "cluster")]
+mod transcript;
+
+#[cfg(feature = "cluster")]
+pub use agent::Host;
 
 use crate::config::cluster::{check_url, ClusterConfig};
 use herd_actors::Registry;
@@ -98,6 +115,59 @@ impl Settings {
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
+}
+
+/// The header a request forwarded by another node carries (its name).
+pub const FORWARDED_HEADER: &str = "x-herd-forwarded";
+
+/// Stops a session that must not exist after all and removes it, once it
+/// ended.
+pub async fn wait_removed(registry: &Registry, id: uuid::Uuid) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    if let Some(h) = registry.get(id) {
+        let mut changes = h.watch();
+        while !changes.borrow().state.is_final() && std::time::Instant::now() < deadline {
+            if tokio::time::timeout(Duration::from_millis(200), changes.changed())
+                .await
+                .is_ok_and(|r| r.is_err())
+            {
+                break;
+            }
+        }
+    }
+    if let Err(e) = registry.remove(id).await {
+        tracing::warn!(session = %id, "cannot remove the refused session: {e}");
+    }
+}
+
+/// Why a session cannot be placed.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceRefused {
+    /// No node fits; says why.
+    #[error("no node can take the session: {0}")]
+    NoRoom(String),
+    /// etcd does not answer.
+    #[error("the cluster cannot place the session now: {0}")]
+    Unavailable(String),
+}
+
+/// Why a drain cannot be done.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+#[derive(Debug, thiserror::Error)]
+pub enum DrainRefused {
+    /// This daemon is in no cluster.
+    #[error("this daemon is in no cluster: there is no node to hand sessions to")]
+    NotClustered,
+    /// No such node.
+    #[error("node {0:?} is not a live node of the cluster (see herd nodes)")]
+    Unknown(String),
+    /// etcd does not answer.
+    #[error("the cluster cannot be reached now: {0}")]
+    Unavailable(String),
+    /// The node does not answer.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// Why the nodes cannot be listed now.
@@ -221,8 +291,192 @@ impl Cluster {
         match &self.inner {
             Inner::Single(_) => {}
             #[cfg(feature = "cluster")]
-            Inner::Member(m) => m.leave().await,
+            Inner::Member(m) => {
+                m.disarm();
+                m.leave().await
+            }
         }
+    }
+
+    /// In a cluster, copies what the journal stores about messages and
+    /// removals to etcd (the store reads the returned stream); else the
+    /// stream itself.
+    pub fn mirror(
+        &self,
+        records: tokio::sync::mpsc::UnboundedReceiver<herd_actors::Record>,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<herd_actors::Record> {
+        match &self.inner {
+            Inner::Single(_) => records,
+            #[cfg(feature = "cluster")]
+            Inner::Member(m) => m.mirror(records),
+        }
+    }
+
+    /// At start, for a stored session that was live: may this node run it
+    /// again? (Not if another node took it over meanwhile.)
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub async fn reclaim(&self, id: uuid::Uuid) -> Result<bool, String> {
+        match &self.inner {
+            Inner::Single(_) => Ok(true),
+            #[cfg(feature = "cluster")]
+            Inner::Member(m) => m.reclaim(id).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Removes the local copy of a session that runs elsewhere now.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub async fn drop_moved(&self, registry: &Registry, id: uuid::Uuid) {
+        #[cfg(feature = "cluster")]
+        if let Inner::Member(m) = &self.inner {
+            m.shared.remove_local(registry, id).await;
+        }
+    }
+
+    /// Starts the cluster agent (failover, fencing, transcripts), after
+    /// recovery.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub fn start_agent(
+        &self,
+        registry: &Registry,
+        claude: &Arc<crate::daemon::claude::ClaudeProfile>,
+    ) {
+        #[cfg(feature = "cluster")]
+        if let Inner::Member(m) = &self.inner {
+            m.start_agent(Host {
+                registry: registry.clone(),
+                claude: claude.clone(),
+            });
+        }
+    }
+
+    /// A graceful stop: hands the sessions over to other live nodes (if
+    /// any) before the node leaves; without one they stay and come back
+    /// here at the next start.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub async fn hand_over(
+        &self,
+        registry: &Registry,
+        claude: &Arc<crate::daemon::claude::ClaudeProfile>,
+    ) {
+        #[cfg(feature = "cluster")]
+        if let Inner::Member(m) = &self.inner {
+            if registry.live_count() == 0 || !m.others_live().await {
+                return;
+            }
+            let host = Host {
+                registry: registry.clone(),
+                claude: claude.clone(),
+            };
+            let r = m.drain(&host, Duration::from_secs(30)).await;
+            tracing::info!(
+                moved = r.moved.len(),
+                failed = r.failed.len(),
+                "handed the sessions over before leaving"
+            );
+        }
+    }
+
+    /// Where a new session goes: `None` for this node (always, when not
+    /// clustered, or when `forwarded`: the node that forwarded it chose).
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub async fn place(
+        &self,
+        wants: &placement::Wants,
+        forwarded: bool,
+    ) -> Result<Option<NodeRecord>, PlaceRefused> {
+        match &self.inner {
+            Inner::Single(r) => match &wants.node {
+                Some(n) if *n != r.node => Err(PlaceRefused::NoRoom(format!(
+                    "placement.node = {n:?}: this daemon is in no cluster (it is {:?})",
+                    r.node
+                ))),
+                _ => Ok(None),
+            },
+            #[cfg(feature = "cluster")]
+            Inner::Member(_) if forwarded => Ok(None),
+            #[cfg(feature = "cluster")]
+            Inner::Member(m) => match m.place(wants).await {
+                Ok(sessions::Target::Here) => Ok(None),
+                Ok(sessions::Target::There(r)) => Ok(Some(r)),
+                Err(sessions::PlaceError::NoRoom(e)) => Err(PlaceRefused::NoRoom(e.0)),
+                Err(sessions::PlaceError::Etcd(e)) => Err(PlaceRefused::Unavailable(e.to_string())),
+            },
+        }
+    }
+
+    /// Records a session created on this node in the cluster (nothing when
+    /// not clustered). `spec` is the spec as requested.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub async fn record_created(
+        &self,
+        id: uuid::Uuid,
+        spec: herd_actors::SessionSpec,
+        wants: placement::Wants,
+    ) -> Result<(), String> {
+        match &self.inner {
+            Inner::Single(_) => Ok(()),
+            #[cfg(feature = "cluster")]
+            Inner::Member(m) => m
+                .record_created(id, spec, wants)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// `herd node drain NAME`: this node hands its sessions over and stops
+    /// taking new ones; another node's drain is forwarded to it.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub async fn drain(
+        &self,
+        node: &str,
+        registry: &Registry,
+        claude: &Arc<crate::daemon::claude::ClaudeProfile>,
+    ) -> Result<axum::response::Response, DrainRefused> {
+        match &self.inner {
+            Inner::Single(_) => Err(DrainRefused::NotClustered),
+            #[cfg(feature = "cluster")]
+            Inner::Member(m) if m.name() == node => {
+                let host = Host {
+                    registry: registry.clone(),
+                    claude: claude.clone(),
+                };
+                let report = m.drain(&host, Duration::from_secs(60)).await;
+                Ok(axum::response::IntoResponse::into_response(axum::Json(
+                    report,
+                )))
+            }
+            #[cfg(feature = "cluster")]
+            Inner::Member(m) => {
+                let nodes = m
+                    .nodes()
+                    .await
+                    .map_err(|e| DrainRefused::Unavailable(e.to_string()))?;
+                let Some(n) = nodes.into_iter().find(|n| n.record.node == node) else {
+                    return Err(DrainRefused::Unknown(node.to_string()));
+                };
+                self.forward_json(
+                    &n.record,
+                    axum::http::Method::POST,
+                    &format!("/v1/nodes/{node}/drain"),
+                    &serde_json::Value::Null,
+                )
+                .await
+                .map_err(DrainRefused::Unreachable)
+            }
+        }
+    }
+
+    /// Sends a JSON request to another node (with the cluster token) and
+    /// returns its answer as it is.
+    pub async fn forward_json(
+        &self,
+        node: &NodeRecord,
+        method: axum::http::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<axum::response::Response, String> {
+        let _ = (node, method, path, body);
+        Err("forwarding is not wired yet".into())
     }
 }
 

@@ -123,8 +123,25 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let pruned = store.prune(cfg.store.retention)?;
     let stored = store.load()?;
     let history = store.recent_events(RECENT_EVENTS)?;
-    let (settled, report) = recovery::settle(&mut store, stored, &cfg.session_defaults())?;
+    let (mut settled, report) = recovery::settle(&mut store, stored, &cfg.session_defaults())?;
+    // In a cluster, a session another node took over meanwhile is not
+    // started here again: its local copy goes once restored as history.
+    let mut moved = vec![];
+    for (s, live) in settled.iter_mut().filter(|(_, live)| *live) {
+        match cluster.reclaim(s.info.id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                *live = false;
+                moved.push(s.info.id);
+            }
+            Err(e) => {
+                tracing::error!(session = %s.info.id, "cannot tell whether another node runs the session ({e}): not started here now; it is claimed when it is free");
+                *live = false;
+            }
+        }
+    }
     let (journal, records) = Journal::channel();
+    let records = cluster.mirror(records);
     let health = StoreHealth::default();
     store
         .spawn_writer(records, health.clone())
@@ -178,6 +195,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         })
     })
     .await?;
+    for id in moved {
+        tracing::info!(session = %id, "another node runs the session now: dropping the local copy");
+        cluster.drop_moved(&registry, id).await;
+    }
+    cluster.start_agent(&registry, &claude);
     tracing::info!(
         store = %store_path.display(),
         restarted = report.restarted,
@@ -205,6 +227,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     if cfg.recording.enabled {
         tokio::spawn(release_ended(registry.clone()));
     }
+    let state_claude = claude.clone();
     let state = AppState {
         registry: registry.clone(),
         token: Arc::new(token),
@@ -258,7 +281,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             crate::daemon::server::serve(listener, app, limits, shutdown_signal()).await;
         }
     }
-    // First: the node leaves the list at once, not a TTL later.
+    // First: the sessions go to other nodes, then the node leaves the list
+    // at once, not a TTL later.
+    cluster.hand_over(&registry, &state_claude).await;
     cluster.leave().await;
     tracing::info!("shutting down: stopping sessions");
     registry.shutdown(Duration::from_secs(15)).await;

@@ -46,6 +46,9 @@ pub(super) enum RegistryMsg {
         id: Option<Uuid>,
         /// Bring back a session from a store instead of creating a new one.
         restore: Option<Box<Restore>>,
+        /// Messages a new session brings along (queued on the node it came
+        /// from): stored with it, delivered once it is ready.
+        adopted: Vec<Message>,
         /// The new session, or why not.
         reply: RpcReplyPort<Result<Arc<SessionHandle>, HerdError>>,
     },
@@ -138,11 +141,12 @@ impl Actor for RegistryActor {
                 spec,
                 id,
                 restore,
+                adopted,
                 reply,
             } => {
                 let r = match restore {
                     Some(r) => st.restore(&myself, *spec, *r).await,
-                    None => st.create(&myself, *spec, id).await,
+                    None => st.create(&myself, *spec, id, adopted).await,
                 };
                 let _ = reply.send(r);
             }
@@ -250,6 +254,7 @@ impl RegistryState {
         myself: &ActorRef<RegistryMsg>,
         spec: SessionSpec,
         id: Option<Uuid>,
+        adopted: Vec<Message>,
     ) -> Result<Arc<SessionHandle>, HerdError> {
         let max = self.defaults.limits.max_sessions;
         if self.live_count() >= max {
@@ -304,8 +309,25 @@ impl RegistryState {
             })
             .await
             .map_err(HerdError::Storage)?;
-        self.admit(myself, info, spec, History::default(), true)
-            .await
+        for m in &adopted {
+            let mut m = m.clone();
+            m.session_id = id;
+            self.journal
+                .store(Record::Message(Box::new(m)))
+                .await
+                .map_err(HerdError::Storage)?;
+        }
+        let history = History {
+            messages: adopted
+                .into_iter()
+                .map(|mut m| {
+                    m.session_id = id;
+                    m
+                })
+                .collect(),
+            ..History::default()
+        };
+        self.admit(myself, info, spec, history, true).await
     }
 
     /// Builds the session's handle, starts its actor (if `live`) and puts it in the table.

@@ -34,6 +34,12 @@ pub struct NewArgs {
     /// without BRANCH on a new branch `herd/<name or short id>`.
     #[arg(long, value_name = "BRANCH", num_args = 0..=1)]
     worktree: Option<Option<String>>,
+    /// In a cluster: start on this node (default: the least-loaded one).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// In a cluster: only on a node with this label, KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = super::parse_label)]
+    labels: Vec<(String, String)>,
     /// Environment variable for the child, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -116,6 +122,14 @@ pub async fn run(c: &Client, a: NewArgs) -> Result<()> {
     }
     if let Some(p) = &a.profile {
         body["profile"] = json!(p);
+    }
+    if a.node.is_some() || !a.labels.is_empty() {
+        let labels: serde_json::Map<String, Value> = a
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        body["placement"] = json!({ "node": a.node, "labels": labels });
     }
     if a.claude {
         if !a.command.is_empty() {

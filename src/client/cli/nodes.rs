@@ -18,6 +18,32 @@ pub async fn run(c: &Client, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Runs `herd node drain NAME`.
+pub async fn drain(c: &Client, name: &str, json: bool) -> Result<()> {
+    let path = format!("/v1/nodes/{name}/drain");
+    let v: Value = c.json(Method::POST, &path, None).await?;
+    if json {
+        return super::print_json(&v);
+    }
+    let moved = v["moved"].as_object().cloned().unwrap_or_default();
+    let failed = v["failed"].as_object().cloned().unwrap_or_default();
+    println!(
+        "node {name}: {} session(s) handed over, {} not",
+        moved.len(),
+        failed.len()
+    );
+    for (id, to) in &moved {
+        match to.as_str() {
+            Some(n) => println!("  {id} -> {n}"),
+            None => println!("  {id} -> (waiting for a node to take it)"),
+        }
+    }
+    for (id, why) in &failed {
+        println!("  {id}: {}", why.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
 /// One row per node; `*` marks the node that answered.
 pub fn render(list: &NodeList) -> String {
     let mut t = Table::new([

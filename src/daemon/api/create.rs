@@ -4,9 +4,12 @@
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{ApiJson, ApiPath, AppState};
 use crate::config::template::WorktreeRequest;
+use crate::daemon::cluster::placement::Wants;
+use crate::daemon::cluster::PlaceRefused;
 use crate::daemon::worktree::{self, WorktreeError};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herd_actors::{Profile, SessionInfo, SessionSpec};
 use serde::Deserialize;
@@ -30,6 +33,10 @@ pub struct CreateSession {
     /// exists, else made from HEAD).
     #[serde(default)]
     pub worktree: Option<WorktreeRequest>,
+    /// In a cluster: the node to start on, or labels the node must carry
+    /// (else the least-loaded node that fits).
+    #[serde(default)]
+    pub placement: Option<Wants>,
 }
 
 /// `POST /v1/sessions`
@@ -51,12 +58,13 @@ pub struct CreateSession {
 )]
 pub async fn create(
     State(app): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
-) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
+) -> ApiResult<Response> {
     let Value::Object(body) = body else {
         return Err(ApiError::invalid("body", "expected a JSON object"));
     };
-    create_from(app, body).await
+    create_from(app, body, &headers).await
 }
 
 /// `POST /v1/projects/{project}/sessions`
@@ -80,8 +88,9 @@ pub async fn create(
 pub async fn create_in_project(
     State(app): State<AppState>,
     ApiPath(project): ApiPath<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
-) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
+) -> ApiResult<Response> {
     let Value::Object(mut body) = body else {
         return Err(ApiError::invalid("body", "expected a JSON object"));
     };
@@ -96,14 +105,56 @@ pub async fn create_in_project(
         }
     }
     body.insert("project_id".into(), Value::String(project));
-    create_from(app, body).await
+    create_from(app, body, &headers).await
 }
 
-/// Applies the template, reads the spec, makes the worktree, starts the
-/// session; undoes the worktree if the session is refused.
+/// Places the session: here, or forwarded to the node placement picks.
 async fn create_from(
     app: AppState,
     mut body: Map<String, Value>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let wants: Wants = match body.remove("placement") {
+        None | Some(Value::Null) => Wants::default(),
+        Some(v) => serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "placement".to_string()
+            } else {
+                format!("placement.{path}")
+            };
+            ApiError::invalid(&field, e.into_inner())
+        })?,
+    };
+    let forwarded = headers.contains_key(crate::daemon::cluster::FORWARDED_HEADER);
+    match app.cluster.place(&wants, forwarded).await {
+        Ok(None) => {}
+        Ok(Some(node)) => return forward_create(&app, &node, body, wants).await,
+        Err(e @ PlaceRefused::NoRoom(_)) => {
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "no_room",
+                message: e.to_string(),
+            })
+        }
+        Err(e @ PlaceRefused::Unavailable(_)) => {
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "cluster_unavailable",
+                message: e.to_string(),
+            })
+        }
+    }
+    let (status, info) = create_here(app, body, wants).await?;
+    Ok((status, info).into_response())
+}
+
+/// Applies the template, reads the spec, makes the worktree, starts the
+/// session and records it in the cluster; undoes it all if refused.
+async fn create_here(
+    app: AppState,
+    mut body: Map<String, Value>,
+    wants: Wants,
 ) -> ApiResult<(StatusCode, Json<SessionInfo>)> {
     match body.remove("template") {
         None | Some(Value::Null) => {}
@@ -156,20 +207,65 @@ async fn create_from(
         None => None,
         Some(branch) => Some(make_worktree(&app, &mut spec, id, branch.as_deref()).await?),
     };
+    let requested = spec.clone();
     let result = match app.claude.prepare(&mut spec, id) {
         Ok(()) => app.registry.create_with_id(spec, Some(id)).await,
         Err(e) => Err(e),
     };
-    match result {
-        Ok(info) => Ok((StatusCode::CREATED, Json(info))),
-        Err(e) => {
-            app.claude.discard(id);
-            if let Some(w) = &made {
-                worktree::undo(w).await;
-            }
-            Err(e.into())
+    let undo = |app: AppState| async move {
+        app.claude.discard(id);
+        if let Some(w) = &made {
+            worktree::undo(w).await;
         }
+    };
+    let info = match result {
+        Ok(info) => info,
+        Err(e) => {
+            undo(app).await;
+            return Err(e.into());
+        }
+    };
+    // Acknowledged only once the cluster knows it too: a session etcd never
+    // heard of could not fail over.
+    if let Err(e) = app.cluster.record_created(id, requested, wants).await {
+        let _ = app.registry.stop(id, true).await;
+        crate::daemon::cluster::wait_removed(&app.registry, id).await;
+        undo(app).await;
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "cluster_unavailable",
+            message: format!("the session was not created: the cluster cannot record it ({e})"),
+        });
     }
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Sends the create to the node placement picked, with the placement made
+/// explicit (so it does not place again), and passes its answer back.
+async fn forward_create(
+    app: &AppState,
+    node: &crate::daemon::cluster::info::NodeRecord,
+    mut body: Map<String, Value>,
+    mut wants: Wants,
+) -> ApiResult<Response> {
+    wants.node = Some(node.node.clone());
+    body.insert(
+        "placement".into(),
+        serde_json::to_value(&wants).unwrap_or(Value::Null),
+    );
+    app.cluster
+        .forward_json(
+            node,
+            axum::http::Method::POST,
+            "/v1/sessions",
+            &Value::Object(body),
+        )
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            code: "node_unreachable",
+            message: e,
+        })
 }
 
 /// Makes the session's worktree and moves its cwd into it.

@@ -3,8 +3,8 @@
 //! refused call are different things to the caller).
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
-    PutOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions, WatchStream,
 };
 use std::future::Future;
 use std::time::Duration;
@@ -178,6 +178,52 @@ impl Etcd {
             .iter()
             .filter_map(|kv| Some((kv.key_str().ok()?.to_string(), kv.value().to_vec())))
             .collect())
+    }
+
+    /// The value of `key` and its modification revision, if it exists.
+    pub async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, EtcdError> {
+        let mut kv = self.client.kv_client();
+        let r = self.call("get", kv.get(key, None)).await?;
+        Ok(r.kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+    }
+
+    /// The keys under `prefix` (no values), in key order.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, EtcdError> {
+        let mut kv = self.client.kv_client();
+        let opts = GetOptions::new().with_prefix().with_keys_only();
+        let r = self.call("get", kv.get(prefix, Some(opts))).await?;
+        Ok(r.kvs()
+            .iter()
+            .filter_map(|kv| Some(kv.key_str().ok()?.to_string()))
+            .collect())
+    }
+
+    /// Deletes every key under `prefix`.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), EtcdError> {
+        let mut kv = self.client.kv_client();
+        let opts = DeleteOptions::new().with_prefix();
+        self.call("delete", kv.delete(prefix, Some(opts))).await?;
+        Ok(())
+    }
+
+    /// Runs a transaction; a lost `lease` named by etcd comes back as
+    /// [`EtcdError::LeaseNotFound`].
+    pub async fn txn(&self, txn: Txn, lease: Option<LeaseId>) -> Result<TxnResponse, EtcdError> {
+        let mut kv = self.client.kv_client();
+        let r = self.call("txn", kv.txn(txn)).await;
+        match lease {
+            Some(l) => r.map_err(|e| lease_error(e, l)),
+            None => r,
+        }
+    }
+
+    /// Watches every key under `prefix` (deletes included).
+    pub async fn watch(&self, prefix: &str) -> Result<WatchStream, EtcdError> {
+        let mut c = self.client.watch_client();
+        let opts = WatchOptions::new().with_prefix();
+        self.call("watch", c.watch(prefix, Some(opts))).await
     }
 
     /// Opens the keep-alive stream of `lease`.

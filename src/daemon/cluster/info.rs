@@ -39,6 +39,10 @@ pub struct NodeLoad {
     pub cpu_percent: f64,
     /// Resident memory of every session's process tree.
     pub rss_bytes: u64,
+    /// The node is handing its sessions over (`herd node drain`, leaving):
+    /// no session is placed on it.
+    #[serde(default)]
+    pub draining: bool,
     /// When these figures were taken.
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "humantime_serde")]
@@ -70,6 +74,7 @@ impl NodeLoad {
             waiting_input: 0,
             cpu_percent: 0.0,
             rss_bytes: 0,
+            draining: false,
             updated_at: SystemTime::now(),
         }
     }

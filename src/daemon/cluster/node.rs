@@ -33,21 +33,42 @@ pub enum JoinError {
 /// This node's membership of the cluster; cheap to clone.
 #[derive(Clone)]
 pub struct Membership {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
-struct Shared {
-    etcd: Etcd,
-    settings: Settings,
-    keys: Keys,
-    record: NodeRecord,
+/// Where the node stands with its lease, for whoever must act on a change
+/// (the agent fences on `Lost` and reconciles on a new `Registered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Registered under this lease.
+    Registered(LeaseId),
+    /// The lease may be gone: nothing may run or be written as its owner.
+    Lost,
+}
+
+pub(super) struct Shared {
+    pub(super) etcd: Etcd,
+    pub(super) settings: Settings,
+    pub(super) keys: Keys,
+    pub(super) record: NodeRecord,
     /// The lease the node's keys are bound to while registered.
     lease: Mutex<Option<LeaseId>>,
     registered: AtomicBool,
     lease_losses: AtomicU64,
     /// Set once the actor system runs; until then the load is idle.
-    registry: OnceLock<Registry>,
+    pub(super) registry: OnceLock<Registry>,
     stop: watch::Sender<bool>,
+    /// The lease's phase, as it changes.
+    pub(super) phase: watch::Sender<Phase>,
+    /// Set while the node hands its sessions over: placement and claims skip it.
+    pub(super) draining: AtomicBool,
+    /// Told the remaining time of every renewal (the fence process).
+    pub(super) fence: OnceLock<super::fence::Fence>,
+    /// Sessions placed on other nodes lately (until their load shows them).
+    pub(super) placements: Mutex<Vec<(String, Instant)>>,
+    /// Local copies being removed by the cluster itself (moved, taken
+    /// over): their removal is not the session's end in etcd.
+    pub(super) local_removals: Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
 
 impl Membership {
@@ -57,6 +78,7 @@ impl Membership {
         let etcd = Etcd::connect(&settings.etcd, call_timeout(settings.lease_ttl)).await?;
         let keys = Keys::new(&settings.name);
         let (stop, _) = watch::channel(false);
+        let (phase, _) = watch::channel(Phase::Lost);
         let shared = Arc::new(Shared {
             etcd,
             keys,
@@ -67,6 +89,11 @@ impl Membership {
             lease_losses: AtomicU64::new(0),
             registry: OnceLock::new(),
             stop,
+            phase,
+            draining: AtomicBool::new(false),
+            fence: OnceLock::new(),
+            placements: Mutex::default(),
+            local_removals: Mutex::default(),
         });
         let lease = shared.register().await?;
         tracing::info!(
@@ -107,32 +134,7 @@ impl Membership {
 
     /// Every registered node, by name, with its health.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, EtcdError> {
-        let s = &self.shared;
-        let (nodes, statuses) = (s.keys.nodes(), s.keys.statuses());
-        let records = s.etcd.list(&nodes).await?;
-        let mut loads: BTreeMap<String, NodeLoad> = BTreeMap::new();
-        for (k, v) in s.etcd.list(&statuses).await? {
-            if let (Some(n), Ok(l)) = (name_under(&statuses, &k), serde_json::from_slice(&v)) {
-                loads.insert(n.to_string(), l);
-            }
-        }
-        let mut out = vec![];
-        for (k, v) in records {
-            let Some(name) = name_under(&nodes, &k) else {
-                continue;
-            };
-            match serde_json::from_slice::<NodeRecord>(&v) {
-                Ok(r) => out.push(NodeInfo::judge(
-                    r,
-                    loads.remove(name),
-                    s.settings.lease_ttl,
-                    &s.record.node,
-                )),
-                // Another version's record, or garbage: listed by nobody.
-                Err(e) => tracing::warn!(key = %k, "unreadable node record in etcd: {e}"),
-            }
-        }
-        Ok(out)
+        list_nodes(&self.shared).await
     }
 
     /// Leaves the cluster: stops the keep-alive and revokes the lease, so
@@ -165,6 +167,7 @@ impl Shared {
             Ok(Created::Yes) => {
                 *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease);
                 self.registered.store(true, Ordering::Relaxed);
+                self.phase.send_replace(Phase::Registered(lease));
                 Ok(lease)
             }
             Ok(Created::Taken { value, .. }) => {
@@ -186,25 +189,68 @@ impl Shared {
     }
 
     fn load(&self) -> NodeLoad {
-        self.registry
+        let mut load = self
+            .registry
             .get()
             .map(NodeLoad::sample)
-            .unwrap_or_else(NodeLoad::idle)
+            .unwrap_or_else(NodeLoad::idle);
+        load.draining = self.draining.load(Ordering::Relaxed);
+        load
+    }
+
+    /// The lease this node's keys are bound to now, if registered.
+    pub(super) fn current_lease(&self) -> Option<LeaseId> {
+        if !self.registered.load(Ordering::Relaxed) {
+            return None;
+        }
+        *self.lease.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the load now (a drain's flag must not wait for the tick).
+    pub(super) async fn publish_load(&self) {
+        if let Some(lease) = self.current_lease() {
+            let key = self.keys.status(&self.record.node);
+            if let Err(e) = self.etcd.put(&key, json(&self.load()), lease).await {
+                tracing::debug!(node = %self.record.node, "cannot write the load: {e}");
+            }
+        }
+    }
+
+    /// Changes to `true` when the node leaves.
+    pub(super) fn stop_rx(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Removes a local copy the cluster moved or replaced, once it ended;
+    /// etcd keeps the session.
+    pub(super) async fn remove_local(&self, reg: &Registry, id: uuid::Uuid) {
+        self.local_removals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        super::agent::forget_local(reg, id).await;
+    }
+
+    /// Whether a removal of `id` is the cluster's own (and forgets it).
+    pub(super) fn was_local_removal(&self, id: uuid::Uuid) -> bool {
+        self.local_removals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
     }
 
     fn stopped(&self) -> bool {
         *self.stop.borrow()
     }
 
-    /// The one place a lost lease is handled.
-    ///
-    /// TODO(issue 16, fencing): once sessions are owned through etcd, a node
-    /// that lost its lease must stop its local copies of the sessions it
-    /// owned before anything else, and must not write with the old lease's
-    /// revisions when it comes back (docs/CLUSTER.md, "Fencing").
+    /// The one place a lost lease is handled: from here on nothing is
+    /// written under the old lease (every owner's write compares the
+    /// current one), and the agent stops the local copies of the sessions
+    /// (`Phase::Lost`); the fence process has its own deadline.
     fn on_lease_lost(&self, lease: LeaseId, why: &EtcdError) {
         self.registered.store(false, Ordering::Relaxed);
         *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.phase.send_replace(Phase::Lost);
         self.lease_losses.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             node = %self.record.node,
@@ -277,6 +323,12 @@ async fn renew(shared: &Shared, lease: LeaseId) -> End {
         tokio::select! {
             _ = stop.changed() => return End::Stopped,
             _ = renew_tick.tick() => {
+                // A node that was frozen (SIGSTOP, a VM paused) may find
+                // its lease long expired: it must not act as owner first.
+                if last_ok.elapsed() >= fence_after(ttl) {
+                    return End::Lost(EtcdError::Timeout { op: "lease keep-alive", timeout: last_ok.elapsed() });
+                }
+                let asked = Instant::now();
                 let result = match renewer.as_mut() {
                     Some(r) => r.renew().await,
                     None => match shared.etcd.keep_alive(lease).await {
@@ -289,13 +341,20 @@ async fn renew(shared: &Shared, lease: LeaseId) -> End {
                     },
                 };
                 match result {
-                    Ok(_) => last_ok = Instant::now(),
+                    Ok(granted) => {
+                        // The lease runs `granted` from when the renewal was
+                        // asked for, at the latest.
+                        last_ok = asked;
+                        if let Some(f) = shared.fence.get() {
+                            f.arm(granted.saturating_sub(asked.elapsed()));
+                        }
+                    }
                     Err(e @ EtcdError::LeaseNotFound(_)) => return End::Lost(e),
                     Err(e) => {
                         // A broken stream is reopened at the next tick.
                         renewer = None;
                         tracing::warn!(node = %shared.record.node, "cannot renew the cluster lease: {e}");
-                        if last_ok.elapsed() >= ttl {
+                        if last_ok.elapsed() >= fence_after(ttl) {
                             return End::Lost(e);
                         }
                     }
@@ -310,6 +369,42 @@ async fn renew(shared: &Shared, lease: LeaseId) -> End {
             }
         }
     }
+}
+
+/// How long after its last renewal a node counts its lease as lost and
+/// stops its sessions: before etcd can expire it (others claim only then),
+/// with a margin for the stop itself.
+pub(super) fn fence_after(ttl: Duration) -> Duration {
+    ttl.saturating_sub((ttl / 5).max(Duration::from_millis(400)))
+}
+
+/// Every registered node, by name, with its health.
+pub(super) async fn list_nodes(s: &Shared) -> Result<Vec<NodeInfo>, EtcdError> {
+    let (nodes, statuses) = (s.keys.nodes(), s.keys.statuses());
+    let records = s.etcd.list(&nodes).await?;
+    let mut loads: BTreeMap<String, NodeLoad> = BTreeMap::new();
+    for (k, v) in s.etcd.list(&statuses).await? {
+        if let (Some(n), Ok(l)) = (name_under(&statuses, &k), serde_json::from_slice(&v)) {
+            loads.insert(n.to_string(), l);
+        }
+    }
+    let mut out = vec![];
+    for (k, v) in records {
+        let Some(name) = name_under(&nodes, &k) else {
+            continue;
+        };
+        match serde_json::from_slice::<NodeRecord>(&v) {
+            Ok(r) => out.push(NodeInfo::judge(
+                r,
+                loads.remove(name),
+                s.settings.lease_ttl,
+                &s.record.node,
+            )),
+            // Another version's record, or garbage: listed by nobody.
+            Err(e) => tracing::warn!(key = %k, "unreadable node record in etcd: {e}"),
+        }
+    }
+    Ok(out)
 }
 
 /// The deadline of one etcd call: a third of the TTL, so that a hung call
