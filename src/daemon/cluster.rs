@@ -9,18 +9,26 @@
 //! - `keys`: the etcd key layout, in one place (feature `cluster`);
 //! - [`info`]: a node's record, load and health (the wire types);
 //! - `etcd`: the thin etcd client wrapper with typed errors (feature `cluster`);
-//! - `node`: this node's registration and keep-alive (feature `cluster`).
+//! - `node`: this node's registration and keep-alive (feature `cluster`);
+//! - [`token`]: the cluster token nodes present to each other;
+//! - [`locate`]: on which node a session is;
+//! - [`proxy`]: forwarding a request for a session to its owner, and
+//!   gathering lists and events from every node.
 //!
 //! Without `[cluster]` the daemon is the single embedded one: [`Cluster`]
 //! then answers for this daemon alone.
 
 #[cfg(feature = "cluster")]
 mod etcd;
+pub mod gather;
 pub mod info;
 #[cfg(feature = "cluster")]
 pub mod keys;
+pub mod locate;
 #[cfg(feature = "cluster")]
 mod node;
+pub mod proxy;
+pub mod token;
 
 use crate::config::cluster::{check_url, ClusterConfig};
 use herd_actors::Registry;
@@ -50,6 +58,8 @@ pub struct Settings {
     pub lease_ttl: Duration,
     /// The cluster's name (the key prefix).
     pub name: String,
+    /// `[cluster] token`, if given.
+    pub token: Option<herd_actors::Secret>,
 }
 
 impl Settings {
@@ -83,6 +93,7 @@ impl Settings {
             labels: c.labels.clone(),
             lease_ttl: c.lease_ttl,
             name: c.name.clone(),
+            token: c.token.clone(),
         })
     }
 
@@ -109,6 +120,8 @@ pub struct Unavailable(String);
 #[derive(Clone)]
 pub struct Cluster {
     inner: Inner,
+    /// What this node presents to others and accepts from them; None alone.
+    token: Option<Arc<herd_actors::Secret>>,
 }
 
 #[derive(Clone)]
@@ -133,6 +146,7 @@ impl Cluster {
         };
         Self {
             inner: Inner::Single(Arc::new(record)),
+            token: None,
         }
     }
 
@@ -151,6 +165,8 @@ impl Cluster {
     pub async fn join(settings: Settings, capacity: usize) -> anyhow::Result<Self> {
         let record = settings.record(capacity);
         let etcd = settings.etcd.join(", ");
+        let given = token::given(std::env::var(token::ENV).ok(), settings.token.as_ref())
+            .map_err(anyhow::Error::msg)?;
         let m = node::Membership::join(settings, record)
             .await
             .map_err(|e| match e {
@@ -159,8 +175,23 @@ impl Cluster {
                     anyhow::anyhow!("cannot join the cluster through etcd {etcd}: {e}")
                 }
             })?;
+        let (secret, source) = match given {
+            Some(given) => given,
+            None => {
+                let (etcd, keys) = m.etcd();
+                match token::shared(etcd, keys).await {
+                    Ok(t) => (t, token::Source::Etcd),
+                    Err(e) => {
+                        m.leave().await;
+                        anyhow::bail!("cannot read the cluster token from etcd: {e}");
+                    }
+                }
+            }
+        };
+        tracing::info!("cluster token from {source}");
         Ok(Self {
             inner: Inner::Member(m),
+            token: Some(Arc::new(secret)),
         })
     }
 
@@ -213,6 +244,68 @@ impl Cluster {
                 "registered": m.registered(),
                 "lease_losses": m.lease_losses(),
             })),
+        }
+    }
+
+    /// This node's membership, when clustered.
+    #[cfg(feature = "cluster")]
+    fn member(&self) -> Option<&node::Membership> {
+        match &self.inner {
+            Inner::Single(_) => None,
+            Inner::Member(m) => Some(m),
+        }
+    }
+
+    /// Whether this daemon is in a cluster.
+    pub fn clustered(&self) -> bool {
+        !matches!(self.inner, Inner::Single(_))
+    }
+
+    /// This node's name in the cluster; None alone.
+    pub fn node_name(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Single(_) => None,
+            #[cfg(feature = "cluster")]
+            Inner::Member(m) => Some(m.name()),
+        }
+    }
+
+    /// The cluster token: what this node presents to others, and accepts
+    /// like its own API token. None alone.
+    pub fn token(&self) -> Option<&herd_actors::Secret> {
+        self.token.as_deref()
+    }
+
+    /// Records this node as the owner of session `id` (its owner key, bound
+    /// to this node's lease), so other nodes find it.
+    ///
+    /// TODO(issue 16, ownership): the lead replaces this with the create
+    /// transaction (spec, task and owner keys at once); keep it one call.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub async fn record_owner(&self, id: uuid::Uuid) {
+        #[cfg(feature = "cluster")]
+        if let Some(m) = self.member() {
+            let (etcd, keys) = m.etcd();
+            let Some(lease) = m.lease() else {
+                tracing::warn!(session = %id, "no cluster lease now: other nodes cannot find this session until it is recorded");
+                return;
+            };
+            let key = keys.owner(&id.to_string());
+            if let Err(e) = etcd.put(&key, m.name().as_bytes().to_vec(), lease).await {
+                tracing::warn!(session = %id, "cannot record the session's owner in etcd ({e}): other nodes cannot find it");
+            }
+        }
+    }
+
+    /// Forgets session `id` in etcd (it was removed).
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub async fn forget(&self, id: uuid::Uuid) {
+        #[cfg(feature = "cluster")]
+        if let Some(m) = self.member() {
+            let (etcd, keys) = m.etcd();
+            if let Err(e) = etcd.delete(&keys.owner(&id.to_string())).await {
+                tracing::warn!(session = %id, "cannot delete the session's owner key in etcd ({e}): it goes with this node's lease");
+            }
         }
     }
 

@@ -285,6 +285,7 @@ impl RegistryState {
                 .worktree
                 .as_ref()
                 .map(crate::worktree::WorktreeInfo::of),
+            node: None,
             cols: spec.cols,
             rows: spec.rows,
             created_at: now,

@@ -161,7 +161,11 @@ async fn create_from(
         Err(e) => Err(e),
     };
     match result {
-        Ok(info) => Ok((StatusCode::CREATED, Json(info))),
+        Ok(mut info) => {
+            app.cluster.record_owner(info.id).await;
+            info.node = app.cluster.node_name().map(str::to_string);
+            Ok((StatusCode::CREATED, Json(info)))
+        }
         Err(e) => {
             app.claude.discard(id);
             if let Some(w) = &made {

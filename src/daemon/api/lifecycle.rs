@@ -186,6 +186,7 @@ pub async fn remove(
     let info = handle.info();
     let worktree = handle.spec().worktree;
     app.registry.remove(info.id).await?;
+    app.cluster.forget(info.id).await;
     // Gone from the store before the files go: a crash in between leaves
     // files without a session, which retention prunes, never the reverse.
     app.registry

@@ -196,6 +196,56 @@ impl Etcd {
     }
 }
 
+/// The calls of ownership lookups and the shared token (issue 16 point 3).
+impl Etcd {
+    /// The keys under `prefix`, without their values.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, EtcdError> {
+        let mut kv = self.client.kv_client();
+        let opts = GetOptions::new().with_prefix().with_keys_only();
+        let r = self.call("get", kv.get(prefix, Some(opts))).await?;
+        Ok(r.kvs()
+            .iter()
+            .filter_map(|kv| Some(kv.key_str().ok()?.to_string()))
+            .collect())
+    }
+
+    /// The value of `key`, if it exists.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EtcdError> {
+        let mut kv = self.client.kv_client();
+        let r = self.call("get", kv.get(key, None)).await?;
+        Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    /// Puts `key` = `value` (bound to no lease) unless it exists; returns
+    /// the value it holds afterwards: one transaction, so every caller
+    /// racing on an absent key gets the same winner's value.
+    pub async fn get_or_create(&self, key: &str, value: Vec<u8>) -> Result<Vec<u8>, EtcdError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value.clone(), None)])
+            .or_else([TxnOp::get(key, None)]);
+        let mut kv = self.client.kv_client();
+        let r = self.call("create", kv.txn(txn)).await?;
+        if r.succeeded() {
+            return Ok(value);
+        }
+        Ok(r.op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Deletes `key` (absent is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), EtcdError> {
+        let mut kv = self.client.kv_client();
+        self.call("delete", kv.delete(key, None)).await?;
+        Ok(())
+    }
+}
+
 /// One lease's keep-alive stream.
 pub struct Renewer {
     keeper: LeaseKeeper,

@@ -105,6 +105,16 @@ impl Membership {
         &self.shared.settings.name
     }
 
+    /// The etcd client and the key layout, for lookups beside membership.
+    pub fn etcd(&self) -> (&Etcd, &Keys) {
+        (&self.shared.etcd, &self.shared.keys)
+    }
+
+    /// The lease this node's keys are bound to now (None while lost).
+    pub fn lease(&self) -> Option<LeaseId> {
+        *self.shared.lease.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Every registered node, by name, with its health.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, EtcdError> {
         let s = &self.shared;
