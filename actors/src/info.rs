@@ -136,6 +136,10 @@ pub struct SessionInfo {
     /// The git worktree the session runs in, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<crate::worktree::WorktreeInfo>,
+    /// The cluster node the session runs on; set by a clustered daemon,
+    /// absent from a daemon in no cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Terminal columns.
     pub cols: u16,
     /// Terminal rows.

@@ -37,7 +37,15 @@ pub struct ClusterConfig {
     /// several clusters can share one etcd.
     #[serde(default = "default_name")]
     pub name: String,
+    /// The token nodes present to each other when one proxies a request to
+    /// another (`HERD_CLUSTER_TOKEN` overrides it); unset: the first node to
+    /// join generates one and shares it through etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<herd_actors::Secret>,
 }
+
+/// The shortest cluster token accepted (as for `server.token`).
+pub const MIN_TOKEN_LEN: usize = 16;
 
 fn default_lease_ttl() -> Duration {
     Duration::from_secs(5)
@@ -57,6 +65,7 @@ impl ClusterConfig {
             labels: BTreeMap::new(),
             lease_ttl: default_lease_ttl(),
             name: default_name(),
+            token: None,
         }
     }
 
@@ -86,6 +95,9 @@ impl ClusterConfig {
                 ));
             }
         }
+        if let Some(t) = &self.token {
+            check_token("cluster.token", t.expose())?;
+        }
         if self.lease_ttl < MIN_LEASE_TTL || self.lease_ttl > MAX_LEASE_TTL {
             return Err(format!(
                 "cluster.lease_ttl = {:?}: must be between {} and {}",
@@ -96,6 +108,23 @@ impl ClusterConfig {
         }
         Ok(())
     }
+}
+
+/// A token long enough to guess at no better than chance, and sendable in a
+/// header. The message names the key, never the value (a secret).
+pub fn check_token(key: &str, t: &str) -> Result<(), String> {
+    if t.len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "{key} is too short ({} characters): use at least {MIN_TOKEN_LEN}",
+            t.len()
+        ));
+    }
+    if !t.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "{key} has a character that cannot stand in an HTTP header: use printable ASCII without spaces"
+        ));
+    }
+    Ok(())
 }
 
 /// An `http://` or `https://` address with a host and nothing after the port.
@@ -187,6 +216,9 @@ mod tests {
         assert!(e.contains("cluster.labels") && e.contains("a b"), "{e}");
         let e = err("[cluster]\netcd = [\"http://h:2379\"]\nnodes = \"x\"\n");
         assert!(e.contains("nodes"), "{e}");
+        let e = err("[cluster]\netcd = [\"http://h:2379\"]\ntoken = \"short-secret\"\n");
+        assert!(e.contains("cluster.token is too short"), "{e}");
+        assert!(!e.contains("short-secret"), "the secret is not echoed: {e}");
         let e = err("[cluster]\nnode = \"x\"\n");
         assert!(e.contains("etcd"), "{e}");
     }

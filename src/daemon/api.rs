@@ -6,6 +6,7 @@ pub mod auth;
 mod create;
 pub mod error;
 mod events;
+mod forward;
 mod guard;
 mod hooks;
 mod idempotency;
@@ -135,7 +136,7 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState, body_limit: usize, body_timeout: std::time::Duration) -> Router {
     let (v1, _) = routes().split_for_parts();
     let (public, _) = public_routes().split_for_parts();
-    Router::new()
+    let app = Router::new()
         .merge(public)
         .merge(v1)
         .merge(crate::daemon::web::routes())
@@ -150,7 +151,18 @@ pub fn router(state: AppState, body_limit: usize, body_timeout: std::time::Durat
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotent,
+        ));
+    // Inside the token check (only what it let in is forwarded), outside the
+    // idempotency cache (the owner keeps the answers of its sessions).
+    let app = if state.cluster.clustered() {
+        app.layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward,
         ))
+    } else {
+        app
+    };
+    app
         // Outside the routing: a request without the token is 401 whatever
         // its path or method, so a stranger cannot map the routes.
         .layer(middleware::from_fn_with_state(

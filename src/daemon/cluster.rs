@@ -9,9 +9,13 @@
 //! - `transcript`: Claude transcripts copied to etcd for `--resume`;
 //! - `agent`: failover (claim, adopt), fencing and reconciling;
 //! - `fence`: the watchdog process that kills a frozen node's sessions;
-//! - `sessions`: what the daemon asks (place, record, reclaim, drain).
+//! - `sessions`: what the daemon asks (place, record, reclaim, drain);
+//! - [`token`]: the cluster token nodes present to each other;
+//! - [`locate`]: on which node a session is;
+//! - [`proxy`]: forwarding a request for a session to its owner;
+//! - [`gather`]: lists and events gathered from every node.
 //!
-//! All but `info` and `placement` need the feature `cluster`.
+//! `agent`, `etcd`, `fence`, `keys`, `node`, `owner`, `sessions` and `transcript` need the feature `cluster`.
 //!
 //! Without `[cluster]` the daemon is the single embedded one: [`Cluster`]
 //! then answers for this daemon alone.
@@ -22,9 +26,11 @@ mod agent;
 mod etcd;
 #[cfg(feature = "cluster")]
 pub mod fence;
+pub mod gather;
 pub mod info;
 #[cfg(feature = "cluster")]
 pub mod keys;
+pub mod locate;
 #[cfg(feature = "cluster")]
 mod node;
 #[cfg(feature = "cluster")]
@@ -38,6 +44,8 @@ mod transcript;
 
 #[cfg(feature = "cluster")]
 pub use agent::Host;
+pub mod proxy;
+pub mod token;
 
 use crate::config::cluster::{check_url, ClusterConfig};
 use herd_actors::Registry;
@@ -67,6 +75,8 @@ pub struct Settings {
     pub lease_ttl: Duration,
     /// The cluster's name (the key prefix).
     pub name: String,
+    /// `[cluster] token`, if given.
+    pub token: Option<herd_actors::Secret>,
 }
 
 impl Settings {
@@ -100,6 +110,7 @@ impl Settings {
             labels: c.labels.clone(),
             lease_ttl: c.lease_ttl,
             name: c.name.clone(),
+            token: c.token.clone(),
         })
     }
 
@@ -118,7 +129,7 @@ impl Settings {
 }
 
 /// The header a request forwarded by another node carries (its name).
-pub const FORWARDED_HEADER: &str = "x-herd-forwarded";
+pub const FORWARDED_HEADER: axum::http::HeaderName = proxy::FORWARDED;
 
 /// Stops a session that must not exist after all and removes it, once it
 /// ended.
@@ -179,6 +190,8 @@ pub struct Unavailable(String);
 #[derive(Clone)]
 pub struct Cluster {
     inner: Inner,
+    /// What this node presents to others and accepts from them; None alone.
+    token: Option<Arc<herd_actors::Secret>>,
 }
 
 #[derive(Clone)]
@@ -203,6 +216,7 @@ impl Cluster {
         };
         Self {
             inner: Inner::Single(Arc::new(record)),
+            token: None,
         }
     }
 
@@ -221,6 +235,8 @@ impl Cluster {
     pub async fn join(settings: Settings, capacity: usize) -> anyhow::Result<Self> {
         let record = settings.record(capacity);
         let etcd = settings.etcd.join(", ");
+        let given = token::given(std::env::var(token::ENV).ok(), settings.token.as_ref())
+            .map_err(anyhow::Error::msg)?;
         let m = node::Membership::join(settings, record)
             .await
             .map_err(|e| match e {
@@ -229,8 +245,23 @@ impl Cluster {
                     anyhow::anyhow!("cannot join the cluster through etcd {etcd}: {e}")
                 }
             })?;
+        let (secret, source) = match given {
+            Some(given) => given,
+            None => {
+                let (etcd, keys) = m.etcd();
+                match token::shared(etcd, keys).await {
+                    Ok(t) => (t, token::Source::Etcd),
+                    Err(e) => {
+                        m.leave().await;
+                        anyhow::bail!("cannot read the cluster token from etcd: {e}");
+                    }
+                }
+            }
+        };
+        tracing::info!("cluster token from {source}");
         Ok(Self {
             inner: Inner::Member(m),
+            token: Some(Arc::new(secret)),
         })
     }
 
@@ -284,6 +315,35 @@ impl Cluster {
                 "lease_losses": m.lease_losses(),
             })),
         }
+    }
+
+    /// This node's membership, when clustered.
+    #[cfg(feature = "cluster")]
+    fn member(&self) -> Option<&node::Membership> {
+        match &self.inner {
+            Inner::Single(_) => None,
+            Inner::Member(m) => Some(m),
+        }
+    }
+
+    /// Whether this daemon is in a cluster.
+    pub fn clustered(&self) -> bool {
+        !matches!(self.inner, Inner::Single(_))
+    }
+
+    /// This node's name in the cluster; None alone.
+    pub fn node_name(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Single(_) => None,
+            #[cfg(feature = "cluster")]
+            Inner::Member(m) => Some(m.name()),
+        }
+    }
+
+    /// The cluster token: what this node presents to others, and accepts
+    /// like its own API token. None alone.
+    pub fn token(&self) -> Option<&herd_actors::Secret> {
+        self.token.as_deref()
     }
 
     /// Leaves the cluster at once (graceful stop).
@@ -475,8 +535,30 @@ impl Cluster {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<axum::response::Response, String> {
-        let _ = (node, method, path, body);
-        Err("forwarding is not wired yet".into())
+        let via = self
+            .via()
+            .ok_or_else(|| "this daemon is in no cluster".to_string())?;
+        let target = proxy::Target {
+            node: node.node.clone(),
+            advertise: node.advertise.clone(),
+            id: String::new(),
+        };
+        let body = match body {
+            serde_json::Value::Null => axum::body::Body::empty(),
+            b => axum::body::Body::from(serde_json::to_vec(b).unwrap_or_default()),
+        };
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        proxy::http(req, &target, via).await.map_err(|e| {
+            format!(
+                "node {} at {} does not answer: {}",
+                e.node, e.advertise, e.why
+            )
+        })
     }
 }
 

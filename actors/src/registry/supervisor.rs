@@ -290,6 +290,7 @@ impl RegistryState {
                 .worktree
                 .as_ref()
                 .map(crate::worktree::WorktreeInfo::of),
+            node: None,
             cols: spec.cols,
             rows: spec.rows,
             created_at: now,

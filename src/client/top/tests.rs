@@ -34,6 +34,7 @@ fn session(n: u32, state: SessionState) -> SessionInfo {
         command: vec!["sh".into()],
         cwd: None,
         worktree: None,
+        node: None,
         cols: 80,
         rows: 24,
         created_at: t0 + Duration::from_secs(u64::from(n)),

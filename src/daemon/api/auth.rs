@@ -53,6 +53,15 @@ pub async fn require_token(State(app): State<AppState>, mut req: Request, next: 
         .map(str::trim);
     let by = match given {
         Some(t) if bool::from(t.as_bytes().ct_eq(app.token.as_bytes())) => AuthBy::Bearer,
+        // Another node of the cluster, forwarding a request.
+        Some(t)
+            if app
+                .cluster
+                .token()
+                .is_some_and(|c| bool::from(t.as_bytes().ct_eq(c.expose().as_bytes()))) =>
+        {
+            AuthBy::Bearer
+        }
         Some(_) => return ApiError::unauthorized("invalid token").into_response(),
         None => match app.web.check(req.method(), req.headers()) {
             Ok(()) => AuthBy::Cookie,

@@ -218,7 +218,7 @@ async fn create_here(
             worktree::undo(w).await;
         }
     };
-    let info = match result {
+    let mut info = match result {
         Ok(info) => info,
         Err(e) => {
             undo(app).await;
@@ -237,6 +237,7 @@ async fn create_here(
             message: format!("the session was not created: the cluster cannot record it ({e})"),
         });
     }
+    info.node = app.cluster.node_name().map(str::to_string);
     Ok((StatusCode::CREATED, Json(info)))
 }
 

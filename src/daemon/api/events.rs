@@ -3,8 +3,9 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{ApiPath, ApiQuery, AppState};
+use crate::daemon::cluster::gather;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,6 +13,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use herd_actors::{Event, EventBus};
 use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
 /// Filters of `/v1/events`; all given filters must match.
@@ -30,6 +32,10 @@ pub struct EventQuery {
     /// WebSocket only: first replay the recent events that match, then go live.
     #[serde(default)]
     since_recent: bool,
+    /// In a cluster: this node's events only (by default a node shows every
+    /// node's).
+    #[serde(default)]
+    local: bool,
 }
 
 /// Which events a viewer wants.
@@ -119,12 +125,53 @@ pub async fn events(
     State(app): State<AppState>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventQuery>,
+    RawQuery(raw): RawQuery,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let filter = EventFilter::new(&q)?;
     let bus = app.registry.events();
+    // In a cluster, unless asked for this node's only: every other node's too.
+    let peers = match app.cluster.via() {
+        Some(via) if !q.local => {
+            let peers = app
+                .cluster
+                .peers(&app.registry)
+                .await
+                .map_err(|e| ApiError {
+                    status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    code: "cluster_unavailable",
+                    message: format!("cannot list the cluster's nodes: {e}"),
+                })?;
+            Some((via, peers))
+        }
+        _ => None,
+    };
+    let path = gather::local_path("/v1/events", raw.as_deref());
     if !headers.contains_key(header::UPGRADE) {
-        return Ok(Json(recent(bus, &filter, q.limit)).into_response());
+        let mut list = recent(bus, &filter, q.limit);
+        let mut missing = vec![];
+        if let Some((via, peers)) = peers {
+            let got = gather::lists(&peers, &path, via).await;
+            for (node, items) in got.items {
+                list.extend(items.into_iter().filter_map(|v| {
+                    serde_json::from_value::<Event>(v)
+                        .inspect_err(|e| tracing::warn!(node = %node, "unreadable event: {e}"))
+                        .ok()
+                }));
+            }
+            list.sort_by_key(|e| e.at);
+            if let Some(n) = q.limit {
+                list.drain(..list.len().saturating_sub(n));
+            }
+            missing = got.missing;
+        }
+        let mut r = Json(list).into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&missing.join(",")) {
+            if !missing.is_empty() {
+                r.headers_mut().insert(gather::MISSING_NODES, v);
+            }
+        }
+        return Ok(r);
     }
     let ws = ws.map_err(|r| ApiError::invalid("websocket handshake", r.body_text()))?;
     // Subscribe before the handshake completes: whatever happens after the
@@ -133,8 +180,9 @@ pub async fn events(
     let replay = q
         .since_recent
         .then(|| (bus.recent(), recent(bus, &filter, q.limit)));
+    let remote = peers.map(|(via, peers)| gather::event_feeds(&peers, &path, via));
     Ok(ws
-        .on_upgrade(move |socket| stream(socket, live, filter, replay))
+        .on_upgrade(move |socket| stream(socket, live, filter, replay, remote))
         .into_response())
 }
 
@@ -147,20 +195,23 @@ async fn stream(
     live: broadcast::Receiver<Event>,
     filter: EventFilter,
     replay: Option<(Vec<Event>, Vec<Event>)>,
+    remote: Option<mpsc::Receiver<String>>,
 ) {
     let (tx, rx) = socket.split();
-    pump(tx, rx, live, filter, replay).await;
+    pump(tx, rx, live, filter, replay, remote).await;
 }
 
 /// The loop of [`stream`], over any sink and stream of WebSocket messages.
 /// `replay` is the bus's recent events (taken after subscribing `live`) and
-/// the matching ones to send first.
+/// the matching ones to send first; `remote`, in a cluster, the other nodes'
+/// frames (already filtered by them), sent as they come.
 async fn pump<Tx, Rx, E>(
     mut tx: Tx,
     mut rx: Rx,
     mut live: broadcast::Receiver<Event>,
     filter: EventFilter,
     replay: Option<(Vec<Event>, Vec<Event>)>,
+    mut remote: Option<mpsc::Receiver<String>>,
 ) where
     Tx: Sink<Message> + Unpin,
     Rx: Stream<Item = Result<Message, E>> + Unpin,
@@ -209,6 +260,11 @@ async fn pump<Tx, Rx, E>(
                     return;
                 }
             },
+            Some(text) = next_remote(&mut remote) => {
+                if tx.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
             m = rx.next() => match m {
                 None | Some(Ok(Message::Close(_))) => return,
                 Some(Err(e)) => {
@@ -219,6 +275,20 @@ async fn pump<Tx, Rx, E>(
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+/// The next frame of the other nodes; never, alone or once they all ended.
+async fn next_remote(remote: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match remote {
+        Some(r) => match r.recv().await {
+            Some(t) => Some(t),
+            None => {
+                *remote = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -338,7 +408,7 @@ mod tests {
             })
         };
         let incoming = futures_util::stream::pending::<Result<Message, String>>();
-        pump(Box::pin(sink), incoming, live, filter, replay).await;
+        pump(Box::pin(sink), incoming, live, filter, replay, None).await;
         let out = sent.lock().unwrap().clone();
         out
     }

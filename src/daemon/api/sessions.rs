@@ -2,7 +2,8 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
-use axum::extract::State;
+use crate::daemon::cluster::gather;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -35,6 +36,10 @@ pub struct ListQuery {
     /// Add each session's `last_line`: the last non-blank line of its screen.
     #[serde(default)]
     last_line: bool,
+    /// In a cluster: this node's sessions only (by default a node lists
+    /// every node's).
+    #[serde(default)]
+    local: bool,
 }
 
 /// `GET /v1/sessions`
@@ -44,15 +49,21 @@ pub struct ListQuery {
     tag = "sessions",
     summary = "List sessions, oldest first",
     params(ListQuery),
+    description = "In a cluster, every node's sessions (each other node asked for its own \
+        with `local=true`, in parallel, each within 3 s), each with its `node`; the nodes \
+        that did not answer are named in the header `X-Herd-Missing-Nodes` and their \
+        sessions left out.",
     responses(
-        (status = 200, description = "Matching sessions", body = Vec<SessionInfo>),
+        (status = 200, description = "Matching sessions", body = Vec<SessionInfo>,
+            headers(("X-Herd-Missing-Nodes" = String, description = "Cluster nodes that did not answer (comma-separated); absent when all did"))),
         (status = 400, description = "Invalid filter", body = ErrorBody),
     )
 )]
 pub async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Vec<SessionInfo>>> {
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
@@ -72,7 +83,60 @@ pub async fn list(
         app.registry.list(&filter)
     };
     app.worktrees.fill(&mut sessions);
-    Ok(Json(sessions))
+    let Some(me) = app.cluster.node_name() else {
+        return Ok(Json(sessions).into_response());
+    };
+    for s in &mut sessions {
+        s.node = Some(me.to_string());
+    }
+    if q.local {
+        return Ok(Json(sessions).into_response());
+    }
+    let (sessions, missing) = everywhere(&app, sessions, raw.as_deref()).await?;
+    let mut r = Json(sessions).into_response();
+    if !missing.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&missing.join(",")) {
+            r.headers_mut().insert(gather::MISSING_NODES, v);
+        }
+    }
+    Ok(r)
+}
+
+/// This node's sessions with every other node's, oldest first; and the
+/// nodes that did not answer.
+async fn everywhere(
+    app: &AppState,
+    mut sessions: Vec<SessionInfo>,
+    query: Option<&str>,
+) -> ApiResult<(Vec<SessionInfo>, Vec<String>)> {
+    let (Some(via), peers) = (app.cluster.via(), app.cluster.peers(&app.registry).await) else {
+        return Ok((sessions, vec![]));
+    };
+    let peers = peers.map_err(|e| ApiError {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        code: "cluster_unavailable",
+        message: format!("cannot list the cluster's nodes: {e}"),
+    })?;
+    let path = gather::local_path("/v1/sessions", query);
+    let mut got = gather::lists(&peers, &path, via).await;
+    for (node, items) in got.items {
+        for v in items {
+            match serde_json::from_value::<SessionInfo>(v) {
+                Ok(mut s) => {
+                    s.node.get_or_insert_with(|| node.clone());
+                    sessions.push(s);
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node, "unreadable session in its list: {e}");
+                    if !got.missing.contains(&node) {
+                        got.missing.push(node.clone());
+                    }
+                }
+            }
+        }
+    }
+    sessions.sort_by_key(|s| (s.created_at, s.id));
+    Ok((sessions, got.missing))
 }
 
 /// `GET /v1/sessions/{id}`
@@ -94,6 +158,7 @@ pub async fn show(
 ) -> ApiResult<Json<SessionInfo>> {
     let mut info = app.registry.resolve(&id)?.info();
     app.worktrees.fresh(&mut info).await;
+    info.node = app.cluster.node_name().map(str::to_string);
     Ok(Json(info))
 }
 

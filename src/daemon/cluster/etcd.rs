@@ -242,6 +242,31 @@ impl Etcd {
     }
 }
 
+/// The calls of ownership lookups and the shared token.
+impl Etcd {
+    /// Puts `key` = `value` (bound to no lease) unless it exists; returns
+    /// the value it holds afterwards: one transaction, so every caller
+    /// racing on an absent key gets the same winner's value.
+    pub async fn get_or_create(&self, key: &str, value: Vec<u8>) -> Result<Vec<u8>, EtcdError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value.clone(), None)])
+            .or_else([TxnOp::get(key, None)]);
+        let mut kv = self.client.kv_client();
+        let r = self.call("create", kv.txn(txn)).await?;
+        if r.succeeded() {
+            return Ok(value);
+        }
+        Ok(r.op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+}
+
 /// One lease's keep-alive stream.
 pub struct Renewer {
     keeper: LeaseKeeper,

@@ -132,6 +132,11 @@ impl Membership {
         &self.shared.settings.name
     }
 
+    /// The etcd client and the key layout, for lookups beside membership.
+    pub fn etcd(&self) -> (&Etcd, &Keys) {
+        (&self.shared.etcd, &self.shared.keys)
+    }
+
     /// Every registered node, by name, with its health.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, EtcdError> {
         list_nodes(&self.shared).await
