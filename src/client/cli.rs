@@ -449,7 +449,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                 q.push("all=true".into());
             }
             let path = format!("/v1/sessions?{}", q.join("&"));
-            let list: Vec<Value> = c.json(Method::GET, &path, None).await?;
+            let resp = c.send(Method::GET, &path, None).await?;
+            // In a cluster, nodes that did not answer in time are named.
+            if let Some(m) = resp
+                .headers()
+                .get("x-herd-missing-nodes")
+                .and_then(|v| v.to_str().ok())
+            {
+                eprintln!(
+                    "warning: cluster nodes {m} did not answer: their sessions are not listed"
+                );
+            }
+            let list: Vec<Value> = resp.json().await.context("reading the daemon's answer")?;
             if json {
                 return print_json(&list);
             }
@@ -648,6 +659,26 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 fn print_list(list: &[SessionInfo]) {
+    // The node column only in a cluster (a session there has its node).
+    if list.iter().any(|s| s.node.is_some()) {
+        let mut t = Table::new([
+            "ID", "NAME", "NODE", "STATE", "PID", "TASK", "AGE", "COMMAND",
+        ]);
+        for s in list {
+            t.row([
+                short_id(&s.id),
+                s.name.clone().unwrap_or_default(),
+                s.node.clone().unwrap_or_default(),
+                s.state.to_string(),
+                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.task_id.clone().unwrap_or_default(),
+                age(s.created_at),
+                s.command.join(" "),
+            ]);
+        }
+        print!("{}", t.render_fit(crate::client::output::terminal_width()));
+        return;
+    }
     // The worktree column only when a session has one: most fleets have none.
     if list.iter().any(|s| s.worktree.is_some()) {
         let mut t = Table::new([
