@@ -20,6 +20,11 @@
 //!    bare in a PTY (offline, `../shared/claude-harness`): end of turn →
 //!    `ready` and → `send --wait` answered, start → ready, prompt → first
 //!    byte, memory per session. Skipped, saying so, without the harness.
+//! 8. `cluster-attach`: an attached viewer's throughput through a node that
+//!    forwards the WebSocket to the session's owner, against the owner
+//!    directly (target ≥ 0.8×); two daemons and a real etcd. Needs `etcd`
+//!    and a herd built with `--features cluster` (`--herd PATH`); skipped,
+//!    saying so, otherwise.
 //!
 //! Run it with:
 //!
@@ -37,6 +42,7 @@
 
 mod bare;
 mod claude;
+mod cluster_attach;
 mod daemon;
 mod fanin;
 mod harness;
@@ -55,7 +61,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 /// The parts, in the order they run.
-const BENCHES: [&str; 7] = [
+const BENCHES: [&str; 8] = [
     "throughput",
     "spawn",
     "restart",
@@ -63,6 +69,7 @@ const BENCHES: [&str; 7] = [
     "recovery",
     "fanin",
     "claude",
+    "cluster-attach",
 ];
 
 /// What to run and how big.
@@ -308,6 +315,7 @@ async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
             "recovery" => recovery::run(&herd, &opts, &mut rows).await,
             "fanin" => fanin::run(&herd, &opts, &mut rows).await,
             "claude" => claude::run(&herd, &opts, &mut rows).await,
+            "cluster-attach" => cluster_attach::run(&herd, &opts, &mut rows).await,
             _ => unreachable!("BENCHES lists every part"),
         };
         if let Err(e) = r {

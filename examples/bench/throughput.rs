@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Writes `size` bytes of base64-looking text (76 columns, like `base64`).
-fn write_text_file(path: &Path, size: u64) -> Result<()> {
+pub fn write_text_file(path: &Path, size: u64) -> Result<()> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let f = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
