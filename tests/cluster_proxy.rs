@@ -16,7 +16,7 @@ fn skipped_without_the_feature() {
 
 #[cfg(feature = "cluster")]
 mod proxy {
-    use super::common::etcd::Etcd;
+    use super::common::etcd::{self, Etcd};
     use super::common::{poll, sh_in_pty, Daemon};
     use futures_util::{SinkExt, StreamExt};
     use reqwest::StatusCode;
@@ -44,60 +44,10 @@ mod proxy {
         })
     }
 
-    /// Base64 for etcd's JSON gateway (keys and values travel encoded).
-    fn b64(data: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    fn unb64(text: &str) -> Vec<u8> {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut bits = 0u32;
-        let mut n = 0;
-        let mut out = vec![];
-        for c in text.bytes().filter(|c| *c != b'=') {
-            bits = (bits << 6) | A.iter().position(|a| *a == c).unwrap() as u32;
-            n += 6;
-            if n >= 8 {
-                n -= 8;
-                out.push((bits >> n) as u8);
-            }
-        }
-        out
-    }
-
-    /// etcd's v3 JSON gateway: put, delete, get one key.
-    async fn etcd_call(etcd: &Etcd, op: &str, body: Value) -> Value {
-        let r = reqwest::Client::new()
-            .post(format!("{}/v3/kv/{op}", etcd.url()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "etcd {op}: {}", r.status());
-        r.json().await.unwrap()
-    }
-
-    async fn etcd_get(etcd: &Etcd, key: &str) -> Option<String> {
-        let v = etcd_call(etcd, "range", json!({"key": b64(key.as_bytes())})).await;
-        let kv = v["kvs"].as_array()?.first()?.clone();
-        Some(String::from_utf8(unb64(kv["value"].as_str().unwrap_or(""))).unwrap())
+    /// `spec` placed on `node`.
+    fn on(mut spec: Value, node: &str) -> Value {
+        spec["placement"] = json!({ "node": node });
+        spec
     }
 
     /// A WebSocket to `path` on `d`, with its token.
@@ -149,20 +99,22 @@ mod proxy {
             "info",
         )
         .await;
-        let id = a.create(bash("t-proxy")).await;
+        let id = a.create(on(bash("t-proxy"), "a")).await;
         let on_b = b
-            .create(json!({"command": ["sleep", "300"], "task_id": "t-b"}))
+            .create(
+                json!({"command": ["sleep", "300"], "task_id": "t-b", "placement": {"node": "b"}}),
+            )
             .await;
         let short = &id[..8];
 
         // The owner key names a; every node shares one cluster token.
         assert_eq!(
-            etcd_get(&etcd, &format!("/herd/herd/sessions/{id}/owner"))
+            etcd.get(&format!("/herd/herd/sessions/{id}/owner"))
                 .await
                 .as_deref(),
             Some("a")
         );
-        let token = etcd_get(&etcd, "/herd/herd/token").await.unwrap();
+        let token = etcd.get("/herd/herd/token").await.unwrap();
         assert_eq!(token.len(), 64);
         let by_token = reqwest::Client::new()
             .get(format!("{}/v1/sessions?local=true", a.url))
@@ -292,7 +244,9 @@ mod proxy {
 
         // Events of a's sessions on c: replayed, then live.
         let ev = a
-            .create(json!({"command": ["sleep", "300"], "task_id": "t-ev"}))
+            .create(
+                json!({"command": ["sleep", "300"], "task_id": "t-ev", "placement": {"node": "a"}}),
+            )
             .await;
         a.wait_session(&ev, T, |v| v["state"] == "ready").await;
         let mut w = ws(&c, "/v1/events?task=t-ev&since_recent=true").await;
@@ -327,19 +281,17 @@ mod proxy {
         // it is on one node.
         let twin = format!("{short}-0000-4000-8000-000000000000");
         let twin_key = format!("/herd/herd/sessions/{twin}/owner");
-        etcd_call(
-            &etcd,
+        etcd.call(
             "put",
-            json!({"key": b64(twin_key.as_bytes()), "value": b64(b"b")}),
+            json!({"key": etcd::b64(twin_key.as_bytes()), "value": etcd::b64(b"b")}),
         )
         .await;
         let (st, v) = c.get(&format!("/v1/sessions/{short}")).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
         assert_eq!(v["error"]["code"], "ambiguous_id", "{v}");
-        etcd_call(
-            &etcd,
+        etcd.call(
             "deleterange",
-            json!({"key": b64(twin_key.as_bytes())}),
+            json!({"key": etcd::b64(twin_key.as_bytes())}),
         )
         .await;
 

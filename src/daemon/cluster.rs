@@ -526,6 +526,31 @@ impl Cluster {
         }
     }
 
+    /// `GET /v1/tasks/{task}` for a task this node does not serve: etcd's
+    /// mapping names the session, its owner answers. None: not clustered,
+    /// or no node serves it.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+    pub async fn task_elsewhere(
+        &self,
+        task: &str,
+    ) -> Option<Result<axum::response::Response, String>> {
+        #[cfg(feature = "cluster")]
+        if let Inner::Member(m) = &self.inner {
+            let id = m.task_session(task).await?;
+            let owner = m.owner_record(id).await?;
+            return Some(
+                self.forward_json(
+                    &owner,
+                    axum::http::Method::GET,
+                    &format!("/v1/sessions/{id}"),
+                    &serde_json::Value::Null,
+                )
+                .await,
+            );
+        }
+        None
+    }
+
     /// Sends a JSON request to another node (with the cluster token) and
     /// returns its answer as it is.
     pub async fn forward_json(

@@ -106,3 +106,91 @@ impl Etcd {
         self.child.as_ref().map(|c| c.id() as i32)
     }
 }
+
+/// Base64 for etcd's JSON gateway (keys and values travel encoded).
+pub fn b64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The bytes of a base64 text.
+pub fn unb64(text: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = vec![];
+    for c in text.bytes().filter(|c| *c != b'=') {
+        bits = (bits << 6) | A.iter().position(|a| *a == c).unwrap() as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+impl Etcd {
+    /// etcd's v3 JSON gateway: `op` (range, put, deleterange) with `body`.
+    pub async fn call(&self, op: &str, body: serde_json::Value) -> serde_json::Value {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v3/kv/{op}", self.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "etcd {op}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// The value of `key`, if it exists.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let v = self
+            .call("range", serde_json::json!({"key": b64(key.as_bytes())}))
+            .await;
+        let kv = v["kvs"].as_array()?.first()?.clone();
+        Some(String::from_utf8_lossy(&unb64(kv["value"].as_str().unwrap_or(""))).into_owned())
+    }
+
+    /// The keys under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        // The range end of a prefix: its last byte plus one.
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let v = self
+            .call(
+                "range",
+                serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end), "keys_only": true}),
+            )
+            .await;
+        v["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| {
+                        String::from_utf8_lossy(&unb64(kv["key"].as_str().unwrap_or("")))
+                            .into_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

@@ -177,21 +177,45 @@ pub async fn show(
 pub async fn task(
     State(app): State<AppState>,
     ApiPath(task): ApiPath<String>,
-) -> ApiResult<Json<SessionInfo>> {
+    headers: axum::http::HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if let Some(info) = local_task(&app, &task) {
+        return Ok(Json(info).into_response());
+    }
+    // In a cluster the task may be served on another node: etcd maps it.
+    if !headers.contains_key(crate::daemon::cluster::FORWARDED_HEADER) {
+        if let Some(answer) = app.cluster.task_elsewhere(&task).await {
+            return answer.map_err(|e| ApiError {
+                status: axum::http::StatusCode::BAD_GATEWAY,
+                code: "node_unreachable",
+                message: e,
+            });
+        }
+    }
+    Err(ApiError::not_found(format!(
+        "no session serves task {task:?}"
+    )))
+}
+
+/// The live session of a task on this node (else its newest one).
+fn local_task(app: &AppState, task: &str) -> Option<SessionInfo> {
     let filter = ListFilter {
-        task_id: Some(task.clone()),
+        task_id: Some(task.to_string()),
         all: true,
         ..Default::default()
     };
     let sessions = app.registry.list(&filter);
-    let best = sessions
+    let mut best = sessions
         .iter()
         .rev()
         .find(|s| !s.state.is_final())
         .or_else(|| sessions.last())
         .cloned();
-    best.map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no session serves task {task:?}")))
+    if let Some(b) = best.as_mut() {
+        b.node = app.cluster.node_name().map(str::to_string);
+    }
+    best
 }
 
 /// Query of `DELETE /v1/sessions/{id}`.

@@ -190,12 +190,22 @@ impl Agent {
                 labels: placed.wants.labels.clone(),
             };
             let none = HashMap::new();
-            let ranked = placement::rank(&nodes, &wants, &none);
+            let mut ranked = placement::rank(&nodes, &wants, &none);
+            let mut wait = GRACE;
+            if ranked.is_empty() && !wants.labels.is_empty() {
+                // Labels steer; they never strand a session: with no live
+                // node that carries them, any node takes it, a little later.
+                ranked = placement::rank(&nodes, &placement::Wants::default(), &none);
+                wait = GRACE * 2;
+                if first.elapsed() >= wait {
+                    tracing::warn!(session = %id, labels = ?wants.labels, "no live node carries the session's labels: taking it anyway");
+                }
+            }
             if !ranked.iter().any(|n| n.record.node == me) {
                 continue;
             }
             let dealt = &ranked[i % ranked.len()].record.node;
-            if *dealt != me && first.elapsed() < GRACE {
+            if (*dealt != me || wait > GRACE) && first.elapsed() < wait {
                 continue;
             }
             match self.shared.claim(*id).await {

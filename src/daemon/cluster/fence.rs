@@ -8,7 +8,10 @@
 //! writes one line after each lease renewal and each agent tick:
 //! - `arm MS`: the lease may expire in MS milliseconds from now;
 //! - `pids PID:START PID:START ...`: the sessions' children (process group
-//!   leaders) and their start times, so a reused pid is never touched;
+//!   leaders) and their start times, so a reused pid is never touched (the
+//!   ones known before that still run are kept);
+//! - `add PID:START`: a child that just started (sent as the spawn is
+//!   journaled, so no child runs unknown to the fence for long);
 //! - `exit`: the daemon stops cleanly; nothing to kill.
 //!
 //! At the deadline it kills every listed process group (SIGKILL) and waits
@@ -76,6 +79,11 @@ impl Fence {
         self.send(&line);
     }
 
+    /// A child that just started.
+    pub fn add(&self, pid: i32, start: u64) {
+        self.send(&format!("add {pid}:{start}\n"));
+    }
+
     /// The daemon stops cleanly: the fence exits without killing.
     pub fn disarm(&self) {
         self.send("exit\n");
@@ -90,6 +98,7 @@ impl Fence {
 enum Line {
     Arm(Duration),
     Pids(Vec<(i32, u64)>),
+    Add(i32, u64),
     Exit,
 }
 
@@ -107,6 +116,10 @@ fn parse(line: &str) -> Option<Line> {
                 })
                 .collect(),
         )),
+        "add" => {
+            let (p, s) = words.next()?.split_once(':')?;
+            Some(Line::Add(p.parse().ok()?, s.parse().ok()?))
+        }
         "exit" => Some(Line::Exit),
         _ => None,
     }
@@ -134,7 +147,21 @@ pub fn watchdog() {
             .unwrap_or(Duration::from_secs(3600));
         match rx.recv_timeout(wait) {
             Ok(Some(Line::Arm(ms))) => deadline = Some(Instant::now() + ms),
-            Ok(Some(Line::Pids(p))) => pids = p,
+            // The full list, joined with the children added since that
+            // still run (a list taken just before a spawn must not drop it).
+            Ok(Some(Line::Pids(p))) => {
+                pids.retain(|&(pid, start)| process::start_time(pid) == Some(start));
+                for x in p {
+                    if !pids.contains(&x) {
+                        pids.push(x);
+                    }
+                }
+            }
+            Ok(Some(Line::Add(p, s))) => {
+                if !pids.contains(&(p, s)) {
+                    pids.push((p, s));
+                }
+            }
             Ok(Some(Line::Exit)) => return,
             // The daemon is gone: its lease ends at the last deadline.
             Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
@@ -185,6 +212,8 @@ mod tests {
         );
         assert_eq!(parse("pids"), Some(Line::Pids(vec![])));
         assert_eq!(parse("exit"), Some(Line::Exit));
+        assert_eq!(parse("add 5:6"), Some(Line::Add(5, 6)));
+        assert_eq!(parse("add 5"), None);
         assert_eq!(parse("arm x"), None);
         assert_eq!(parse("what"), None);
     }

@@ -74,7 +74,7 @@ impl Keys {
     }
 
     /// The owner key of session `id` (a full id): the owner node's name.
-    pub fn owner(&self, id: impl std::fmt::Display) -> String {
+    pub fn owner<T: std::fmt::Display + ?Sized>(&self, id: &T) -> String {
         format!("{}{id}/owner", self.sessions())
     }
 

@@ -64,6 +64,9 @@ pub(super) struct Shared {
     pub(super) draining: AtomicBool,
     /// Told the remaining time of every renewal (the fence process).
     pub(super) fence: OnceLock<super::fence::Fence>,
+    /// When etcd last confirmed the lease (asked at that instant): the
+    /// lease runs at most a TTL beyond it.
+    pub(super) renewed: Mutex<Instant>,
     /// Sessions placed on other nodes lately (until their load shows them).
     pub(super) placements: Mutex<Vec<(String, Instant)>>,
     /// Local copies being removed by the cluster itself (moved, taken
@@ -94,6 +97,7 @@ impl Membership {
             fence: OnceLock::new(),
             placements: Mutex::default(),
             local_removals: Mutex::default(),
+            renewed: Mutex::new(Instant::now()),
         });
         let lease = shared.register().await?;
         tracing::info!(
@@ -164,12 +168,14 @@ impl Membership {
 impl Shared {
     /// One registration: a new lease, then the keys bound to it.
     async fn register(&self) -> Result<LeaseId, JoinError> {
+        let asked = Instant::now();
         let lease = self.etcd.grant(self.settings.lease_ttl).await?;
         let key = self.keys.node(&self.record.node);
         let record = json(&self.record);
         let status = (self.keys.status(&self.record.node), json(&self.load()));
         match self.etcd.create(&key, record, vec![status], lease).await {
             Ok(Created::Yes) => {
+                *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = asked;
                 *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease);
                 self.registered.store(true, Ordering::Relaxed);
                 self.phase.send_replace(Phase::Registered(lease));
@@ -350,6 +356,7 @@ async fn renew(shared: &Shared, lease: LeaseId) -> End {
                         // The lease runs `granted` from when the renewal was
                         // asked for, at the latest.
                         last_ok = asked;
+                        *shared.renewed.lock().unwrap_or_else(|e| e.into_inner()) = asked;
                         if let Some(f) = shared.fence.get() {
                             f.arm(granted.saturating_sub(asked.elapsed()));
                         }

@@ -40,7 +40,8 @@ fn used(n: &NodeInfo, extra: &HashMap<String, usize>) -> usize {
 }
 
 /// The nodes that may run a session that wants `w` and have room, least
-/// loaded first (by share of capacity used, then sessions, then name).
+/// loaded first (by share of capacity used, then sessions; among equals
+/// the node that answers first, as it needs no forwarding, then by name).
 /// `extra` counts sessions placed since the loads were written.
 pub fn rank<'a>(
     nodes: &'a [NodeInfo],
@@ -56,6 +57,7 @@ pub fn rank<'a>(
         share(a)
             .total_cmp(&share(b))
             .then(used(a, extra).cmp(&used(b, extra)))
+            .then(b.this.cmp(&a.this))
             .then(a.record.node.cmp(&b.record.node))
     });
     out

@@ -6,7 +6,7 @@ use super::agent::{wait_final, Agent, Host};
 use super::etcd::EtcdError;
 use super::fence::Fence;
 use super::info::NodeRecord;
-use super::node::{fence_after, list_nodes, Membership};
+use super::node::{list_nodes, Membership};
 use super::owner::{OwnError, Placed};
 use super::placement::{self, NoRoom, Wants};
 use herd_actors::{EndCause, ListFilter, MessageState, Profile, Record, SessionSpec};
@@ -54,7 +54,13 @@ impl Membership {
     /// load report, so a burst of creates spreads.
     pub async fn place(&self, wants: &Wants) -> Result<Target, PlaceError> {
         let s = &self.shared;
-        let nodes = list_nodes(s).await?;
+        let mut nodes = list_nodes(s).await?;
+        // This node's own count is known now, not as of its last report.
+        if let (Some(reg), Some(me)) = (s.registry.get(), nodes.iter_mut().find(|n| n.this)) {
+            if let Some(l) = me.load.as_mut() {
+                l.sessions = reg.live_count();
+            }
+        }
         let extra = self.recent_placements();
         let n = placement::pick(&nodes, wants, &extra)?;
         if n.record.node == s.record.node {
@@ -121,11 +127,14 @@ impl Membership {
         let s = self.shared.clone();
         match Fence::spawn((s.settings.lease_ttl / 10).max(Duration::from_millis(200))) {
             Ok(f) => {
+                // Armed at once: a node frozen before its next renewal
+                // must not leave its children running unfenced.
+                let renewed = *s.renewed.lock().unwrap_or_else(|e| e.into_inner());
+                f.arm(s.settings.lease_ttl.saturating_sub(renewed.elapsed()));
                 let _ = s.fence.set(f);
             }
             Err(e) => tracing::error!("cannot start the fence process ({e}): if this daemon freezes, its sessions may run on beside their new owner until it wakes"),
         }
-        let _ = fence_after;
         tokio::spawn(track(s.clone(), host.registry.clone()));
         let agent = Agent::new(s.clone(), host);
         tokio::spawn(agent.run(s.stop_rx()));
@@ -136,8 +145,20 @@ impl Membership {
     pub fn mirror(&self, mut records: UnboundedReceiver<Record>) -> UnboundedReceiver<Record> {
         let (to_store, out) = mpsc::unbounded_channel();
         let (to_etcd, mut work) = mpsc::unbounded_channel::<Copy>();
+        let s = self.shared.clone();
         tokio::spawn(async move {
             while let Some(r) = records.recv().await {
+                // The fence hears of each child as soon as it is journaled.
+                if let Record::Spawned {
+                    pid,
+                    start_time: Some(start),
+                    ..
+                } = &r
+                {
+                    if let Some(f) = s.fence.get() {
+                        f.add(*pid, *start);
+                    }
+                }
                 if let Some(c) = Copy::of(&r) {
                     let _ = to_etcd.send(c);
                 }
@@ -262,6 +283,24 @@ impl Membership {
         report
     }
 
+    /// The session etcd maps `task` to, if any.
+    pub async fn task_session(&self, task: &str) -> Option<Uuid> {
+        let key = self.shared.keys.task(task);
+        let (v, _) = self.shared.etcd.get(&key).await.ok()??;
+        Uuid::parse_str(std::str::from_utf8(&v).ok()?).ok()
+    }
+
+    /// The record of the node that owns `id` now, if any.
+    pub async fn owner_record(&self, id: Uuid) -> Option<NodeRecord> {
+        let owner = self.shared.owner_of(id).await.ok()??;
+        list_nodes(&self.shared)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|n| n.record.node == owner)
+            .map(|n| n.record)
+    }
+
     /// Whether another live node could take sessions now.
     pub async fn others_live(&self) -> bool {
         list_nodes(&self.shared).await.is_ok_and(|n| {
@@ -298,14 +337,23 @@ impl Copy {
     }
 }
 
-/// Tells the fence which children to kill, every quarter TTL.
+/// Tells the fence which children to kill: at every transition (a child
+/// that just started is covered at once) and every quarter TTL.
 async fn track(s: std::sync::Arc<super::node::Shared>, reg: herd_actors::Registry) {
     let mut stop = s.stop_rx();
     let mut tick = tokio::time::interval(s.settings.lease_ttl / 4);
+    let mut events = reg.events().subscribe();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
+            e = events.recv() => {
+                if matches!(e, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+                // A burst of transitions is one update.
+                while events.try_recv().is_ok() {}
+            }
         }
         let Some(f) = s.fence.get() else { return };
         let pids: Vec<(i32, u64)> = reg
