@@ -45,7 +45,7 @@ pub(crate) async fn sweep(root: Pid, marks: Vec<(String, String)>) -> usize {
         }
     });
     let sent = match queue {
-        Some(q) => crate::handle::lock(q).send(req),
+        Some(q) => q.lock().unwrap_or_else(|e| e.into_inner()).send(req),
         None => Err(mpsc::SendError(req)),
     };
     let req = match sent {
