@@ -136,7 +136,7 @@ impl SessionHandle {
         }
         drop(kept);
         if !output.is_empty() {
-            lock(&self.output).push(output);
+            lock(&self.output).push(&Bytes::copy_from_slice(output));
             lock(&self.screen).feed(output);
         }
     }
@@ -398,6 +398,7 @@ impl SessionHandle {
     pub(crate) fn push_output(&self, data: Bytes) {
         let mut log = lock(&self.output);
         let offset = log.end();
+        // The log keeps the same buffer the recorder and viewers get.
         log.push(&data);
         // No live reader is fine.
         let _ = self.live.send(OutputChunk { offset, data });

@@ -60,6 +60,7 @@ mod session;
 mod spawn;
 mod spec;
 mod state;
+mod sweep;
 mod tap;
 mod usage;
 mod waiting;

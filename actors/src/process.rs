@@ -199,17 +199,51 @@ fn each_environ(mut f: impl FnMut(Pid, &[u8])) {
 
 /// Live processes whose environment holds every `KEY=VALUE` of `marks`.
 pub fn find_marked(marks: &[(&str, &str)]) -> Vec<Pid> {
-    let wanted: Vec<Vec<u8>> = marks
+    find_marked_many(&[marks.to_vec()])
+        .pop()
+        .unwrap_or_default()
+}
+
+/// For each set of marks, the live processes whose environment holds every
+/// `KEY=VALUE` of it: one walk of `/proc` for all the sets.
+fn find_marked_many(sets: &[Vec<(&str, &str)>]) -> Vec<Vec<Pid>> {
+    // Sets by their first `KEY=VALUE`, so that a walk looks up each
+    // variable of a process once instead of comparing every set.
+    let mut by_first: std::collections::HashMap<Vec<u8>, Vec<usize>> = Default::default();
+    for (i, m) in sets.iter().enumerate() {
+        if let Some((k, v)) = m.first() {
+            by_first
+                .entry(format!("{k}={v}").into_bytes())
+                .or_default()
+                .push(i);
+        }
+    }
+    let wanted: Vec<Vec<Vec<u8>>> = sets
         .iter()
-        .map(|(k, v)| format!("{k}={v}").into_bytes())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}").into_bytes())
+                .collect()
+        })
         .collect();
-    let mut out = vec![];
+    let mut out = vec![Vec::new(); sets.len()];
+    if by_first.is_empty() {
+        return out;
+    }
     each_environ(|pid, env| {
-        if wanted
-            .iter()
-            .all(|w| env.split(|b| *b == 0).any(|kv| kv == w.as_slice()))
-        {
-            out.push(pid);
+        for kv in env.split(|b| *b == 0) {
+            let Some(candidates) = by_first.get(kv) else {
+                continue;
+            };
+            for &i in candidates {
+                if !out[i].contains(&pid)
+                    && wanted[i]
+                        .iter()
+                        .all(|w| env.split(|b| *b == 0).any(|kv| kv == w.as_slice()))
+                {
+                    out[i].push(pid);
+                }
+            }
         }
     });
     out
@@ -220,19 +254,27 @@ pub fn find_marked(marks: &[(&str, &str)]) -> Vec<Pid> {
 /// first, so a fork bomb cannot outrun the sweep, then killed. Returns how
 /// many were killed.
 pub fn kill_marked(marks: &[(&str, &str)]) -> usize {
-    let mut killed = 0;
+    kill_marked_many(&[marks.to_vec()])[0]
+}
+
+/// [`kill_marked`] for many sets of marks at once, with one walk of `/proc`
+/// per round for all of them; returns how many were killed for each set.
+pub fn kill_marked_many(sets: &[Vec<(&str, &str)>]) -> Vec<usize> {
+    let mut killed = vec![0; sets.len()];
     for _ in 0..100 {
-        let found = find_marked(marks);
-        if found.is_empty() {
+        let found = find_marked_many(sets);
+        if found.iter().all(|f| f.is_empty()) {
             break;
         }
-        for p in &found {
+        for p in found.iter().flatten() {
             signal(*p, libc::SIGSTOP);
         }
-        for p in &found {
+        for p in found.iter().flatten() {
             signal(*p, libc::SIGKILL);
         }
-        killed += found.len();
+        for (k, f) in killed.iter_mut().zip(&found) {
+            *k += f.len();
+        }
     }
     killed
 }

@@ -25,7 +25,7 @@ use crate::policy::ExitStatus;
 use crate::process::{self, Pid};
 use bytes::Bytes;
 use io::Progress;
-use portable_pty::{native_pty_system, MasterPty, PtySize};
+use portable_pty::{native_pty_system, PtySize};
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -43,9 +43,6 @@ const WRITE_QUEUE: usize = 256;
 const DRAIN_BOUND: Duration = Duration::from_millis(500);
 /// ...and in any case after this long.
 const DRAIN_MAX: Duration = Duration::from_secs(60);
-
-/// Sweeps of ended generations running at once (each walks /proc).
-static SWEEPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// What to start. (No `Debug`: it carries secrets.)
 #[derive(Clone)]
@@ -161,7 +158,7 @@ impl Drop for TaskGuard {
 
 /// State of a running PtyActor.
 pub(crate) struct PtyState {
-    master: Box<dyn MasterPty + Send>,
+    master: io::Master,
     writes: mpsc::Sender<Bytes>,
     pid: Pid,
     // Kills the child when the state is dropped, however the actor ends.
@@ -205,13 +202,14 @@ impl Actor for PtyActor {
                     pixel_width: 0,
                     pixel_height: 0,
                 };
-                if let Err(e) = state.master.resize(size) {
+                if let Err(e) = state.master.get_ref().pty().resize(size) {
                     tracing::warn!(pid = state.pid, "resize failed: {e}");
                 }
             }
             PtyMsg::Signal(sig, SignalTarget::Tree) => process::signal_tree(state.pid, sig),
             PtyMsg::Signal(sig, SignalTarget::Foreground) => {
-                let pgid = state.master.process_group_leader().unwrap_or(state.pid);
+                let leader = state.master.get_ref().pty().process_group_leader();
+                let pgid = leader.unwrap_or(state.pid);
                 process::signal_group(pgid, sig);
             }
             PtyMsg::Terminate(grace) => {
@@ -299,7 +297,7 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
         Arc::clone(&progress),
         args.marks.clone(),
     ));
-    let master = io::register(pair.master.as_ref()).map_err(|e| io_err("pty master", e))?;
+    let master = io::register(pair.master).map_err(|e| io_err("pty master", e))?;
     let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
     let reader = tokio::spawn(io::read_loop(
         Arc::clone(&master),
@@ -309,9 +307,9 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
         drained_tx,
         progress,
     ));
-    let writer = tokio::spawn(io::write_loop(master, write_rx));
+    let writer = tokio::spawn(io::write_loop(Arc::clone(&master), write_rx));
     Ok(PtyState {
-        master: pair.master,
+        master,
         writes,
         pid,
         _guard: guard,
@@ -345,6 +343,45 @@ fn child_env(args: &PtyArgs) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     env.into_iter().collect()
 }
 
+/// How long a waiter dropped with its runtime waits for its killed child
+/// to exit (a process in uninterruptible sleep cannot die at once).
+const LAST_REAP: Duration = Duration::from_secs(5);
+
+/// Kills and reaps the child when its waiter is dropped before it reaped
+/// (the runtime shut down), so that no child of a stopped runtime is left
+/// running or a zombie.
+struct ReapOnDrop {
+    pid: Pid,
+    reaped: Arc<Mutex<bool>>,
+}
+
+impl Drop for ReapOnDrop {
+    fn drop(&mut self) {
+        let mut reaped = lock(&self.reaped);
+        if *reaped {
+            return;
+        }
+        process::signal_tree(self.pid, libc::SIGCONT);
+        process::signal_tree(self.pid, libc::SIGKILL);
+        let deadline = std::time::Instant::now() + LAST_REAP;
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child, with a pointer to a local.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            if r != 0 || std::time::Instant::now() >= deadline {
+                *reaped = r != 0;
+                break;
+            }
+            // A SIGKILLed process is gone within moments; no runtime is
+            // left to wait on its pidfd.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(l) = process::leaders().as_mut() {
+            l.remove(&self.pid);
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn wait_loop(
     exit: exit::ExitWatch,
@@ -356,6 +393,12 @@ async fn wait_loop(
     progress: Arc<Progress>,
     marks: Vec<(String, String)>,
 ) {
+    // If the runtime shuts down before this task is done, the child is
+    // still killed and reaped (on the thread dropping this task).
+    let _last_resort = ReapOnDrop {
+        pid,
+        reaped: Arc::clone(&reaped),
+    };
     // Wait for the exit without reaping: the zombie keeps the pid (and group
     // id) reserved, so cleaning up the group cannot hit a reused pid.
     exit.exited().await;
@@ -364,31 +407,17 @@ async fn wait_loop(
     // ...nor anything that left the tree (double fork, setsid): it still
     // carries the generation's marker. Done before the exit is reported, so
     // the next generation (same session, next number) cannot be hit. Both
-    // walk /proc: off the reactor's threads, and a few at a time, so that a
-    // thousand sessions ending at once (a shutdown) cost a few threads.
-    let permit = SWEEPS.acquire().await;
-    let sweep = tokio::task::spawn_blocking(move || {
-        process::signal_tree(pid, libc::SIGKILL);
-        if marks.is_empty() {
-            return 0;
-        }
-        let marks: Vec<(&str, &str)> = marks
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        process::kill_marked(&marks)
-    });
-    let swept = sweep.await;
-    drop(permit);
+    // walk /proc, on one thread for all sessions, one walk for all the
+    // generations that ended meanwhile (a shutdown ends thousands at once).
+    let swept = crate::sweep::sweep(pid, marks).await;
     match swept {
-        Ok(n) if n > 0 => tracing::info!(
+        n if n > 0 => tracing::info!(
             pid,
             generation,
             killed = n,
             "killed processes that had left the session's tree"
         ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(pid, "sweep of the ended generation failed: {e}"),
+        _ => {}
     }
     // Let the reader drain what the tree wrote. It makes progress while bytes
     // come or while it waits for the session to take them; it is stuck only

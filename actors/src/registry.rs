@@ -629,8 +629,12 @@ impl Registry {
                 });
             }
         }
+        // One deadline for all: thousands of sessions must not wait
+        // `timeout` each.
+        let deadline = tokio::time::Instant::now() + timeout;
         for s in &live {
-            let _ = self.wait_for(s.id, timeout, |i| i.state.is_final()).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _ = self.wait_for(s.id, left, |i| i.state.is_final()).await;
         }
         let _ = self.actor.stop_and_wait(None, Some(timeout)).await;
         if let Err(e) = self.journal.flush().await {

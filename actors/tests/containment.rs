@@ -87,3 +87,34 @@ async fn a_restart_kills_the_detached_processes_of_the_old_generation_only() {
     .await;
     herd.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_stopped_together_lose_every_detached_process() {
+    // Their sweeps are served together (one /proc walk for all the
+    // generations that ended meanwhile): none may be missed.
+    const N: usize = 12;
+    let dirs: Vec<_> = (0..N).map(|_| tempfile::tempdir().unwrap()).collect();
+    let herd = Herd::start(fast_defaults()).await;
+    let mut ids = vec![];
+    for d in &dirs {
+        ids.push(herd.create(sh(&escaper(d.path()))).await.unwrap().id);
+    }
+    let mut procs = vec![];
+    for (id, d) in ids.iter().zip(&dirs) {
+        let info = wait_running(&herd, *id, 0).await;
+        let p = escaped(d.path(), 0).await;
+        assert_escaped(info.pid.unwrap(), &p);
+        procs.extend(p);
+    }
+    for id in &ids {
+        herd.stop(*id, false).await.unwrap();
+    }
+    for id in &ids {
+        wait_final(&herd, *id).await;
+    }
+    wait_until(WAIT, "every escaped process to be killed", || {
+        procs.iter().all(|p| !p.alive())
+    })
+    .await;
+    herd.finish().await;
+}

@@ -77,7 +77,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
                 rss1 as f64 / MIB
             ))
             .value(per, "MiB")
-            .target("<= 2 MiB", per <= 2.0)
+            .target("<= 0.2 MiB", per <= 0.2)
             .note(format!(
                 "VmRSS of the daemon after - before, / {n}; {threads} daemon threads; \
                  created in {:.1}s ({CONCURRENCY} in flight), all `ready` after {:.1}s",
@@ -105,7 +105,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
         Row::new("scale", format!("daemon CPU, {n} sessions idle"))
             .herd(format!("{cpu:.2} % of one core"))
             .value(cpu, "%")
-            .target("<= 3 %", cpu <= 3.0)
+            .target("<= 1 %", cpu <= 1.0)
             .note(format!(
                 "utime+stime of the daemon over {wall:.1}s (metrics sample_interval 2s, the default)"
             )),
@@ -199,7 +199,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
             percentile(&ev, 100.0)
         ))
         .value(p99, "ms")
-        .target("<= 10 ms", p99 <= 10.0 && !ev.is_empty())
+        .target("<= 1 ms", p99 <= 1.0 && !ev.is_empty())
         .note(format!(
             "receive time - the event's `at`; transitions (busy, then ready) caused by {triggers} \
                  inputs to random sessions over {}s; {lagged} events reported lagged",

@@ -292,7 +292,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
         .herd(format!("{on_m:.0} MB/s ({})", list(&on_mbps)))
         .baseline(format!("{bare_m:.0} MB/s ({})", list(&bare_mbps)))
         .value(ratio, "x")
-        .target("ratio >= 0.8", ratio >= 0.8)
+        .target("ratio >= 0.95", ratio >= 0.95)
         .note(format!(
             "median of {} alternated runs; child `sh -c 'read _; exec cat FILE'` (same for both), \
                  timed from the input line to EOF (bare) / the viewer's `end` frame (herd)",
@@ -330,7 +330,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
                 .herd(format!("{on_m:.0} MB/s on"))
                 .baseline(format!("{off_m:.0} MB/s off ({})", list(&off_mbps)))
                 .value(on_m / off_m, "x")
-                .target("ratio >= 0.9", on_m / off_m >= 0.9),
+                .target("ratio >= 0.97", on_m / off_m >= 0.97),
         );
         let lossless = on_runs
             .iter()
@@ -356,7 +356,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     } else {
         rows.push(
             Row::new("throughput", "recording on / off (issue 6)")
-                .target("ratio >= 0.9", false)
+                .target("ratio >= 0.97", false)
                 .not_available("n/a (no recorder): no file appeared under <data>/recordings"),
         );
     }

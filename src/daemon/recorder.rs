@@ -12,7 +12,10 @@
 //! generation ends or the recorder closes, so a daemon crash loses at most
 //! the last moments.
 
+mod line;
+
 use herd_actors::{Marker, Tap, TapEvent};
+use line::event_line;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
@@ -396,15 +399,32 @@ struct Open {
 impl Open {
     /// Accepts one event line, unless paused or over the limit.
     fn emit(&mut self, t: f64, code: &str, data: &str) {
-        if self.paused.is_some() {
-            self.lost += data.len() as u64;
+        self.emit_with(t, code, |out| {
+            line::escape(out, data.as_bytes());
+            data.len()
+        });
+    }
+
+    /// Accepts one event line whose data `body` escapes straight into the
+    /// pending buffer, returning the size of what it took (counted as lost
+    /// while paused); a line with no data is not written.
+    fn emit_with(&mut self, t: f64, code: &str, body: impl FnOnce(&mut Vec<u8>) -> usize) {
+        let mark = self.pending.len();
+        line::begin(&mut self.pending, t, code);
+        let head = self.pending.len();
+        let size = body(&mut self.pending);
+        let empty = self.pending.len() == head;
+        line::end(&mut self.pending);
+        let len = (self.pending.len() - mark) as u64;
+        if empty || self.paused.is_some() || self.capped {
+            self.pending.truncate(mark);
+            if self.paused.is_some() {
+                self.lost += size as u64;
+            }
             return;
         }
-        if self.capped {
-            return;
-        }
-        let line = event_line(t, code, data);
-        if self.max_bytes > 0 && self.accepted + line.len() as u64 > self.max_bytes {
+        if self.max_bytes > 0 && self.accepted + len > self.max_bytes {
+            self.pending.truncate(mark);
             self.capped = true;
             let marker = Marker::Truncated {
                 limit: self.max_bytes,
@@ -414,8 +434,7 @@ impl Open {
             self.dirty = true;
             return;
         }
-        self.accepted += line.len() as u64;
-        self.pending.extend_from_slice(&line);
+        self.accepted += len;
         self.dirty = true;
         if self.pending.len() >= PENDING_MAX {
             self.push(false);
@@ -474,7 +493,7 @@ impl Open {
     /// across chunks is held back for the next one, invalid bytes become U+FFFD.
     fn output(&mut self, t: f64, data: &[u8]) {
         let joined;
-        let mut bytes: &[u8] = if self.partial.is_empty() {
+        let bytes: &[u8] = if self.partial.is_empty() {
             data
         } else {
             let mut j = std::mem::take(&mut self.partial);
@@ -482,48 +501,10 @@ impl Open {
             joined = j;
             &joined
         };
-        let mut text = String::new();
-        loop {
-            match std::str::from_utf8(bytes) {
-                Ok(s) => {
-                    text.push_str(s);
-                    break;
-                }
-                Err(e) => {
-                    let valid = e.valid_up_to();
-                    // SAFETY-free: `valid` bytes were just checked.
-                    text.push_str(std::str::from_utf8(&bytes[..valid]).unwrap_or_default());
-                    match e.error_len() {
-                        Some(n) => {
-                            text.push('\u{FFFD}');
-                            bytes = &bytes[valid + n..];
-                        }
-                        None => {
-                            self.partial = bytes[valid..].to_vec();
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        if !text.is_empty() {
-            self.emit(t, "o", &text);
-        }
+        let mut partial = Vec::new();
+        self.emit_with(t, "o", |out| line::escape_lossy(out, bytes, &mut partial));
+        self.partial = partial;
     }
-}
-
-/// One asciicast event line.
-fn event_line(t: f64, code: &str, data: &str) -> Vec<u8> {
-    let mut line = Vec::with_capacity(data.len() + 32);
-    // Writing to a Vec cannot fail.
-    let _ = write_event(&mut line, t, code, data);
-    line
-}
-
-fn write_event(w: &mut dyn Write, t: f64, code: &str, data: &str) -> std::io::Result<()> {
-    write!(w, "[{t:.6}, \"{code}\", ")?;
-    serde_json::to_writer(&mut *w, data)?;
-    w.write_all(b"]\n")
 }
 
 /// The argv as one shell-like line (for the header's `command`).

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use portable_pty::MasterPty;
 use ractor::DerivedActorRef;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot};
@@ -21,8 +21,35 @@ use tokio::sync::{mpsc, oneshot};
 /// Size of one read from the terminal.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A batch at least this large becomes the chunk itself (its buffer trimmed
+/// in place, no copy); a smaller one is copied out, so that a prompt of a few
+/// bytes does not pin a 64 KiB buffer in the output log.
+const HAND_OVER: usize = 16 * 1024;
+
 /// The master, registered with the reactor for reading and writing.
-pub(crate) type Master = Arc<AsyncFd<OwnedFd>>;
+pub(crate) type Master = Arc<AsyncFd<MasterFd>>;
+
+/// portable-pty's master (for its ioctls: resize, foreground group) and its
+/// descriptor, which the reactor watches: one descriptor per session, not a
+/// duplicate (at 4,000 sessions the daemon's descriptors are counted). It is
+/// closed when the last task using it lets go, after the reactor did.
+pub(crate) struct MasterFd {
+    pty: Mutex<Box<dyn MasterPty + Send>>,
+    fd: RawFd,
+}
+
+impl MasterFd {
+    /// portable-pty's side of the master.
+    pub(crate) fn pty(&self) -> MutexGuard<'_, Box<dyn MasterPty + Send>> {
+        crate::handle::lock(&self.pty)
+    }
+}
+
+impl AsRawFd for MasterFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+}
 
 /// What the waiter needs to know of the reader to tell draining from stuck.
 #[derive(Debug, Default)]
@@ -33,56 +60,59 @@ pub(crate) struct Progress {
     pub waiting: AtomicBool,
 }
 
-/// Our own non-blocking descriptor of the master, in the reactor.
-pub(crate) fn register(master: &(dyn MasterPty + Send)) -> io::Result<Master> {
+/// The master made non-blocking and registered with the reactor.
+pub(crate) fn register(master: Box<dyn MasterPty + Send>) -> io::Result<Master> {
     let fd = master
         .as_raw_fd()
         .ok_or_else(|| io::Error::other("pty master has no descriptor"))?;
-    // SAFETY: duplicating a descriptor we own; the copy is close-on-exec.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `dup` is a fresh descriptor that nothing else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
-    // The flag belongs to the open file, shared with portable-pty's copy,
-    // which herd uses only for ioctls (resize, foreground group).
-    // SAFETY: fcntl on a descriptor we own, integer arguments only.
-    let flags = unsafe { libc::fcntl(dup, libc::F_GETFL) };
+    // portable-pty uses the descriptor only for ioctls, which do not care.
+    // SAFETY: fcntl on a descriptor the master owns, integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(dup, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: an OwnedFd keeps its descriptor open and unchanged for as long
-    // as the AsyncFd owns it.
-    let fd =
-        unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE | Interest::WRITABLE) }?;
+    let master = MasterFd {
+        pty: Mutex::new(master),
+        fd,
+    };
+    // SAFETY: the descriptor stays open and unchanged as long as the
+    // AsyncFd owns the MasterFd, whose portable-pty master owns it.
+    let fd = unsafe {
+        AsyncFd::register_with_interest(master, Interest::READABLE | Interest::WRITABLE)
+    }?;
     Ok(Arc::new(fd))
 }
 
 /// How a batch of reads ended.
 enum Read {
-    /// `n` bytes are in the buffer; more may come.
-    More(usize),
-    /// `n` bytes are in the buffer, and the terminal is closed (EOF, EIO:
+    /// The buffer holds what was read; more may come.
+    More,
+    /// The buffer holds what was read, and the terminal is closed (EOF, EIO:
     /// every process holding it has gone).
-    Last(usize),
+    Last,
 }
 
-/// Waits for output, then takes all that is ready up to the buffer's size:
-/// the tty hands out a few KiB per read, and a fast child should cost one
-/// message per 64 KiB, not per 4 KiB.
-async fn read_batch(master: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> Read {
-    let mut n = 0;
+/// Waits for output, then takes all that is ready up to [`READ_CHUNK`]
+/// bytes, appended to `buf`: the tty hands out a few KiB per read, and a
+/// fast child should cost one message per 64 KiB, not per 4 KiB. The buffer
+/// is allocated only once output is ready, so an idle session holds none.
+async fn read_batch(master: &AsyncFd<MasterFd>, buf: &mut Vec<u8>) -> Read {
     loop {
         let mut guard = match master.readable().await {
             Ok(g) => g,
-            Err(_) => return Read::Last(n),
+            Err(_) => return Read::Last,
         };
+        if buf.capacity() < READ_CHUNK {
+            buf.reserve_exact(READ_CHUNK - buf.len());
+        }
         loop {
-            // SAFETY: reading into the unfilled part of a buffer we own.
             let r = guard.try_io(|fd| {
-                let rest = &mut buf[n..];
+                let want = READ_CHUNK - buf.len();
+                let rest = &mut buf.spare_capacity_mut()[..want];
+                // SAFETY: reading into the spare capacity of a buffer we own,
+                // no further than its length; the kernel initialises what it
+                // reports as read.
                 let r = unsafe { libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
                 if r < 0 {
                     Err(io::Error::last_os_error())
@@ -91,20 +121,37 @@ async fn read_batch(master: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> Read {
                 }
             });
             match r {
-                Ok(Ok(0)) => return Read::Last(n),
+                Ok(Ok(0)) => return Read::Last,
                 Ok(Ok(m)) => {
-                    n += m;
-                    if n == buf.len() {
-                        return Read::More(n);
+                    // SAFETY: the read initialised `m` more bytes, within capacity.
+                    unsafe { buf.set_len(buf.len() + m) };
+                    if buf.len() == READ_CHUNK {
+                        return Read::More;
                     }
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(Err(_)) => return Read::Last(n),
+                Ok(Err(_)) => return Read::Last,
                 // Nothing more ready: readiness was cleared.
-                Err(_would_block) if n > 0 => return Read::More(n),
+                Err(_would_block) if !buf.is_empty() => return Read::More,
                 Err(_would_block) => break,
             }
         }
+    }
+}
+
+/// The batch in `buf` as one shared buffer, leaving `buf` empty: a large
+/// batch is handed over as it is, a small one copied (see [`HAND_OVER`]).
+fn take_chunk(buf: &mut Vec<u8>) -> Bytes {
+    if buf.len() >= HAND_OVER {
+        let mut full = std::mem::take(buf);
+        // Shrinking gives the unused tail back without moving the bytes.
+        full.shrink_to_fit();
+        Bytes::from(full)
+    } else {
+        let chunk = Bytes::copy_from_slice(buf);
+        // Freed: an idle session keeps no read buffer.
+        *buf = Vec::new();
+        chunk
     }
 }
 
@@ -118,13 +165,12 @@ pub(crate) async fn read_loop(
     drained: oneshot::Sender<()>,
     progress: Arc<Progress>,
 ) {
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = Vec::new();
     loop {
-        let (n, last) = match read_batch(&master, &mut buf).await {
-            Read::More(n) => (n, false),
-            Read::Last(n) => (n, true),
-        };
+        let last = matches!(read_batch(&master, &mut buf).await, Read::Last);
+        let n = buf.len();
         if n > 0 {
+            let data = take_chunk(&mut buf);
             progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
             progress.waiting.store(true, Ordering::Relaxed);
             let credit = credits.acquire(n).await;
@@ -134,7 +180,7 @@ pub(crate) async fn read_loop(
             };
             let msg = PtyEvent::Output {
                 generation,
-                data: Bytes::copy_from_slice(&buf[..n]),
+                data,
                 credit: CreditToken::new(credit),
             };
             if session.send_message(msg).is_err() {
