@@ -61,9 +61,14 @@ async fn suspend_and_resume_stop_and_continue_the_tree() {
     assert_eq!(r.state, SessionState::Suspended);
     wait_until(WAIT, "the whole tree to be stopped", || {
         // The shell itself is stopped; its children are stopped, or exited
-        // and wait (as zombies) for the stopped shell to reap them.
-        proc_state(pid) == Some('T')
-            && herd_actors::process::tree(pid)
+        // and wait (as zombies) for the stopped shell to reap them. A shell
+        // caught in vfork() waits uninterruptibly ('D') for its child, which
+        // is stopped before its exec: it cannot run either (dash vforks).
+        let tree = herd_actors::process::tree(pid);
+        let child_stopped = tree.iter().any(|p| proc_state(*p) == Some('T'));
+        let shell = proc_state(pid);
+        (shell == Some('T') || (shell == Some('D') && child_stopped))
+            && tree
                 .iter()
                 .all(|p| matches!(proc_state(*p), Some('T') | Some('Z') | None))
     })

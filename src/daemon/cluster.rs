@@ -131,21 +131,24 @@ impl Settings {
 /// The header a request forwarded by another node carries (its name).
 pub const FORWARDED_HEADER: axum::http::HeaderName = proxy::FORWARDED;
 
-/// Stops a session that must not exist after all and removes it, once it
-/// ended.
-pub async fn wait_removed(registry: &Registry, id: uuid::Uuid) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    if let Some(h) = registry.get(id) {
-        let mut changes = h.watch();
-        while !changes.borrow().state.is_final() && std::time::Instant::now() < deadline {
-            if tokio::time::timeout(Duration::from_millis(200), changes.changed())
-                .await
-                .is_ok_and(|r| r.is_err())
-            {
-                break;
-            }
+/// Waits (up to `timeout`) until session `id` reached a final state.
+pub async fn wait_final(registry: &Registry, id: uuid::Uuid, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    let Some(h) = registry.get(id) else { return };
+    let mut changes = h.watch();
+    while !changes.borrow().state.is_final() && std::time::Instant::now() < deadline {
+        if tokio::time::timeout(Duration::from_millis(200), changes.changed())
+            .await
+            .is_ok_and(|r| r.is_err())
+        {
+            break;
         }
     }
+}
+
+/// Removes a session that must not exist after all, once it ended.
+pub async fn wait_removed(registry: &Registry, id: uuid::Uuid) {
+    wait_final(registry, id, Duration::from_secs(10)).await;
     if let Err(e) = registry.remove(id).await {
         tracing::warn!(session = %id, "cannot remove the refused session: {e}");
     }

@@ -375,22 +375,7 @@ impl Agent {
     }
 }
 
-/// Waits (up to `timeout`) until session `id` reached a final state.
-pub(super) async fn wait_final(reg: &Registry, id: Uuid, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let mut changes = match reg.get(id) {
-        Some(h) => h.watch(),
-        None => return,
-    };
-    while !changes.borrow().state.is_final() && Instant::now() < deadline {
-        if tokio::time::timeout(Duration::from_millis(200), changes.changed())
-            .await
-            .is_ok_and(|r| r.is_err())
-        {
-            break;
-        }
-    }
-}
+pub(super) use super::wait_final;
 
 /// Removes a local copy once it reached a final state.
 pub(super) async fn forget_local(reg: &Registry, id: Uuid) {
