@@ -337,32 +337,41 @@ impl Copy {
     }
 }
 
-/// Tells the fence which children to kill: at every transition (a child
-/// that just started is covered at once) and every quarter TTL.
+/// Tells the fence which children to kill, every quarter TTL (a child that
+/// just started is told at once by the journal's copy, `add`). Start times
+/// are read once per child.
 async fn track(s: std::sync::Arc<super::node::Shared>, reg: herd_actors::Registry) {
     let mut stop = s.stop_rx();
     let mut tick = tokio::time::interval(s.settings.lease_ttl / 4);
-    let mut events = reg.events().subscribe();
+    let mut starts: HashMap<i32, u64> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
-            e = events.recv() => {
-                if matches!(e, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                    return;
-                }
-                // A burst of transitions is one update.
-                while events.try_recv().is_ok() {}
-            }
         }
         let Some(f) = s.fence.get() else { return };
-        let pids: Vec<(i32, u64)> = reg
+        let live: std::collections::HashSet<i32> = reg
             .list(&ListFilter::default())
             .into_iter()
             .filter(|i| !i.state.is_final())
-            .filter_map(|i| {
-                let pid = i.pid?;
-                Some((pid, herd_actors::process::start_time(pid)?))
+            .filter_map(|i| i.pid)
+            .collect();
+        // A pid gone from the list is forgotten; reused within one tick, its
+        // stale start time only makes the fence skip it (the spawn's `add`
+        // carries the right one).
+        starts.retain(|pid, _| live.contains(pid));
+        let pids: Vec<(i32, u64)> = live
+            .into_iter()
+            .filter_map(|pid| {
+                let start = match starts.get(&pid) {
+                    Some(s) => *s,
+                    None => {
+                        let s = herd_actors::process::start_time(pid)?;
+                        starts.insert(pid, s);
+                        s
+                    }
+                };
+                Some((pid, start))
             })
             .collect();
         f.track(&pids);
