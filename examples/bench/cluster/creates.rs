@@ -4,7 +4,7 @@
 //! daemon in no cluster. Both rates, the latency of one create, and how the
 //! sessions spread over the nodes. Alternating rounds, median reported.
 
-use super::{id_of, skip, start_node, stop_all, wait_live, Etcd};
+use super::{id_of, skip, start_node, stop_all, wait_idle, wait_live, Etcd};
 use crate::daemon::{self, Daemon};
 use crate::report::Row;
 use crate::util::{median, ms, percentile};
@@ -107,6 +107,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
         );
         // Stopped for good (so no hand-over at the end moves them).
         stop_all(&a, &cl.ids, CONCURRENCY).await?;
+        wait_idle(&a).await?;
         single.push(s.rate);
         cluster.push(cl.rate);
         single_lat.extend(s.latencies);

@@ -9,7 +9,7 @@
 //! with a fresh b (new data dir); once with `lease_ttl = "2s"` and once with
 //! the default (5 s). Target: p99 ≤ TTL + 2 s.
 
-use super::{id_of, skip, start_node, stop_all, wait_live, Etcd};
+use super::{id_of, skip, start_node, stop_all, wait_idle, wait_live, Etcd};
 use crate::daemon::Daemon;
 use crate::report::Row;
 use crate::util::percentile;
@@ -195,7 +195,8 @@ async fn one_ttl(
             }
             tokio::time::sleep(POLL).await;
         }
-        let times: Vec<f64> = moved.values().map(|(t, _)| *t).collect();
+        let mut times: Vec<f64> = moved.values().map(|(t, _)| *t).collect();
+        times.sort_by(f64::total_cmp);
         for (_, node) in moved.values() {
             *f.landed.entry(node.clone()).or_default() += 1;
         }
@@ -208,6 +209,14 @@ async fn one_ttl(
             percentile(&times, 100.0),
             orphans.total()
         );
+        let after: Vec<String> = times
+            .iter()
+            .map(|t| format!("{:.2}", t - expired))
+            .collect();
+        eprintln!(
+            "{PART}:   each session, seconds after the lease was gone: {}",
+            after.join(" ")
+        );
         f.moved.extend(times);
         f.expired.push(expired);
         f.fenced.push(fenced);
@@ -215,6 +224,7 @@ async fn one_ttl(
         drop(b);
         // Stopped for good: they take no part in the next round.
         stop_all(&a, &ids, CONCURRENCY).await?;
+        wait_idle(&a).await?;
     }
     c.shutdown().await;
     a.shutdown().await;

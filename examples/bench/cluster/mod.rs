@@ -188,11 +188,20 @@ pub async fn live_nodes(d: &Daemon) -> Result<Vec<String>> {
 /// Stops the sessions `ids` through `d` (forwarded to their owners), with
 /// SIGKILL, `concurrency` at a time: a stop is for good, so neither failover
 /// nor a graceful leave moves them afterwards.
+///
+/// A `502 node_unreachable` is retried once, saying so: the forwarding node
+/// may reuse a pooled connection the owner is closing as idle (its
+/// `server.header_timeout`, 10 s, is shorter than the client's pool idle
+/// time), and a stop is idempotent.
 pub async fn stop_all(d: &Daemon, ids: &[String], concurrency: usize) -> Result<()> {
     futures_util::stream::iter(ids)
         .map(|id| async move {
             let path = format!("/v1/sessions/{id}?force=true");
-            let (st, v) = d.req(Method::DELETE, &path, None).await?;
+            let (mut st, mut v) = d.req(Method::DELETE, &path, None).await?;
+            if st == reqwest::StatusCode::BAD_GATEWAY {
+                eprintln!("bench: WARNING: DELETE {path}: {st} {v}; retrying once");
+                (st, v) = d.req(Method::DELETE, &path, None).await?;
+            }
             if !st.is_success() {
                 bail!("DELETE {path}: {st} {v}");
             }
@@ -210,4 +219,30 @@ pub fn id_of(v: &Value) -> Result<String> {
         .as_str()
         .context("no id in the create's answer")?
         .to_string())
+}
+
+/// Waits until `d` lists every node with no live session in its last load
+/// report, so the next round's placement starts from the same loads.
+pub async fn wait_idle(d: &Daemon) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = d.get("/v1/nodes").await?;
+        let busy: Vec<String> = v["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["load"]["sessions"].as_u64() != Some(0))
+            .map(|n| format!("{} {}", n["node"], n["load"]["sessions"]))
+            .collect();
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "nodes still report live sessions after 30 s: {}",
+                busy.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
