@@ -30,8 +30,8 @@
 //!    (p50/p99/max, target ≤ TTL + 2 s), with a 2 s and the default 5 s
 //!    lease, several rounds; also when the killed node's processes are gone.
 //! 10. `cluster-creates`: creates per second through one node of three,
-//!    placed by herd, against one daemon in no cluster; the spread.
-//!    Both need what `cluster-attach` needs, and skip the same way.
+//!     placed by herd, against one daemon in no cluster; the spread.
+//!     Both need what `cluster-attach` needs, and skip the same way.
 //!
 //! Run it with:
 //!
