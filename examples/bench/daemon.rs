@@ -158,6 +158,23 @@ impl Daemon {
         Ok(t0)
     }
 
+    /// A crash of the daemon alone: SIGKILL to it and nothing else, as a
+    /// power loss of its process would; its sessions and helpers run on
+    /// (re-parented to the bench) until something kills them. Returns them
+    /// (pid, start time) as they were just before; the caller watches and
+    /// kills them ([`Orphans`]).
+    pub fn kill9(&mut self) -> Orphans {
+        let procs = util::descendants(self.pid());
+        let tickets = procs
+            .iter()
+            .map(|&(pid, _)| util::register(pid, util::Reap::Group))
+            .collect();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        util::forget(self.ticket);
+        Orphans { procs, tickets }
+    }
+
     /// The daemon's pid.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
@@ -425,4 +442,37 @@ pub fn cast_output_bytes(path: &Path) -> Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// What a daemon killed with [`Daemon::kill9`] left running; every one
+/// still alive is killed (process group, checked by start time) on drop.
+pub struct Orphans {
+    procs: Vec<(i32, u64)>,
+    tickets: Vec<u64>,
+}
+
+impl Orphans {
+    /// How many still run (zombies the bench inherited are reaped here).
+    pub fn alive(&self) -> usize {
+        self.procs
+            .iter()
+            .filter(|&&(pid, start)| util::outlived(pid, start))
+            .count()
+    }
+
+    /// How many there were.
+    pub fn total(&self) -> usize {
+        self.procs.len()
+    }
+}
+
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        for &(pid, start) in &self.procs {
+            util::kill_group_if_same(pid, start);
+        }
+        for &t in &self.tickets {
+            util::forget(t);
+        }
+    }
 }

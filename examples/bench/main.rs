@@ -25,6 +25,13 @@
 //!    directly (target ≥ 0.8×); two daemons and a real etcd. Needs `etcd`
 //!    and a herd built with `--features cluster` (`--herd PATH`); skipped,
 //!    saying so, otherwise.
+//! 9. `cluster-failover`: three daemons and a real etcd; K sessions on
+//!    node b, b killed with SIGKILL: time until each runs on a or c
+//!    (p50/p99/max, target ≤ TTL + 2 s), with a 2 s and the default 5 s
+//!    lease, several rounds; also when the killed node's processes are gone.
+//! 10. `cluster-creates`: creates per second through one node of three,
+//!     placed by herd, against one daemon in no cluster; the spread.
+//!     Both need what `cluster-attach` needs, and skip the same way.
 //!
 //! Run it with:
 //!
@@ -42,7 +49,7 @@
 
 mod bare;
 mod claude;
-mod cluster_attach;
+mod cluster;
 mod daemon;
 mod fanin;
 mod harness;
@@ -61,7 +68,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 /// The parts, in the order they run.
-const BENCHES: [&str; 8] = [
+const BENCHES: [&str; 10] = [
     "throughput",
     "spawn",
     "restart",
@@ -70,6 +77,8 @@ const BENCHES: [&str; 8] = [
     "fanin",
     "claude",
     "cluster-attach",
+    "cluster-failover",
+    "cluster-creates",
 ];
 
 /// What to run and how big.
@@ -118,6 +127,12 @@ pub struct Opts {
     pub claude_turns: usize,
     /// Live Claude sessions for the daemon's memory per session.
     pub claude_mem_n: usize,
+    /// Kills of a node per lease TTL in the failover part.
+    pub failover_rounds: usize,
+    /// Sessions on the killed node in each failover round.
+    pub failover_sessions: usize,
+    /// Creates per round through the cluster (and to one daemon).
+    pub creates_n: usize,
 }
 
 impl Opts {
@@ -144,6 +159,9 @@ impl Opts {
             claude_runs: 10,
             claude_turns: 20,
             claude_mem_n: 5,
+            failover_rounds: 5,
+            failover_sessions: 20,
+            creates_n: 300,
         };
         let mut claude_runs: Option<usize> = None;
         let mut it = args.iter();
@@ -179,11 +197,19 @@ impl Opts {
                 "--recovery" => o.recovery_n = value("--recovery")?.parse()?,
                 "--claude-runs" => claude_runs = Some(value("--claude-runs")?.parse()?),
                 "--claude-turns" => o.claude_turns = value("--claude-turns")?.parse()?,
+                "--failover-rounds" => {
+                    o.failover_rounds = positive("--failover-rounds", &value("--failover-rounds")?)?
+                }
+                "--failover-sessions" => {
+                    o.failover_sessions =
+                        positive("--failover-sessions", &value("--failover-sessions")?)?
+                }
+                "--creates" => o.creates_n = positive("--creates", &value("--creates")?)?,
                 "-h" | "--help" => {
                     println!(
                         "usage: cargo run --release --example bench -- [--quick] [--json|--markdown] \
                          [--only {}] [--herd PATH] [--scale N] [--recovery N] [--fanin-secs S] [--no-recording] \
-                         [--claude-runs N] [--claude-turns N]",
+                         [--claude-runs N] [--claude-turns N] [--failover-rounds N] [--failover-sessions K] [--creates N]",
                         BENCHES.join(",")
                     );
                     std::process::exit(0);
@@ -202,6 +228,8 @@ impl Opts {
             o.fanin_secs = o.fanin_secs.min(5);
             o.claude_runs = 5;
             o.claude_mem_n = 3;
+            o.failover_rounds = o.failover_rounds.min(2);
+            o.creates_n = o.creates_n.min(150);
         }
         if let Some(n) = claude_runs {
             if n == 0 {
@@ -217,6 +245,14 @@ impl Opts {
 
     fn wants(&self, bench: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|b| b == bench)
+    }
+}
+
+/// A count that must be at least 1: `flag`'s value parsed.
+fn positive(flag: &str, v: &str) -> Result<usize> {
+    match v.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => bail!("{flag} {v:?}: expected a whole number of at least 1"),
     }
 }
 
@@ -315,7 +351,9 @@ async fn run(opts: Opts, nofile: (u64, u64)) -> bool {
             "recovery" => recovery::run(&herd, &opts, &mut rows).await,
             "fanin" => fanin::run(&herd, &opts, &mut rows).await,
             "claude" => claude::run(&herd, &opts, &mut rows).await,
-            "cluster-attach" => cluster_attach::run(&herd, &opts, &mut rows).await,
+            "cluster-attach" => cluster::attach::run(&herd, &opts, &mut rows).await,
+            "cluster-failover" => cluster::failover::run(&herd, &opts, &mut rows).await,
+            "cluster-creates" => cluster::creates::run(&herd, &opts, &mut rows).await,
             _ => unreachable!("BENCHES lists every part"),
         };
         if let Err(e) = r {

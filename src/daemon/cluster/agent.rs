@@ -162,13 +162,16 @@ impl Agent {
         if orphans.is_empty() {
             return;
         }
-        let nodes = match super::node::list_nodes(&self.shared).await {
+        let mut nodes = match super::node::list_nodes(&self.shared).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!("cannot list the nodes: {e}");
                 return;
             }
         };
+        // Every node must deal the orphans alike: among equals, "this node
+        // first" would have each node deal the same orphan to itself.
+        nodes.iter_mut().for_each(|n| n.this = false);
         let me = self.shared.record.node.clone();
         let mut placed_here: HashMap<String, usize> = HashMap::new();
         for (i, id) in orphans.iter().enumerate() {

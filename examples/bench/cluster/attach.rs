@@ -6,7 +6,8 @@
 //! etcd-server) and a herd built with `--features cluster` (`--herd PATH`);
 //! without them the row says why.
 
-use crate::daemon::{self, Daemon};
+use super::{skip, start_node, Etcd};
+use crate::daemon::Daemon;
 use crate::report::Row;
 use crate::util::{self, mbps, median};
 use crate::Opts;
@@ -14,80 +15,11 @@ use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The most one drain may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// etcd on free loopback ports in a temp dir; killed by PID when dropped.
-struct Etcd {
-    child: Child,
-    ticket: u64,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-impl Etcd {
-    async fn start() -> Result<Option<Etcd>> {
-        if Command::new("etcd").arg("--version").output().is_err() {
-            return Ok(None);
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("herd-bench-etcd-")
-            .tempdir()?;
-        util::register_dir(dir.path());
-        let url = format!("http://127.0.0.1:{}", free_port()?);
-        let peer = format!("http://127.0.0.1:{}", free_port()?);
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--name", "default", "--listen-client-urls", &url])
-            .args(["--advertise-client-urls", &url, "--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawning etcd")?;
-        let ticket = util::register(child.id() as i32, util::Reap::Group);
-        let e = Etcd {
-            child,
-            ticket,
-            url,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let http = reqwest::Client::new();
-        loop {
-            if let Ok(r) = http.get(format!("{}/health", e.url)).send().await {
-                if r.text().await.unwrap_or_default().contains("\"true\"") {
-                    return Ok(Some(e));
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("etcd did not become healthy in 30s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        util::forget(self.ticket);
-    }
-}
 
 /// One drain of `argv` in a session created on `owner`, viewed through
 /// `viewer` (the owner itself, or another node): MB/s of the child's output.
@@ -144,29 +76,17 @@ async fn once(owner: &Daemon, viewer: &Daemon, argv: &[String]) -> Result<f64> {
 pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let metric = "attach throughput through a proxying node / direct";
     let Some(etcd) = Etcd::start().await? else {
-        eprintln!("cluster-attach: SKIPPED: no `etcd` binary (apt-get install etcd-server)");
-        rows.push(Row::new("cluster-attach", metric).not_available("no etcd binary"));
+        skip("cluster-attach", metric, herd, true, rows);
         return Ok(());
     };
-    let cluster = |node: &str| {
-        daemon::config(
-            10,
-            false,
-            &format!("[cluster]\netcd = [\"{}\"]\nnode = \"{node}\"\n", etcd.url),
-        )
+    let cfg = |node: &str| etcd.node_config(node, None, 10, false);
+    let Some(mut a) = start_node(herd, &cfg("a"), Duration::ZERO).await? else {
+        skip("cluster-attach", metric, herd, false, rows);
+        return Ok(());
     };
-    let mut a = match Daemon::start(herd, &cluster("a")).await {
-        Ok(d) => d,
-        Err(e) if format!("{e:#}").contains("without the `cluster` feature") => {
-            eprintln!("cluster-attach: SKIPPED: {} was built without --features cluster (pass --herd PATH)", herd.display());
-            rows.push(Row::new("cluster-attach", metric).not_available(
-                "herd built without --features cluster: cargo build --release --features cluster, then --herd target/release/herd",
-            ));
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
-    let mut b = Daemon::start(herd, &cluster("b")).await?;
+    let mut b = start_node(herd, &cfg("b"), Duration::ZERO)
+        .await?
+        .context("node b: no cluster feature")?;
     let dir = tempfile::Builder::new()
         .prefix("herd-bench-text-")
         .tempdir()?;
