@@ -326,6 +326,11 @@ impl Etcd {
             stream,
             lease,
             timeout: self.timeout,
+            // The endpoint the stream was opened on (the call's success
+            // stored it).
+            endpoint: self.current.load(Ordering::Relaxed),
+            current: self.current.clone(),
+            endpoints: self.clients.len(),
         })
     }
 }
@@ -360,11 +365,31 @@ pub struct Renewer {
     stream: LeaseKeepAliveStream,
     lease: LeaseId,
     timeout: Duration,
+    /// The endpoint the stream is on, and the client's current one.
+    endpoint: usize,
+    current: Arc<AtomicUsize>,
+    endpoints: usize,
 }
 
 impl Renewer {
-    /// Renews the lease once; returns the TTL etcd granted.
+    /// Renews the lease once; returns the TTL etcd granted. A stream that
+    /// fails (its member down, frozen or cut off) sends the client's next
+    /// calls, and the next stream, to the next endpoint.
     pub async fn renew(&mut self) -> Result<Duration, EtcdError> {
+        let r = self.renew_once().await;
+        if matches!(&r, Err(e) if !matches!(e, EtcdError::LeaseNotFound(_))) {
+            let next = (self.endpoint + 1) % self.endpoints.max(1);
+            let _ = self.current.compare_exchange(
+                self.endpoint,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        r
+    }
+
+    async fn renew_once(&mut self) -> Result<Duration, EtcdError> {
         let op = "lease keep-alive";
         let t = self.timeout;
         deadline(op, t, self.keeper.keep_alive())
