@@ -1,5 +1,6 @@
 //! A real etcd for the cluster tests: started on free loopback ports in a
-//! temp dir, waited for (`/health`), killed by PID.
+//! temp dir, waited for (`/health`), killed by PID. [`Etcd`] is one
+//! member; [`EtcdCluster`] is several members forming one cluster.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,34 +64,16 @@ impl Etcd {
             .spawn()
             .expect("spawn etcd");
         self.child = Some(child);
-        let http = reqwest::Client::new();
-        let health = format!("{}/health", self.url());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = match http.get(&health).send().await {
-                Ok(r) => r.text().await.unwrap_or_default().contains("\"true\""),
-                Err(_) => false,
-            };
-            if ok {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not become healthy (port {c})"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            wait_healthy(&self.url(), Duration::from_secs(30)).await,
+            "etcd did not become healthy (port {c})"
+        );
     }
 
     /// Kills the process (by PID, resumed first if it was stopped) and
     /// waits for it.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -104,6 +87,17 @@ impl Etcd {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<i32> {
         self.child.as_ref().map(|c| c.id() as i32)
+    }
+}
+
+/// Kills an etcd process by PID (resumed first if it was stopped, so it
+/// dies at once) and waits for it.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+        unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 
@@ -149,48 +143,300 @@ pub fn unb64(text: &str) -> Vec<u8> {
 impl Etcd {
     /// etcd's v3 JSON gateway: `op` (range, put, deleterange) with `body`.
     pub async fn call(&self, op: &str, body: serde_json::Value) -> serde_json::Value {
-        let r = reqwest::Client::new()
-            .post(format!("{}/v3/kv/{op}", self.url()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "etcd {op}: {}", r.status());
-        r.json().await.unwrap()
+        call_at(&self.url(), op, body).await
     }
 
     /// The value of `key`, if it exists.
     pub async fn get(&self, key: &str) -> Option<String> {
-        let v = self
-            .call("range", serde_json::json!({"key": b64(key.as_bytes())}))
-            .await;
-        let kv = v["kvs"].as_array()?.first()?.clone();
-        Some(String::from_utf8_lossy(&unb64(kv["value"].as_str().unwrap_or(""))).into_owned())
+        get_at(&self.url(), key).await
     }
 
     /// The keys under `prefix`.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
-        // The range end of a prefix: its last byte plus one.
-        let mut end = prefix.as_bytes().to_vec();
-        if let Some(last) = end.last_mut() {
-            *last += 1;
+        keys_at(&self.url(), prefix).await
+    }
+}
+
+/// etcd's v3 JSON gateway at `url`: `op` (range, put, deleterange) with `body`.
+async fn call_at(url: &str, op: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v3/kv/{op}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "etcd {op}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// The value of `key` read through `url`, if it exists.
+async fn get_at(url: &str, key: &str) -> Option<String> {
+    let v = call_at(
+        url,
+        "range",
+        serde_json::json!({"key": b64(key.as_bytes())}),
+    )
+    .await;
+    let kv = v["kvs"].as_array()?.first()?.clone();
+    Some(String::from_utf8_lossy(&unb64(kv["value"].as_str().unwrap_or(""))).into_owned())
+}
+
+/// The keys under `prefix`, read through `url`.
+async fn keys_at(url: &str, prefix: &str) -> Vec<String> {
+    // The range end of a prefix: its last byte plus one.
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    let v = call_at(
+        url,
+        "range",
+        serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end), "keys_only": true}),
+    )
+    .await;
+    v["kvs"]
+        .as_array()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| {
+                    String::from_utf8_lossy(&unb64(kv["key"].as_str().unwrap_or(""))).into_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until etcd at `url` says it is healthy (it has a leader).
+async fn wait_healthy(url: &str, timeout: Duration) -> bool {
+    let http = reqwest::Client::new();
+    let health = format!("{url}/health");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ok = match http
+            .get(&health)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default().contains("\"true\""),
+            Err(_) => false,
+        };
+        if ok {
+            return true;
         }
-        let v = self
-            .call(
-                "range",
-                serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end), "keys_only": true}),
-            )
-            .await;
-        v["kvs"]
-            .as_array()
-            .map(|kvs| {
-                kvs.iter()
-                    .map(|kv| {
-                        String::from_utf8_lossy(&unb64(kv["key"].as_str().unwrap_or("")))
-                            .into_owned()
-                    })
-                    .collect()
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One member of an [`EtcdCluster`].
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer)
+    }
+}
+
+/// A real etcd cluster of several members on free loopback ports, each in
+/// its own data dir under one temp dir; every member is killed by PID when
+/// dropped (resumed first if it was stopped).
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until each is healthy, or None (with a
+    /// message) when etcd is not installed.
+    pub async fn start(n: usize) -> Option<EtcdCluster> {
+        if Command::new("etcd").arg("--version").output().is_err() {
+            eprintln!("SKIPPED: the `etcd` binary is not installed (apt-get install etcd-server)");
+            return None;
+        }
+        let members = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: free_port(),
+                peer: free_port(),
+                child: None,
             })
-            .unwrap_or_default()
+            .collect();
+        let mut c = EtcdCluster {
+            members,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        c.start_all().await;
+        Some(c)
+    }
+
+    /// Starts every member that is not running, all at once (a member is
+    /// healthy only once a quorum of its peers is up), and waits until each
+    /// is healthy.
+    pub async fn start_all(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                self.spawn(i);
+            }
+        }
+        self.wait_healthy().await;
+    }
+
+    /// Kills every member (by PID).
+    pub fn kill_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+
+    /// Every member's client URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.members.iter().map(Member::url).collect()
+    }
+
+    /// The process id of member `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<i32> {
+        self.members[i].child.as_ref().map(|c| c.id() as i32)
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect();
+        let data = self.dir.path().join(&self.members[i].name);
+        let log = self
+            .dir
+            .path()
+            .join(format!("{}.log", self.members[i].name));
+        let m = &mut self.members[i];
+        // The initial-cluster flags only matter the first time: a restart
+        // finds its data dir and rejoins with its own identity.
+        let child = Command::new("etcd")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--name", &m.name])
+            .args(["--listen-client-urls", &m.url()])
+            .args(["--advertise-client-urls", &m.url()])
+            .args(["--listen-peer-urls", &m.peer_url()])
+            .args(["--initial-advertise-peer-urls", &m.peer_url()])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "herd-test"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            )
+            .spawn()
+            .expect("spawn etcd");
+        m.child = Some(child);
+    }
+
+    async fn wait_member(&self, i: usize) {
+        let url = self.members[i].url();
+        assert!(
+            wait_healthy(&url, Duration::from_secs(60)).await,
+            "etcd member {i} at {url} did not become healthy"
+        );
+    }
+
+    /// Kills member `i` with SIGKILL (by PID) and waits for it.
+    pub fn kill(&mut self, i: usize) {
+        kill_child(&mut self.members[i].child);
+    }
+
+    /// Starts member `i` again on its ports and data dir, and waits until
+    /// it is healthy (back in the cluster, which has a leader).
+    pub async fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_member(i).await;
+    }
+
+    /// Sends `signal` to every running member (SIGSTOP, SIGCONT).
+    pub fn signal_all(&self, signal: i32) {
+        for i in 0..self.members.len() {
+            if let Some(pid) = self.pid(i) {
+                // SAFETY: as in `kill`.
+                unsafe { libc::kill(pid, signal) };
+            }
+        }
+    }
+
+    /// Waits until every running member is healthy.
+    pub async fn wait_healthy(&self) {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_some() {
+                self.wait_member(i).await;
+            }
+        }
+    }
+
+    /// The index of the current leader, as the running members say
+    /// (`/v3/maintenance/status`: a member leads when its id is the leader).
+    pub async fn leader(&self) -> Option<usize> {
+        let http = reqwest::Client::new();
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_none() {
+                continue;
+            }
+            let Ok(r) = http
+                .post(format!("{}/v3/maintenance/status", m.url()))
+                .json(&serde_json::json!({}))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let Ok(v) = r.json::<serde_json::Value>().await else {
+                continue;
+            };
+            if v["leader"].is_string() && v["header"]["member_id"] == v["leader"] {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// The value of `key`, read through the first running member.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        get_at(&self.any_url(), key).await
+    }
+
+    /// The keys under `prefix`, read through the first running member.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        keys_at(&self.any_url(), prefix).await
+    }
+
+    fn any_url(&self) -> String {
+        self.members
+            .iter()
+            .find(|m| m.child.is_some())
+            .map(Member::url)
+            .expect("a running etcd member")
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        self.kill_all();
     }
 }

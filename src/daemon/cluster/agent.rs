@@ -50,6 +50,8 @@ pub(super) struct Agent {
     fenced: HashSet<Uuid>,
     /// Adoptions that failed, not retried before the instant.
     backoff: HashMap<Uuid, Instant>,
+    /// The size of each Claude transcript when it was last copied to etcd.
+    copied: HashMap<Uuid, u64>,
 }
 
 impl Agent {
@@ -60,6 +62,7 @@ impl Agent {
             seen: HashMap::new(),
             fenced: HashSet::new(),
             backoff: HashMap::new(),
+            copied: HashMap::new(),
         }
     }
 
@@ -83,7 +86,10 @@ impl Agent {
                     }
                 }
                 _ = wake.recv() => self.scan().await,
-                _ = tick.tick() => self.scan().await,
+                _ = tick.tick() => {
+                    self.scan().await;
+                    self.copy_grown_transcripts().await;
+                }
                 e = transcripts.recv() => match e {
                     Ok(e) => self.on_transition(&e).await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -95,7 +101,7 @@ impl Agent {
 
     /// Keeps etcd told of what a transition means for the cluster: the
     /// transcript after each turn, and whether the session ended for good.
-    async fn on_transition(&self, e: &herd_actors::Event) {
+    async fn on_transition(&mut self, e: &herd_actors::Event) {
         let id = e.session_id;
         let for_good = e.to.is_final()
             && !matches!(
@@ -121,7 +127,7 @@ impl Agent {
     }
 
     /// Copies a Claude session's transcript after a turn (or its start).
-    async fn copy_transcript(&self, id: Uuid) {
+    async fn copy_transcript(&mut self, id: Uuid) {
         let Some(h) = self.host.registry.get(id) else {
             return;
         };
@@ -134,10 +140,39 @@ impl Agent {
         };
         match self.shared.save_transcript(id, &path).await {
             Ok(n) if n > 0 => {
+                self.copied.insert(id, n);
                 tracing::debug!(session = %id, bytes = n, "transcript copied to etcd")
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(session = %id, "cannot copy the transcript to etcd: {e}"),
+        }
+    }
+
+    /// Copies again the transcripts of ready Claude sessions that grew since
+    /// their last copy: the real CLI writes the end of a turn to its
+    /// transcript after the Stop hook that made the session ready, so the
+    /// copy taken at that instant can miss the turn's reply.
+    async fn copy_grown_transcripts(&mut self) {
+        if self.shared.current_lease().is_none() {
+            return;
+        }
+        let sessions = self.host.registry.list(&ListFilter::default());
+        self.copied
+            .retain(|id, _| sessions.iter().any(|s| s.id == *id));
+        for s in sessions {
+            if s.profile != Profile::Claude || s.state != SessionState::Ready {
+                continue;
+            }
+            let Some(h) = self.host.registry.get(s.id) else {
+                continue;
+            };
+            let Some(path) = h.spec().claude.as_ref().and_then(|c| c.transcript.clone()) else {
+                continue;
+            };
+            let size = tokio::fs::metadata(&path).await.map(|m| m.len()).ok();
+            if size.is_some_and(|n| self.copied.get(&s.id) != Some(&n)) {
+                self.copy_transcript(s.id).await;
+            }
         }
     }
 
