@@ -153,3 +153,6 @@ impl Actor for MetricsActor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -213,6 +213,9 @@ mod tests {
             .expect("VmRSS");
         // Both read the same counter; the test's own growth in between is small.
         let diff = (busy.rss_bytes as i64 - rss_kb as i64 * 1024).abs();
-        assert!(diff < 16 * 1024 * 1024, "{busy:?} against VmRSS {rss_kb} kB");
+        assert!(
+            diff < 16 * 1024 * 1024,
+            "{busy:?} against VmRSS {rss_kb} kB"
+        );
     }
 }

@@ -25,7 +25,11 @@ pub(super) struct Extras<'a> {
 
 /// The JSON array of the sessions matching `filter`, oldest first, each as
 /// `GET /v1/sessions/{id}` would show it plus `extras`.
-pub(super) fn local_list(app: &AppState, filter: &ListFilter, extras: Extras<'_>) -> ApiResult<Response> {
+pub(super) fn local_list(
+    app: &AppState,
+    filter: &ListFilter,
+    extras: Extras<'_>,
+) -> ApiResult<Response> {
     let handles = app.registry.list_handles(filter);
     // About 1 KiB per session: one allocation for a typical list.
     let mut body = Vec::with_capacity(2 + handles.len() * 1024);
@@ -40,7 +44,10 @@ pub(super) fn local_list(app: &AppState, filter: &ListFilter, extras: Extras<'_>
     }
     body.push(b']');
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response())
@@ -53,7 +60,11 @@ fn entry(
     extras: Extras<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), serde_json::Error> {
-    let last_line = if extras.last_line { h.last_line() } else { None };
+    let last_line = if extras.last_line {
+        h.last_line()
+    } else {
+        None
+    };
     if !h.in_worktree() {
         let json = h.info_json()?;
         // An object: `{...}`. The extras go before its closing brace (each
