@@ -13,6 +13,7 @@ use crate::journal::{Journal, Record};
 use crate::output::{OutputLog, OutputSlice};
 use crate::queue::{Message, Queue};
 use crate::screen::Screen;
+use crate::snapshot::Snapshot;
 use crate::spec::SessionSpec;
 use crate::state::{SessionState, TransitionError};
 use crate::tap::{Marker, TapEvent};
@@ -52,13 +53,18 @@ pub(crate) struct Stamp {
 /// Shared state of one session.
 pub struct SessionHandle {
     id: Uuid,
-    pub(crate) info: watch::Sender<SessionInfo>,
+    /// The snapshot; every write goes through it (see [`Snapshot`]).
+    pub(crate) info: Snapshot,
     pub(crate) output: Mutex<OutputLog>,
     pub(crate) screen: Mutex<Screen>,
     /// The screen was not fed during an output flood: rebuild it from the
     /// output log before anyone reads it.
     pub(crate) screen_stale: std::sync::atomic::AtomicBool,
-    pub(crate) live: broadcast::Sender<OutputChunk>,
+    /// Live output for subscribers, made by the first subscriber and let go
+    /// once none is left: its ring of [`LIVE_CHUNKS`] slots (about 16 KiB)
+    /// is most of a session's memory outside its screen, and most sessions
+    /// have no viewer. Locked after `output`, never before.
+    live: Mutex<Option<broadcast::Sender<OutputChunk>>>,
     /// The session actor in charge, if any (the registry types it).
     pub(crate) actor: Mutex<Option<ActorCell>>,
     pub(crate) spec: Mutex<SessionSpec>,
@@ -99,21 +105,21 @@ impl SessionHandle {
         tap: Option<Arc<dyn crate::tap::Tap>>,
         bus: EventBus,
     ) -> Self {
-        let (live, _) = broadcast::channel(LIVE_CHUNKS);
         // Counters continue across a daemon restart or a revival, so
         // `_total` series never go back.
         let counters = Arc::new(Counters {
             bytes_in: info.metrics.bytes_in.into(),
             bytes_out: info.metrics.bytes_out.into(),
             inputs: info.metrics.inputs.into(),
+            ..Counters::default()
         });
         Self {
             id: info.id,
             screen: Mutex::new(Screen::new(spec.cols, spec.rows)),
             screen_stale: std::sync::atomic::AtomicBool::new(false),
-            info: watch::Sender::new(info),
+            info: Snapshot::new(info),
             output: Mutex::new(OutputLog::new(output_capacity)),
-            live,
+            live: Mutex::new(None),
             actor: Mutex::new(None),
             spec: Mutex::new(spec),
             counters,
@@ -168,11 +174,20 @@ impl SessionHandle {
 
     /// A snapshot of the session now.
     pub fn info(&self) -> SessionInfo {
-        let mut info = self.info.borrow().clone();
-        info.metrics.bytes_in = self.counters.bytes_in.load(Ordering::Relaxed);
-        info.metrics.bytes_out = self.counters.bytes_out.load(Ordering::Relaxed);
-        info.metrics.inputs = self.counters.inputs.load(Ordering::Relaxed);
-        info
+        self.info.info(&self.counters)
+    }
+
+    /// [`Self::info`] as JSON, exactly as `serde_json` writes it, made again
+    /// only when the snapshot or its counters changed since the last call:
+    /// what a list of thousands of sessions is made of.
+    pub fn info_json(&self) -> Result<Bytes, serde_json::Error> {
+        self.info.json(&self.counters)
+    }
+
+    /// Whether the session runs in a git worktree (its snapshot's
+    /// `worktree`, whose status the daemon fills in).
+    pub fn in_worktree(&self) -> bool {
+        self.info.borrow().worktree.is_some()
     }
 
     /// This session's latest transitions (up to 512), oldest first.
@@ -364,7 +379,9 @@ impl SessionHandle {
     ) -> (OutputSlice, broadcast::Receiver<OutputChunk>) {
         let log = lock(&self.output);
         let slice = log.read(since.unwrap_or(0), usize::MAX);
-        let rx = self.live.subscribe();
+        let rx = lock(&self.live)
+            .get_or_insert_with(|| broadcast::channel(LIVE_CHUNKS).0)
+            .subscribe();
         (slice, rx)
     }
 
@@ -400,7 +417,14 @@ impl SessionHandle {
         let offset = log.end();
         // The log keeps the same buffer the recorder and viewers get.
         log.push(&data);
-        // No live reader is fine.
-        let _ = self.live.send(OutputChunk { offset, data });
+        let mut live = lock(&self.live);
+        if let Some(tx) = live.as_ref() {
+            if tx.receiver_count() == 0 {
+                *live = None;
+            } else {
+                // A receiver dropped meanwhile is fine.
+                let _ = tx.send(OutputChunk { offset, data });
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use crate::usage::Usage;
 use crate::waiting::{Failure, Waiting};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 use uuid::Uuid;
 
@@ -77,6 +77,30 @@ pub(crate) struct Counters {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) inputs: AtomicU64,
+    /// The metrics sampler backed off (the session was idle) and waits to
+    /// be woken by the next input or output.
+    pub(crate) dozing: AtomicBool,
+}
+
+impl Counters {
+    /// Counts `n` bytes of output; true if the sampler dozed and must be
+    /// woken (once: the flag is cleared).
+    pub(crate) fn count_output(&self, n: u64) -> bool {
+        self.bytes_out.fetch_add(n, Ordering::Relaxed);
+        self.woken()
+    }
+
+    /// Counts one input of `n` bytes; true as for [`Self::count_output`].
+    pub(crate) fn count_input(&self, n: u64) -> bool {
+        self.bytes_in.fetch_add(n, Ordering::Relaxed);
+        self.inputs.fetch_add(1, Ordering::Relaxed);
+        self.woken()
+    }
+
+    // A load first: the hot path does not write the flag's cache line.
+    fn woken(&self) -> bool {
+        self.dozing.load(Ordering::Relaxed) && self.dozing.swap(false, Ordering::Relaxed)
+    }
 }
 
 /// Everything about a session at one moment.

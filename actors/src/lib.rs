@@ -25,6 +25,7 @@
 //! - `events`: the bus every transition is published on;
 //! - `queue`: the prompt queue (send, and wait for the reply);
 //! - `output`, `screen`: the output ring buffer and the vt100 screen;
+//! - `snapshot`: a session's snapshot, every write revisioned, its JSON kept ready;
 //! - `spec`, `config`, `info`: what a session runs, its defaults, its snapshot;
 //! - `state`, `cause`, `policy`: states and the transition table, why things
 //!   end, restart decisions;
@@ -57,6 +58,7 @@ mod queue;
 mod registry;
 mod screen;
 mod session;
+mod snapshot;
 mod spawn;
 mod spec;
 mod state;

@@ -1,14 +1,19 @@
 //! MetricsActor: samples CPU and memory of a session's whole process tree.
 //!
-//! The tree is found by walking `/proc/<pid>/task/*/children` from the child,
-//! and sysinfo refreshes only those processes, so a sample costs a few file
+//! The tree is found by walking each process's children list from the
+//! child, and each process's CPU times and memory are read from its
+//! `/proc/<pid>/stat` ([`sampler`]), so a sample costs a couple of file
 //! reads per process of this session, not a scan of the whole machine.
 
+mod sampler;
+
 use crate::info::Counters;
-use crate::process::{self, Pid};
+use crate::process::Pid;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
+use sampler::Sampler;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
-use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
 /// One sample of a process tree.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -26,16 +31,22 @@ pub(crate) struct Sample {
 pub(crate) enum MetricsMsg {
     /// Sample this child's tree from now on (`None`: no child runs).
     Watch(Option<Pid>),
-    /// Take a sample now (sent by the actor's own timer).
-    Tick,
+    /// Take a sample now (sent by the actor's own timer; stale sequence
+    /// numbers are ignored, so a wake-up does not double the timers).
+    Tick(u64),
+    /// The session had input or output while sampling dozed: sample now,
+    /// then every interval again.
+    Wake,
 }
 
 /// An idle session (no input, no output, under [`IDLE_CPU`] % CPU) is
-/// sampled only every this many intervals: at a thousand sessions, sampling
-/// (and waking) all of them every interval would cost more CPU than
-/// everything else. Its CPU and memory figures, and a `max_memory` kill, may
-/// then lag by that many intervals.
-const IDLE_EVERY: u32 = 10;
+/// sampled only every this many intervals: at thousands of sessions,
+/// sampling (and waking) all of them every interval would cost more CPU than
+/// everything else. Any input or output wakes sampling at once (see
+/// [`Counters::count_output`]), so the figures of a working session, and a
+/// `max_memory` kill, do not lag; only a silent process that starts to grow
+/// is caught up to this many intervals late.
+pub(crate) const IDLE_EVERY: u32 = 10;
 /// CPU percent under which a silent session counts as idle.
 const IDLE_CPU: f32 = 1.0;
 
@@ -46,19 +57,49 @@ pub(crate) struct MetricsArgs {
     /// Time between samples.
     pub interval: Duration,
     /// The session's I/O counters, to tell an idle session from a working one.
-    pub counters: std::sync::Arc<Counters>,
+    pub counters: Arc<Counters>,
 }
 
 /// State of the MetricsActor.
 pub(crate) struct MetricsState {
     session: DerivedActorRef<Sample>,
-    counters: std::sync::Arc<Counters>,
-    system: System,
+    counters: Arc<Counters>,
+    sampler: Sampler,
     pid: Option<Pid>,
     interval: Duration,
     /// Input and output bytes at the last sample.
     activity: u64,
-    last_cpu: f32,
+    /// The Tick that counts; older ones are stale.
+    tick: u64,
+}
+
+impl MetricsState {
+    /// Arms the next Tick after `after`, making every earlier one stale.
+    fn arm(&mut self, myself: &ActorRef<MetricsMsg>, after: Duration) {
+        self.tick += 1;
+        let seq = self.tick;
+        myself.send_after(after, move || MetricsMsg::Tick(seq));
+    }
+
+    /// Samples the tree (if a child runs), sends the sample, and arms the
+    /// next Tick: in one interval, or in [`IDLE_EVERY`] if the session idles.
+    fn sample(&mut self, myself: &ActorRef<MetricsMsg>) {
+        let mut next = self.interval;
+        let c = &self.counters;
+        c.dozing.store(false, Ordering::Relaxed);
+        if let Some(pid) = self.pid {
+            let activity = c.bytes_in.load(Ordering::Relaxed) + c.bytes_out.load(Ordering::Relaxed);
+            let s = self.sampler.sample(pid);
+            if activity == self.activity && s.cpu_percent < IDLE_CPU {
+                next = self.interval * IDLE_EVERY;
+                // From now on the session's next input or output wakes us.
+                c.dozing.store(true, Ordering::Relaxed);
+            }
+            self.activity = activity;
+            let _ = self.session.send_message(s);
+        }
+        self.arm(myself, next);
+    }
 }
 
 /// Samples one session's process tree on an interval.
@@ -74,19 +115,17 @@ impl Actor for MetricsActor {
         myself: ActorRef<Self::Msg>,
         args: MetricsArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let interval = args.interval.max(Duration::from_millis(50));
-        Ok(MetricsState {
+        let mut state = MetricsState {
             session: args.session,
             counters: args.counters,
-            system: System::new(),
+            sampler: Sampler::new(),
             activity: 0,
-            last_cpu: 0.0,
             pid: None,
-            interval: {
-                myself.send_after(interval, || MetricsMsg::Tick);
-                interval
-            },
-        })
+            interval: args.interval.max(Duration::from_millis(50)),
+            tick: 0,
+        };
+        state.arm(&myself, state.interval);
+        Ok(state)
     }
 
     async fn handle(
@@ -98,58 +137,22 @@ impl Actor for MetricsActor {
         match msg {
             MetricsMsg::Watch(pid) => {
                 state.pid = pid;
+                state.sampler.reset();
                 // Prime CPU accounting so the first tick reports a real rate.
                 if let Some(pid) = pid {
-                    sample(&mut state.system, pid);
+                    state.sampler.sample(pid);
                 }
+                // A new child is not idle: sample it at the normal pace.
+                state.counters.dozing.store(false, Ordering::Relaxed);
+                state.arm(&myself, state.interval);
             }
-            MetricsMsg::Tick => {
-                let mut next = state.interval;
-                if let Some(pid) = state.pid {
-                    let c = &state.counters;
-                    let activity = c.bytes_in.load(std::sync::atomic::Ordering::Relaxed)
-                        + c.bytes_out.load(std::sync::atomic::Ordering::Relaxed);
-                    let s = sample(&mut state.system, pid);
-                    if activity == state.activity && s.cpu_percent < IDLE_CPU {
-                        next = state.interval * IDLE_EVERY;
-                    }
-                    state.activity = activity;
-                    state.last_cpu = s.cpu_percent;
-                    let _ = state.session.send_message(s);
-                }
-                // One timer per actor, rescheduled each time: an idle session
-                // wakes ten times less often.
-                myself.send_after(next, || MetricsMsg::Tick);
-            }
+            MetricsMsg::Tick(seq) if seq == state.tick => state.sample(&myself),
+            MetricsMsg::Tick(_) => {}
+            MetricsMsg::Wake => state.sample(&myself),
         }
         Ok(())
     }
 }
 
-/// Samples the tree rooted at `pid`.
-pub(crate) fn sample(system: &mut System, pid: Pid) -> Sample {
-    let pids: Vec<sysinfo::Pid> = process::tree(pid)
-        .into_iter()
-        .filter(|p| *p > 0)
-        .map(|p| sysinfo::Pid::from_u32(p as u32))
-        .collect();
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&pids),
-        true,
-        ProcessRefreshKind::nothing().with_cpu().with_memory(),
-    );
-    let mut s = Sample::default();
-    for p in &pids {
-        if let Some(proc_) = system.process(*p) {
-            s.cpu_percent += proc_.cpu_usage();
-            s.rss_bytes += proc_.memory();
-            s.processes += 1;
-        }
-    }
-    // Processes that left the tree stay in sysinfo's map; start afresh
-    // when they dominate, so the map stays the size of the tree.
-    if system.processes().len() > 2 * pids.len() + 16 {
-        *system = System::new();
-    }
-    s
-}
+#[cfg(test)]
+mod tests;

@@ -22,7 +22,7 @@ use ractor::rpc::CallResult;
 use ractor::ActorCell;
 use ractor::{Actor, ActorRef};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use supervisor::{live_count, RegistryActor, RegistryArgs, RegistryMsg, Table};
 
 /// The typed actor of a session, from the untyped cell its handle keeps.
@@ -252,11 +252,24 @@ impl Registry {
     }
 
     fn list_by(&self, filter: &ListFilter, last_line: bool) -> Vec<SessionInfo> {
+        self.list_handles(filter)
+            .iter()
+            .map(|h| SessionInfo {
+                last_line: if last_line { h.last_line() } else { None },
+                ..h.info()
+            })
+            .collect()
+    }
+
+    /// The sessions matching the filter, oldest first, as handles: for a
+    /// list that reads each one's kept JSON ([`SessionHandle::info_json`])
+    /// instead of cloning every snapshot.
+    pub fn list_handles(&self, filter: &ListFilter) -> Vec<Arc<SessionHandle>> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<SessionInfo> = table
+        let mut out: Vec<((SystemTime, Uuid), Arc<SessionHandle>)> = table
             .values()
             .filter_map(|h| {
-                let i = h.info();
+                let i = h.info.borrow();
                 let keep = (filter.all || filter.state.is_some() || !i.state.is_final())
                     && filter.state.is_none_or(|s| i.state == s)
                     && filter
@@ -267,14 +280,12 @@ impl Registry {
                         .project_id
                         .as_ref()
                         .is_none_or(|p| i.project_id.as_ref() == Some(p));
-                keep.then(|| SessionInfo {
-                    last_line: if last_line { h.last_line() } else { None },
-                    ..i
-                })
+                keep.then(|| ((i.created_at, i.id), h.clone()))
             })
             .collect();
-        out.sort_by_key(|i| (i.created_at, i.id));
-        out
+        drop(table);
+        out.sort_by_key(|(k, _)| *k);
+        out.into_iter().map(|(_, h)| h).collect()
     }
 
     /// Lets go of the output and screen of every session that ended more

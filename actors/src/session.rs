@@ -499,6 +499,13 @@ impl SessionActorState {
         }
     }
 
+    /// The session is active again after its sampler backed off: sample now.
+    fn wake_metrics(&self) {
+        if let Some(m) = &self.metrics {
+            let _ = m.send_message(MetricsMsg::Wake);
+        }
+    }
+
     /// Arms the quiet check, unless one is armed already.
     fn schedule_quiet(&mut self, myself: &ActorRef<SessionMsg>, after: Duration) {
         if !self.quiet_pending {

@@ -11,6 +11,7 @@ mod guard;
 mod hooks;
 mod idempotency;
 mod lifecycle;
+mod list_json;
 mod messages;
 mod metrics;
 mod nodes;

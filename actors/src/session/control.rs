@@ -12,7 +12,6 @@ use crate::state::SessionState::*;
 use crate::tap::TapEvent;
 use bytes::Bytes;
 use ractor::ActorRef;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 impl SessionActorState {
@@ -31,9 +30,9 @@ impl SessionActorState {
         match written {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
                 self.handle.tap(self.generation, TapEvent::Input(recorded));
-                let c = &self.handle.counters;
-                c.bytes_in.fetch_add(len, Ordering::Relaxed);
-                c.inputs.fetch_add(1, Ordering::Relaxed);
+                if self.handle.counters.count_input(len) {
+                    self.wake_metrics();
+                }
                 self.last_activity = Instant::now();
                 Ok(self.handle.info())
             }

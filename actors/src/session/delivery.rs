@@ -18,7 +18,6 @@ use crate::tap::TapEvent;
 use crate::waiting::Failure;
 use bytes::Bytes;
 use ractor::ActorRef;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -39,10 +38,9 @@ impl SessionActorState {
                 credit: Some(credit),
             },
         );
-        self.handle
-            .counters
-            .bytes_out
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if self.handle.counters.count_output(data.len() as u64) {
+            self.wake_metrics();
+        }
         self.feed_screen(&data);
         let offset = lock(&self.handle.output).end();
         self.handle.push_output(data.clone());

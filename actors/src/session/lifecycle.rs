@@ -183,12 +183,20 @@ impl SessionActorState {
     }
 
     pub(super) fn on_sample(&mut self, s: Sample) {
-        self.handle.info.send_if_modified(|i| {
-            i.metrics.cpu_percent = s.cpu_percent;
-            i.metrics.rss_bytes = s.rss_bytes;
-            i.metrics.processes = s.processes;
-            false
-        });
+        let same = {
+            let m = &self.handle.info.borrow().metrics;
+            (m.cpu_percent, m.rss_bytes, m.processes) == (s.cpu_percent, s.rss_bytes, s.processes)
+        };
+        // An idle session's samples repeat: writing them anyway would throw
+        // away its kept JSON every sample.
+        if !same {
+            self.handle.info.send_if_modified(|i| {
+                i.metrics.cpu_percent = s.cpu_percent;
+                i.metrics.rss_bytes = s.rss_bytes;
+                i.metrics.processes = s.processes;
+                false
+            });
+        }
         let limit = self.limits.max_memory.map(|m| m.0).filter(|m| *m > 0);
         if let (Some(limit), Some(pty)) = (limit, &self.pty) {
             if s.rss_bytes > limit && self.exit_cause.is_none() && self.state.is_running() {

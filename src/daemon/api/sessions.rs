@@ -1,6 +1,7 @@
 //! Session routes.
 
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::list_json::{local_list, Extras};
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::daemon::cluster::gather;
 use axum::extract::{RawQuery, State};
@@ -77,20 +78,22 @@ pub async fn list(
         project_id: q.project,
         all: q.all,
     };
+    let node = app.cluster.node_name();
+    if node.is_none() || q.local {
+        let extras = Extras {
+            node,
+            last_line: q.last_line,
+        };
+        return local_list(&app, &filter, extras);
+    }
     let mut sessions = if q.last_line {
         app.registry.list_with_last_line(&filter)
     } else {
         app.registry.list(&filter)
     };
     app.worktrees.fill(&mut sessions);
-    let Some(me) = app.cluster.node_name() else {
-        return Ok(Json(sessions).into_response());
-    };
     for s in &mut sessions {
-        s.node = Some(me.to_string());
-    }
-    if q.local {
-        return Ok(Json(sessions).into_response());
+        s.node = node.map(str::to_string);
     }
     let (sessions, missing) = everywhere(&app, sessions, raw.as_deref()).await?;
     let mut r = Json(sessions).into_response();
