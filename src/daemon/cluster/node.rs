@@ -68,7 +68,7 @@ pub(super) struct Shared {
     /// lease runs at most a TTL beyond it.
     pub(super) renewed: Mutex<Instant>,
     /// Sessions placed on other nodes lately (until their load shows them).
-    pub(super) placements: Mutex<Vec<(String, Instant)>>,
+    pub(super) placements: Mutex<Vec<(String, std::time::SystemTime)>>,
     /// Local copies being removed by the cluster itself (moved, taken
     /// over): their removal is not the session's end in etcd.
     pub(super) local_removals: Mutex<std::collections::HashSet<uuid::Uuid>>,

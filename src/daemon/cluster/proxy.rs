@@ -117,6 +117,10 @@ pub fn client() -> &'static reqwest::Client {
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            // Below the peers' `server.header_timeout` (10 s by default),
+            // after which they close an idle connection: a pooled one
+            // reused just then fails the request with a 502.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             // Only a broken TLS backend fails here, and this build has none.
             .unwrap_or_default()

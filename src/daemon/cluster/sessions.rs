@@ -61,7 +61,7 @@ impl Membership {
                 l.sessions = reg.live_count();
             }
         }
-        let extra = self.recent_placements();
+        let extra = self.recent_placements(&nodes);
         let n = placement::pick(&nodes, wants, &extra)?;
         if n.record.node == s.record.node {
             return Ok(Target::Here);
@@ -70,17 +70,26 @@ impl Membership {
         Ok(Target::There(n.record.clone()))
     }
 
-    fn recent_placements(&self) -> HashMap<String, usize> {
-        let window = self.shared.settings.lease_ttl / 2 + Duration::from_millis(200);
+    /// Sessions this node placed on others that their last load report
+    /// does not count yet (placed after it was taken).
+    fn recent_placements(&self, nodes: &[super::info::NodeInfo]) -> HashMap<String, usize> {
+        let window = self.shared.settings.lease_ttl * 2;
         let mut recent = self
             .shared
             .placements
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        recent.retain(|(_, at)| at.elapsed() < window);
+        recent.retain(|(_, at)| at.elapsed().is_ok_and(|e| e < window));
         let mut out = HashMap::new();
-        for (n, _) in recent.iter() {
-            *out.entry(n.clone()).or_default() += 1;
+        for (n, at) in recent.iter() {
+            let reported = nodes
+                .iter()
+                .find(|i| &i.record.node == n)
+                .and_then(|i| i.load.as_ref())
+                .map(|l| l.updated_at);
+            if reported.is_none_or(|r| *at > r) {
+                *out.entry(n.clone()).or_default() += 1;
+            }
         }
         out
     }
@@ -90,7 +99,7 @@ impl Membership {
             .placements
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((node.to_string(), Instant::now()));
+            .push((node.to_string(), SystemTime::now()));
     }
 
     /// Records a session created on this node (spec as requested, before
