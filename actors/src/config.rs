@@ -136,7 +136,11 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Time between two samples of CPU and RSS.
+    /// Time between two samples of CPU and RSS. A session with no input, no
+    /// output and under 1 % CPU since its last sample is sampled every tenth
+    /// interval only, until its next input or output, which brings a sample
+    /// at once: so `max_memory` is checked every interval for a working
+    /// session, and within ten intervals for one that grows in silence.
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
 }

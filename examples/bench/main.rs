@@ -113,6 +113,10 @@ pub struct Opts {
     pub recovery_n: usize,
     /// Seconds of idle CPU measurement (also the span of the event triggers).
     pub idle_secs: u64,
+    /// Seconds of the scale part's idle CPU window alone (`--idle-secs`;
+    /// default `idle_secs`): idle sessions are sampled every 20 s, so a
+    /// window shorter than that measures partly where the samples fall.
+    pub idle_window: Option<u64>,
     /// `GET /v1/sessions` requests.
     pub list_n: usize,
     /// Inputs that trigger transitions for the event latency.
@@ -152,6 +156,7 @@ impl Opts {
             scale_n: 1000,
             recovery_n: 1000,
             idle_secs: 10,
+            idle_window: None,
             list_n: 200,
             events_n: 200,
             fanin_n: 100,
@@ -195,6 +200,7 @@ impl Opts {
                 "--fanin-secs" => o.fanin_secs = value("--fanin-secs")?.parse()?,
                 "--scale" => o.scale_n = value("--scale")?.parse()?,
                 "--recovery" => o.recovery_n = value("--recovery")?.parse()?,
+                "--idle-secs" => o.idle_window = Some(value("--idle-secs")?.parse()?),
                 "--claude-runs" => claude_runs = Some(value("--claude-runs")?.parse()?),
                 "--claude-turns" => o.claude_turns = value("--claude-turns")?.parse()?,
                 "--failover-rounds" => {
@@ -208,7 +214,7 @@ impl Opts {
                 "-h" | "--help" => {
                     println!(
                         "usage: cargo run --release --example bench -- [--quick] [--json|--markdown] \
-                         [--only {}] [--herd PATH] [--scale N] [--recovery N] [--fanin-secs S] [--no-recording] \
+                         [--only {}] [--herd PATH] [--scale N] [--idle-secs S] [--recovery N] [--fanin-secs S] [--no-recording] \
                          [--claude-runs N] [--claude-turns N] [--failover-rounds N] [--failover-sessions K] [--creates N]",
                         BENCHES.join(",")
                     );

@@ -93,7 +93,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
             .note("`Threads:` of /proc/<daemon>/status once every session is `ready`"),
     );
 
-    let secs = opts.idle_secs;
+    let secs = opts.idle_window.unwrap_or(opts.idle_secs);
     eprintln!("scale: daemon CPU while {n} sessions idle, over {secs}s");
     let c0 = util::cpu_ticks(pid).context("daemon stat")?;
     let w0 = Instant::now();
