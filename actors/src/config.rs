@@ -137,10 +137,12 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Time between two samples of CPU and RSS. A session with no input, no
-    /// output and under 1 % CPU since its last sample is sampled every tenth
-    /// interval only, until its next input or output, which brings a sample
-    /// at once: so `max_memory` is checked every interval for a working
-    /// session, and within ten intervals for one that grows in silence.
+    /// output and under 1 % CPU since its last sample is sampled every 10th
+    /// interval, then every 20th, then every 30th while it stays idle, until
+    /// its next input or output, which brings a sample at once: so
+    /// `max_memory` is checked every interval for a working session, and
+    /// within 30 intervals (a minute at the default 2 s) for one that grows
+    /// in silence.
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
 }
