@@ -1,6 +1,9 @@
 //! [`Registry`]: the entry point through which a program creates, finds and
 //! drives sessions. Its actor, the supervisor of every SessionActor, is in
 //! [`supervisor`].
+//!
+//! Over 600 lines: one thin, documented method per user-visible action on a
+//! session; splitting them by theme would scatter one facade.
 
 mod supervisor;
 
