@@ -19,40 +19,16 @@ fn skipped_without_the_feature() {
 mod real {
     use super::common::etcd::Etcd;
     use super::common::harness::{self, user_texts, Harness, KEY};
-    use super::common::{alive, poll, Daemon};
+    use super::common::{alive, find_file, poll, Daemon};
     use reqwest::StatusCode;
     use serde_json::{json, Value};
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::time::{Duration, Instant};
 
     const TTL: Duration = Duration::from_secs(2);
     const T: Duration = Duration::from_secs(90);
     const FIRST: &str = "remember the word PINEAPPLE";
     const SECOND: &str = "what was the word?";
-
-    /// The session `id` as the cluster lists it through `d`.
-    async fn find(d: &Daemon, id: &str) -> Option<Value> {
-        let (st, v) = d.get("/v1/sessions?all=true").await;
-        if st != StatusCode::OK {
-            return None;
-        }
-        v.as_array()?.iter().find(|s| s["id"] == id).cloned()
-    }
-
-    /// The first file named `name` under `dir`.
-    fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-        for e in std::fs::read_dir(dir).ok()?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if let Some(f) = find_file(&p, name) {
-                    return Some(f);
-                }
-            } else if p.file_name().is_some_and(|n| n == name) {
-                return Some(p);
-            }
-        }
-        None
-    }
 
     /// Sends `text` to `id` through `d` and waits for the reply.
     async fn send_wait(d: &Daemon, id: &str, text: &str) -> Value {
@@ -154,7 +130,7 @@ mod real {
         let killed = Instant::now();
         let deadline = killed + T;
         let moved = loop {
-            let s = find(&a, &id).await;
+            let s = a.listed(&id).await;
             if let Some(s) = s
                 .as_ref()
                 .filter(|s| s["node"].is_string() && s["node"] != "b" && s["state"] == "ready")

@@ -21,7 +21,7 @@ fn skipped_without_the_feature() {
 #[cfg(feature = "cluster")]
 mod failover {
     use super::common::etcd::Etcd;
-    use super::common::{poll, Daemon};
+    use super::common::{find_file, poll, Daemon};
     use reqwest::StatusCode;
     use serde_json::{json, Value};
     use std::time::{Duration, Instant};
@@ -63,20 +63,11 @@ mod failover {
             .collect()
     }
 
-    /// The session `id` as the cluster lists it through `d` (node, state).
-    async fn find(d: &Daemon, id: &str) -> Option<Value> {
-        let (st, v) = d.get("/v1/sessions?all=true").await;
-        if st != StatusCode::OK {
-            return None;
-        }
-        v.as_array()?.iter().find(|s| s["id"] == id).cloned()
-    }
-
     /// Waits until `id` runs (not final) on a node other than `not`.
     async fn wait_moved(d: &Daemon, id: &str, not: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let s = find(d, id).await;
+            let s = d.listed(id).await;
             let moved = s.as_ref().is_some_and(|s| {
                 s["node"] != not
                     && s["node"].is_string()
@@ -114,8 +105,8 @@ mod failover {
         let labelled = c
             .create(json!({"command": ["sleep", "600"], "placement": {"labels": {"zone": "z-b"}}}))
             .await;
-        assert_eq!(find(&c, &busy).await.unwrap()["node"], "b");
-        assert_eq!(find(&a, &labelled).await.unwrap()["node"], "b");
+        assert_eq!(c.listed(&busy).await.unwrap()["node"], "b");
+        assert_eq!(a.listed(&labelled).await.unwrap()["node"], "b");
         let (st, e) = a
             .post(
                 "/v1/sessions",
@@ -143,7 +134,7 @@ mod failover {
         );
         // b holds two now: the least loaded are a and c.
         let spread = a.create(json!({"command": ["sleep", "600"]})).await;
-        let n = find(&a, &spread).await.unwrap()["node"].clone();
+        let n = a.listed(&spread).await.unwrap()["node"].clone();
         assert!(n == "a" || n == "c", "{n}");
         let (st, _) = c.get(&format!("/v1/sessions/{spread}")).await;
         assert_eq!(st, StatusCode::OK);
@@ -206,21 +197,6 @@ mod failover {
         // Exactly one owner each.
         let owner = etcd.get(&format!("/herd/herd/sessions/{busy}/owner")).await;
         assert_eq!(owner.as_deref(), moved["node"].as_str());
-    }
-
-    /// The first file named `name` under `dir`.
-    fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-        for e in std::fs::read_dir(dir).ok()?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if let Some(f) = find_file(&p, name) {
-                    return Some(f);
-                }
-            } else if p.file_name().is_some_and(|n| n == name) {
-                return Some(p);
-            }
-        }
-        None
     }
 
     /// Every "pid time" line of the appender's file, as (pid, first, last) runs.
@@ -298,7 +274,7 @@ mod failover {
             "a dropped its old copy"
         );
         // Still running elsewhere, and only there.
-        let now = find(&c, &id).await.unwrap();
+        let now = c.listed(&id).await.unwrap();
         assert_eq!(now["node"], moved["node"]);
         assert!(poll(T, || async { runs(&file).len() >= 2 }).await);
         let r = runs(&file);
@@ -349,7 +325,7 @@ mod failover {
         // b takes no new session now.
         for _ in 0..4 {
             let id = c.create(json!({"command": ["sleep", "600"]})).await;
-            assert_ne!(find(&c, &id).await.unwrap()["node"], "b");
+            assert_ne!(c.listed(&id).await.unwrap()["node"], "b");
         }
         let (st, e) = a
             .post(

@@ -264,6 +264,16 @@ impl Daemon {
         }
     }
 
+    /// The session `id` as `GET /v1/sessions?all=true` lists it through
+    /// this daemon (in a cluster: every node's, with its `node`).
+    pub async fn listed(&self, id: &str) -> Option<Value> {
+        let (st, v) = self.get("/v1/sessions?all=true").await;
+        if st != StatusCode::OK {
+            return None;
+        }
+        v.as_array()?.iter().find(|s| s["id"] == id).cloned()
+    }
+
     /// Number of sessions in the table (all states).
     pub async fn count(&self) -> usize {
         let (_, v) = self.get("/v1/sessions?all=true").await;
@@ -534,4 +544,19 @@ pub fn sh_in_pty(
     let child = pair.slave.spawn_command(cmd).unwrap();
     drop(pair.slave);
     (pair.master, child)
+}
+
+/// The first file named `name` under `dir`, searched depth first.
+pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
 }
