@@ -43,26 +43,14 @@ impl Etcd {
     pub async fn run(&mut self) {
         let (c, p) = (self.client, self.peer);
         let peer = format!("http://127.0.0.1:{p}");
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
-            .args(["--name", "default"])
-            .args(["--listen-client-urls", &self.url()])
-            .args(["--advertise-client-urls", &self.url()])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("etcd.log"))
-                    .unwrap(),
-            )
-            .spawn()
-            .expect("spawn etcd");
+        let child = spawn_member(
+            &self.dir.path().join("data"),
+            "default",
+            &self.url(),
+            &peer,
+            &format!("default={peer}"),
+            &self.dir.path().join("etcd.log"),
+        );
         self.child = Some(child);
         assert!(
             wait_healthy(&self.url(), Duration::from_secs(30)).await,
@@ -324,28 +312,14 @@ impl EtcdCluster {
         let m = &mut self.members[i];
         // The initial-cluster flags only matter the first time: a restart
         // finds its data dir and rejoins with its own identity.
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--name", &m.name])
-            .args(["--listen-client-urls", &m.url()])
-            .args(["--advertise-client-urls", &m.url()])
-            .args(["--listen-peer-urls", &m.peer_url()])
-            .args(["--initial-advertise-peer-urls", &m.peer_url()])
-            .args(["--initial-cluster", &initial.join(",")])
-            .args(["--initial-cluster-state", "new"])
-            .args(["--initial-cluster-token", "herd-test"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .unwrap(),
-            )
-            .spawn()
-            .expect("spawn etcd");
+        let child = spawn_member(
+            &data,
+            &m.name,
+            &m.url(),
+            &m.peer_url(),
+            &initial.join(","),
+            &log,
+        );
         m.child = Some(child);
     }
 
@@ -439,4 +413,38 @@ impl Drop for EtcdCluster {
     fn drop(&mut self) {
         self.kill_all();
     }
+}
+
+/// Starts one etcd member on `client` and `peer` URLs, its data in `data`,
+/// its output appended to `log`.
+fn spawn_member(
+    data: &std::path::Path,
+    name: &str,
+    client: &str,
+    peer: &str,
+    initial: &str,
+    log: &std::path::Path,
+) -> Child {
+    Command::new("etcd")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--name", name])
+        .args(["--listen-client-urls", client])
+        .args(["--advertise-client-urls", client])
+        .args(["--listen-peer-urls", peer])
+        .args(["--initial-advertise-peer-urls", peer])
+        .args(["--initial-cluster", initial])
+        .args(["--initial-cluster-state", "new"])
+        .args(["--initial-cluster-token", "herd-test"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
+        .spawn()
+        .expect("spawn etcd")
 }
