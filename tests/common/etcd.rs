@@ -13,10 +13,7 @@ pub struct Etcd {
     peer: u16,
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use super::free_port;
 
 impl Etcd {
     /// Starts etcd, or None (with a message) when it is not installed.
@@ -54,7 +51,8 @@ impl Etcd {
         self.child = Some(child);
         assert!(
             wait_healthy(&self.url(), Duration::from_secs(30)).await,
-            "etcd did not become healthy (port {c})"
+            "etcd did not become healthy (port {c}); its log ends:\n{}",
+            log_tail(&self.dir.path().join("etcd.log"))
         );
     }
 
@@ -87,6 +85,13 @@ fn kill_child(child: &mut Option<Child>) {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// The last lines of an etcd log, for a failure message.
+fn log_tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 /// Base64 for etcd's JSON gateway (keys and values travel encoded).
@@ -247,26 +252,40 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     /// Starts `n` members and waits until each is healthy, or None (with a
-    /// message) when etcd is not installed.
+    /// message) when etcd is not installed. A cluster that does not form
+    /// (a member that could not bind, say) is torn down and started again
+    /// on fresh ports, up to three times, its members' logs printed.
     pub async fn start(n: usize) -> Option<EtcdCluster> {
         if Command::new("etcd").arg("--version").output().is_err() {
             eprintln!("SKIPPED: the `etcd` binary is not installed (apt-get install etcd-server)");
             return None;
         }
-        let members = (0..n)
-            .map(|i| Member {
-                name: format!("m{i}"),
-                client: free_port(),
-                peer: free_port(),
-                child: None,
-            })
-            .collect();
-        let mut c = EtcdCluster {
-            members,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        c.start_all().await;
-        Some(c)
+        let mut last = String::new();
+        for attempt in 1..=3 {
+            let members = (0..n)
+                .map(|i| Member {
+                    name: format!("m{i}"),
+                    client: free_port(),
+                    peer: free_port(),
+                    child: None,
+                })
+                .collect();
+            let mut c = EtcdCluster {
+                members,
+                dir: tempfile::tempdir().unwrap(),
+            };
+            for i in 0..n {
+                c.spawn(i);
+            }
+            match c.unhealthy(Duration::from_secs(40)).await {
+                None => return Some(c),
+                Some(why) => {
+                    eprintln!("etcd cluster attempt {attempt} did not form: {why}");
+                    last = why;
+                }
+            }
+        }
+        panic!("an etcd cluster of {n} did not form in three attempts: {last}");
     }
 
     /// Starts every member that is not running, all at once (a member is
@@ -323,12 +342,20 @@ impl EtcdCluster {
         m.child = Some(child);
     }
 
-    async fn wait_member(&self, i: usize) {
-        let url = self.members[i].url();
-        assert!(
-            wait_healthy(&url, Duration::from_secs(60)).await,
-            "etcd member {i} at {url} did not become healthy"
-        );
+    /// Which running member is not healthy within `timeout` (with the
+    /// tail of its log), or None when all are.
+    async fn unhealthy(&self, timeout: Duration) -> Option<String> {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_some() && !wait_healthy(&m.url(), timeout).await {
+                let log = self.dir.path().join(format!("{}.log", m.name));
+                return Some(format!(
+                    "member {i} at {} is not healthy; its log ends:\n{}",
+                    m.url(),
+                    log_tail(&log)
+                ));
+            }
+        }
+        None
     }
 
     /// Kills member `i` with SIGKILL (by PID) and waits for it.
@@ -341,7 +368,7 @@ impl EtcdCluster {
     pub async fn restart(&mut self, i: usize) {
         self.kill(i);
         self.spawn(i);
-        self.wait_member(i).await;
+        self.wait_healthy().await;
     }
 
     /// Sends `signal` to every running member (SIGSTOP, SIGCONT).
@@ -356,10 +383,8 @@ impl EtcdCluster {
 
     /// Waits until every running member is healthy.
     pub async fn wait_healthy(&self) {
-        for i in 0..self.members.len() {
-            if self.members[i].child.is_some() {
-                self.wait_member(i).await;
-            }
+        if let Some(why) = self.unhealthy(Duration::from_secs(60)).await {
+            panic!("etcd: {why}");
         }
     }
 

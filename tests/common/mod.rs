@@ -16,6 +16,34 @@ pub fn herd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_herd")
 }
 
+/// A free loopback TCP port for a child that binds it itself (etcd,
+/// chromedriver). It lies below the kernel's ephemeral range, so no
+/// outgoing connection (an etcd member dialling its peers, say) can take it
+/// as its source port between this pick and the child's bind.
+pub fn free_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (low.saturating_sub(12_000).max(1024), low);
+    // Start at a per-process point so concurrent test binaries spread out.
+    let span = u32::from(to - from);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    for _ in 0..span {
+        let step = NEXT.fetch_add(7919, std::sync::atomic::Ordering::Relaxed);
+        let port = from + ((seed.wrapping_add(step)) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {from}..{to}");
+}
+
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
 pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut cond: F) -> bool {
     let deadline = Instant::now() + timeout;

@@ -2,6 +2,7 @@
 //! `chromium` driven by `chromedriver` over HTTP on loopback. No browser is
 //! downloaded; when either is missing the tests say they are skipped.
 
+use crate::common::free_port;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -274,11 +275,6 @@ impl Drop for Browser {
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = self.driver.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 fn decode_base64(s: &str) -> Vec<u8> {
