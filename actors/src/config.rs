@@ -142,7 +142,8 @@ pub struct MetricsConfig {
     /// its next input or output, which brings a sample at once: so
     /// `max_memory` is checked every interval for a working session, and
     /// within 30 intervals (a minute at the default 2 s) for one that grows
-    /// in silence.
+    /// in silence. Samples fall on a grid of a quarter interval (at most a
+    /// second) shared by every session, so they come up to that much late.
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
 }

@@ -99,7 +99,8 @@ pub struct Opts {
     pub herd: Option<PathBuf>,
     /// Megabytes of text per throughput run.
     pub throughput_mb: u64,
-    /// Throughput runs per side (median reported).
+    /// Throughput rounds (each: bare, herd with and without recording,
+    /// the library); the best round is judged, the median shown.
     pub runs: usize,
     /// Sessions of the spawn benchmark.
     pub spawn_n: usize,
@@ -149,7 +150,7 @@ impl Opts {
             recording: true,
             herd: None,
             throughput_mb: 200,
-            runs: 3,
+            runs: 5,
             spawn_n: 500,
             restart_n: 100,
             restart_daemon_n: 50,

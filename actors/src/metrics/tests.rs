@@ -80,3 +80,48 @@ async fn an_idle_session_dozes_and_its_next_input_wakes_sampling_and_max_memory(
         .await;
     }
 }
+
+#[test]
+fn ticks_fall_on_a_shared_grid_never_early_at_most_a_quarter_interval_late() {
+    let interval = Duration::from_secs(2);
+    let grid = Duration::from_millis(500);
+    let t0 = Instant::now();
+    // Ticks armed at scattered moments for the same interval land on the
+    // same instants (to the timer's millisecond), each after its `after`.
+    let mut dues = vec![];
+    for after in [
+        Duration::from_millis(1_000),
+        Duration::from_millis(1_130),
+        Duration::from_millis(1_371),
+        Duration::from_millis(1_499),
+    ] {
+        let armed = Instant::now();
+        let wait = super::on_grid(after, interval);
+        assert!(wait >= after, "{wait:?} is before {after:?}");
+        assert!(
+            wait < after + grid,
+            "{wait:?} is a grid later than {after:?}"
+        );
+        dues.push((armed + wait).duration_since(t0));
+    }
+    // Unaligned they would be four instants 130-240 ms apart; aligned, at
+    // most two (the span may cross one grid line), each shared to within
+    // the few microseconds between the arming calls.
+    dues.sort();
+    let instants = 1 + dues
+        .windows(2)
+        .filter(|w| w[1] - w[0] > Duration::from_millis(2))
+        .count();
+    assert!(instants <= 2, "four ticks fall at {dues:?}");
+    // A short interval gets a fine grid (10 ms at least), a long one 1 s at most.
+    let w = super::on_grid(Duration::from_millis(50), Duration::from_millis(50));
+    assert!(
+        w >= Duration::from_millis(50) && w < Duration::from_millis(63),
+        "{w:?}"
+    );
+    let w = super::on_grid(Duration::from_secs(60), Duration::from_secs(60));
+    assert!(
+        w >= Duration::from_secs(60) && w < Duration::from_secs(61),
+        "{w:?}"
+    );
+}
