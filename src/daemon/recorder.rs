@@ -5,9 +5,12 @@
 //!
 //! Sessions are spread over a few writer threads by id; each thread owns the
 //! open files of its sessions, so one session's events stay in order. An
-//! output chunk arrives with its share of the PTY reader's budget and returns
-//! it once written: a recorder that falls behind slows the child (nothing is
-//! lost, memory stays bounded). Files are flushed at every marker (state
+//! output chunk arrives with its share of the PTY reader's budget. While its
+//! thread has less than [`SLACK`] bytes of output queued, the share goes back
+//! to the reader at once; beyond that it is held until the chunk is written.
+//! So a recorder that falls behind slows the child (nothing is lost, memory
+//! stays bounded), but a writer thread that merely waits its turn for a CPU
+//! does not. Files are flushed at every marker (state
 //! changes, restarts) and at least once a second, and finished when the
 //! generation ends or the recorder closes, so a daemon crash loses at most
 //! the last moments.
@@ -20,7 +23,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
@@ -28,6 +33,13 @@ use uuid::Uuid;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// zstd level: fast, still a good ratio on terminal output.
 const ZSTD_LEVEL: i32 = 3;
+/// Output bytes a writer thread may have queued whose readers already have
+/// their budget back. A reader's budget is 256 KiB, a few milliseconds of a
+/// fast child; a writer thread on a busy two-core machine can wait longer
+/// than that for a CPU, and every reader it held stalled meanwhile (the
+/// recording cost 10-15 % of a 200 MB drain). 4 MiB per thread absorbs
+/// such waits; it is a bound per thread, not per session.
+const SLACK: usize = 4 << 20;
 
 enum Msg {
     Event {
@@ -35,6 +47,8 @@ enum Msg {
         generation: u64,
         at: Instant,
         event: TapEvent,
+        /// Bytes of [`Slack`] this event holds until it is written.
+        slack: usize,
     },
     /// Flush (`finish` = also close) every open file, then answer.
     Flush { finish: bool, done: SyncSender<()> },
@@ -42,7 +56,38 @@ enum Msg {
 
 /// Records every session through the [`Tap`] hook.
 pub struct Recorder {
-    shards: Vec<Sender<Msg>>,
+    shards: Vec<(Sender<Msg>, Arc<Slack>)>,
+}
+
+/// The output bytes a writer thread has queued with their credits given
+/// back, up to a limit.
+#[derive(Debug)]
+struct Slack {
+    queued: AtomicUsize,
+    limit: usize,
+}
+
+impl Slack {
+    fn new(limit: usize) -> Self {
+        Self {
+            queued: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Takes `n` bytes of slack if they fit.
+    fn take(&self, n: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                q.checked_add(n).filter(|t| *t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` bytes taken earlier (their chunk is written).
+    fn give(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+    }
 }
 
 impl Recorder {
@@ -63,11 +108,13 @@ impl Recorder {
         for i in 0..shards.max(1) {
             let (tx, rx) = mpsc::channel();
             let settings = settings.clone();
+            let slack = Arc::new(Slack::new(SLACK));
+            let given = Arc::clone(&slack);
             // Detached: a thread ends when the recorder (its sender) is dropped.
             std::thread::Builder::new()
                 .name(format!("herd-recorder-{i}"))
-                .spawn(move || Shard::new(settings).run(rx))?;
-            senders.push(tx);
+                .spawn(move || Shard::new(settings).run(rx, &given))?;
+            senders.push((tx, slack));
         }
         Ok(Self { shards: senders })
     }
@@ -79,7 +126,7 @@ impl Recorder {
             .iter()
             .filter_map(|s| {
                 let (done, wait) = mpsc::sync_channel(1);
-                s.send(Msg::Flush { finish, done }).ok().map(|_| wait)
+                s.0.send(Msg::Flush { finish, done }).ok().map(|_| wait)
             })
             .collect();
         for w in waits {
@@ -91,13 +138,26 @@ impl Recorder {
 impl Tap for Recorder {
     fn send(&self, session: Uuid, generation: u64, at: Instant, event: TapEvent) {
         let shard = (session.as_u128() % self.shards.len() as u128) as usize;
+        let (tx, slack) = &self.shards[shard];
+        let mut taken = 0;
+        let event = match event {
+            TapEvent::Output { data, credit } if credit.is_some() && slack.take(data.len()) => {
+                // The reader has its budget back now; the slack holds it.
+                taken = data.len();
+                drop(credit);
+                TapEvent::Output { data, credit: None }
+            }
+            other => other,
+        };
         let msg = Msg::Event {
             session,
             generation,
             at,
             event,
+            slack: taken,
         };
-        if self.shards[shard].send(msg).is_err() {
+        if tx.send(msg).is_err() {
+            slack.give(taken);
             tracing::error!(%session, "recorder thread is gone: output not recorded");
         }
     }
@@ -163,7 +223,7 @@ impl Shard {
         }
     }
 
-    fn run(mut self, rx: Receiver<Msg>) {
+    fn run(mut self, rx: Receiver<Msg>, slack: &Slack) {
         loop {
             match rx.recv_timeout(FLUSH_EVERY) {
                 Ok(Msg::Event {
@@ -171,7 +231,11 @@ impl Shard {
                     generation,
                     at,
                     event,
-                }) => self.event(session, generation, at, event),
+                    slack: taken,
+                }) => {
+                    self.event(session, generation, at, event);
+                    slack.give(taken);
+                }
                 Ok(Msg::Flush { finish, done }) => {
                     let ids: Vec<Uuid> = self.open.keys().copied().collect();
                     for id in ids {
@@ -538,6 +602,34 @@ fn shell_words(argv: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_is_taken_up_to_its_limit_and_given_back_as_chunks_are_written() {
+        let s = Slack::new(100);
+        assert!(s.take(60));
+        assert!(s.take(40), "exactly the limit fits");
+        assert!(!s.take(1), "beyond the limit the chunk keeps its credit");
+        s.give(60);
+        assert!(!s.take(61));
+        assert!(s.take(60));
+        assert!(
+            !Slack::new(100).take(101),
+            "a chunk over the limit never fits"
+        );
+        // Concurrent takers never overdraw it.
+        let s = Arc::new(Slack::new(1000));
+        let taken: usize = (0..4)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || (0..1000).filter(|_| s.take(7)).count() * 7)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(taken, 994, "142 chunks of 7 fit in 1000");
+        assert_eq!(s.queued.load(Ordering::Acquire), 994);
+    }
 
     fn read_events(path: &Path) -> (serde_json::Value, Vec<serde_json::Value>) {
         let text = if path.extension().is_some_and(|e| e == "zst") {
