@@ -59,14 +59,7 @@ fn starts(log: &std::path::Path) -> Vec<Value> {
 }
 
 async fn send_wait(d: &Daemon, id: &str, text: &str) -> Value {
-    let (st, m) = d
-        .post(
-            &format!("/v1/sessions/{id}/messages?wait=true&timeout=30s"),
-            json!({ "text": text }),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{m}");
-    m
+    d.send_wait(id, text, "30s").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,13 +15,7 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(90);
 
 async fn send_wait(d: &Daemon, id: &str, text: &str) -> Value {
-    let (st, m) = d
-        .post(
-            &format!("/v1/sessions/{id}/messages?wait=true&timeout=90s"),
-            json!({ "text": text }),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{m}");
+    let m = d.send_wait(id, text, "90s").await;
     assert_eq!(m["state"], "done", "{m}");
     m
 }

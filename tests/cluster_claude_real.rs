@@ -32,13 +32,7 @@ mod real {
 
     /// Sends `text` to `id` through `d` and waits for the reply.
     async fn send_wait(d: &Daemon, id: &str, text: &str) -> Value {
-        let (st, m) = d
-            .post(
-                &format!("/v1/sessions/{id}/messages?wait=true&timeout=90s"),
-                json!({ "text": text }),
-            )
-            .await;
-        assert_eq!(st, StatusCode::OK, "{m}");
+        let m = d.send_wait(id, text, "90s").await;
         assert_eq!(m["state"], "done", "{m}");
         assert_eq!(m["reply"], format!("MOCK-REPLY: {text}"), "{m}");
         m

@@ -30,14 +30,7 @@ async fn claude(d: &Daemon, cwd: &std::path::Path, extra: Value) -> String {
 }
 
 async fn send_wait(d: &Daemon, id: &str, text: &str) -> Value {
-    let (st, m) = d
-        .post(
-            &format!("/v1/sessions/{id}/messages?wait=true&timeout=30s"),
-            json!({ "text": text }),
-        )
-        .await;
-    assert!(st.is_success(), "{st} {m}");
-    m
+    d.send_wait(id, text, "30s").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

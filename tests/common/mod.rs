@@ -224,6 +224,19 @@ impl Daemon {
         self.req(Method::POST, path, Some(body)).await
     }
 
+    /// Sends `text` to session `id` and waits up to `timeout` (`30s`) for
+    /// the answer (`POST …/messages?wait=true`), which must be a 200.
+    pub async fn send_wait(&self, id: &str, text: &str, timeout: &str) -> Value {
+        let (st, m) = self
+            .post(
+                &format!("/v1/sessions/{id}/messages?wait=true&timeout={timeout}"),
+                serde_json::json!({ "text": text }),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{m}");
+        m
+    }
+
     /// Creates a session and returns its id.
     pub async fn create(&self, body: Value) -> String {
         let (st, v) = self.post("/v1/sessions", body).await;
