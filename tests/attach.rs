@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use portable_pty::{MasterPty, PtySize};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -423,19 +423,8 @@ impl PtyRun {
     /// Runs `sh -c script` in `dir` in an 80x24 PTY, with the daemon's URL and token.
     fn spawn(d: &Daemon, dir: &Path, script: &str, id: &str) -> PtyRun {
         let (master, child) = sh_in_pty(d, dir, script, &[("ID", id)]);
-        let mut reader = master.try_clone_reader().unwrap();
         let writer = master.take_writer().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let seen = common::collect_output(master.try_clone_reader().unwrap());
         PtyRun {
             master,
             writer,

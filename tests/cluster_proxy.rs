@@ -17,12 +17,11 @@ fn skipped_without_the_feature() {
 #[cfg(feature = "cluster")]
 mod proxy {
     use super::common::etcd::{self, Etcd};
-    use super::common::{poll, sh_in_pty, Daemon};
+    use super::common::{collect_output, poll, sh_in_pty, Daemon};
     use futures_util::{SinkExt, StreamExt};
     use reqwest::StatusCode;
     use serde_json::{json, Value};
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
+    use std::io::Write;
     use std::time::Duration;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
@@ -352,19 +351,8 @@ mod proxy {
             "\"$HERD_BIN\" attach \"$ID\"; echo rc=$?",
             &[("ID", id)],
         );
-        let mut reader = master.try_clone_reader().unwrap();
         let mut writer = master.take_writer().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let seen = collect_output(master.try_clone_reader().unwrap());
         let text = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
         let attached = poll(T, || async { text().contains("attached to") }).await;
         assert!(attached, "{}", text());

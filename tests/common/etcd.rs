@@ -463,13 +463,7 @@ fn spawn_member(
         .args(["--initial-cluster-token", "herd-test"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        )
+        .stderr(super::append_log(log))
         .spawn()
         .expect("spawn etcd")
 }

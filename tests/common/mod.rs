@@ -152,13 +152,7 @@ impl Daemon {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.path().join("daemon.log"))
-                    .expect("daemon log"),
-            )
+            .stderr(append_log(&dir.path().join("daemon.log")))
             .spawn()
             .expect("spawn herd serve");
         let url_file = data.join("url");
@@ -585,6 +579,34 @@ pub fn sh_in_pty(
     let child = pair.slave.spawn_command(cmd).unwrap();
     drop(pair.slave);
     (pair.master, child)
+}
+
+/// Reads `reader` (a PTY master's) on a thread of its own until EOF or an
+/// error, appending everything to the returned buffer.
+pub fn collect_output(
+    mut reader: Box<dyn std::io::Read + Send>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    seen
+}
+
+/// The stderr of a child process: `log`, created if need be and appended to.
+pub fn append_log(log: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("log file {}: {e}", log.display()))
 }
 
 /// The first file named `name` under `dir`, searched depth first.
