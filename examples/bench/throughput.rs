@@ -227,6 +227,10 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let reg = Registry::start(defaults).await?;
 
     let mut bare_mbps = Vec::new();
+    // The same bare drain once more at the end of each round: how far two
+    // runs of the baseline itself differ within a round, the floor under
+    // which no ratio here means anything.
+    let mut again_mbps = Vec::new();
     let mut on_runs: Vec<HerdRun> = Vec::new();
     let mut off_mbps = Vec::new();
     let mut lib_mbps = Vec::new();
@@ -275,6 +279,14 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
         lib_mbps.push(mbps(b, s));
         eprintln!(
             "throughput: round {round}/{}: library   {:7.1} MB/s",
+            opts.runs,
+            mbps(b, s)
+        );
+        let a = argv.clone();
+        let (b, s) = tokio::task::spawn_blocking(move || bare::drain(&a)).await??;
+        again_mbps.push(mbps(b, s));
+        eprintln!(
+            "throughput: round {round}/{}: bare again{:7.1} MB/s",
             opts.runs,
             mbps(b, s)
         );
@@ -393,6 +405,24 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
                 .not_available("n/a (no recorder): no file appeared under <data>/recordings"),
         );
     }
+    let floor: Vec<f64> = again_mbps
+        .iter()
+        .zip(&bare_mbps)
+        .map(|(a, b)| a / b)
+        .collect();
+    let (lo, hi) = floor
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    rows.push(
+        Row::new("throughput", "bare drain again, end of each round (noise floor)")
+            .herd(format!("{:.0} MB/s ({})", median(&again_mbps), list(&again_mbps)))
+            .baseline(format!("{bare_m:.0} MB/s"))
+            .value(median(&floor), "x")
+            .note(format!(
+                "context: the baseline against itself, same round; per-round ratios {lo:.2}–{hi:.2} \
+                 are the spread any one round's ratio above carries"
+            )),
+    );
     let lib_m = median(&lib_mbps);
     rows.push(
         Row::new("throughput", "library only (Registry + 1 subscriber)")
