@@ -205,6 +205,17 @@ async fn library_once(reg: &Registry, argv: &[String]) -> Result<(u64, f64, u64)
     Ok((bytes, secs, lagged))
 }
 
+/// One bare drain off the runtime's threads, reported on stderr; its MB/s.
+async fn bare_run(argv: &[String], round: &str, label: &str) -> Result<f64> {
+    let a = argv.to_vec();
+    let (b, s) = tokio::task::spawn_blocking(move || bare::drain(&a)).await??;
+    eprintln!(
+        "throughput: {round}: {label}{:7.1} MB/s ({b} bytes in {s:.2}s)",
+        mbps(b, s)
+    );
+    Ok(mbps(b, s))
+}
+
 /// Runs the throughput benchmark and appends its rows.
 pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let size = opts.throughput_mb * 1_000_000;
@@ -237,14 +248,8 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let mut lib_lagged = 0u64;
     let mut recorder: Option<bool> = None;
     for round in 1..=opts.runs {
-        let a = argv.clone();
-        let (b, s) = tokio::task::spawn_blocking(move || bare::drain(&a)).await??;
-        bare_mbps.push(mbps(b, s));
-        eprintln!(
-            "throughput: round {round}/{}: bare      {:7.1} MB/s ({b} bytes in {s:.2}s)",
-            opts.runs,
-            mbps(b, s)
-        );
+        let tag = format!("round {round}/{}", opts.runs);
+        bare_mbps.push(bare_run(&argv, &tag, "bare      ").await?);
         let r = herd_once(&on, &argv).await?;
         eprintln!(
             "throughput: round {round}/{}: herd rec  {:7.1} MB/s ({} bytes in {:.2}s, viewer {} bytes in {} frames of {:.1} KiB, {} resyncs, recorded {:?})",
@@ -282,14 +287,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
             opts.runs,
             mbps(b, s)
         );
-        let a = argv.clone();
-        let (b, s) = tokio::task::spawn_blocking(move || bare::drain(&a)).await??;
-        again_mbps.push(mbps(b, s));
-        eprintln!(
-            "throughput: round {round}/{}: bare again{:7.1} MB/s",
-            opts.runs,
-            mbps(b, s)
-        );
+        again_mbps.push(bare_run(&argv, &tag, "bare again").await?);
     }
     reg.shutdown(Duration::from_secs(10)).await;
     on.shutdown().await;
@@ -414,14 +412,21 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
         .iter()
         .fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
     rows.push(
-        Row::new("throughput", "bare drain again, end of each round (noise floor)")
-            .herd(format!("{:.0} MB/s ({})", median(&again_mbps), list(&again_mbps)))
-            .baseline(format!("{bare_m:.0} MB/s"))
-            .value(median(&floor), "x")
-            .note(format!(
-                "context: the baseline against itself, same round; per-round ratios {lo:.2}–{hi:.2} \
+        Row::new(
+            "throughput",
+            "bare drain again, end of each round (noise floor)",
+        )
+        .herd(format!(
+            "{:.0} MB/s ({})",
+            median(&again_mbps),
+            list(&again_mbps)
+        ))
+        .baseline(format!("{bare_m:.0} MB/s"))
+        .value(median(&floor), "x")
+        .note(format!(
+            "context: the baseline against itself, same round; per-round ratios {lo:.2}–{hi:.2} \
                  are the spread any one round's ratio above carries"
-            )),
+        )),
     );
     let lib_m = median(&lib_mbps);
     rows.push(
