@@ -98,6 +98,19 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method.clone(), path, body).await {
+            Ok(v) => v,
+            Err((status, v)) => panic!("webdriver {method} {path}: {status} {v}"),
+        }
+    }
+
+    /// A WebDriver command; a refusal comes back with its status and body.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (reqwest::StatusCode, Value)> {
         let url = if path == "/session" {
             format!("{}{path}", self.base)
         } else {
@@ -115,11 +128,11 @@ impl Browser {
             .expect("webdriver");
         let status = resp.status();
         let v: Value = resp.json().await.expect("webdriver json");
-        assert!(
-            status.is_success(),
-            "webdriver {method} {path}: {status} {v}"
-        );
-        v["value"].clone()
+        if status.is_success() {
+            Ok(v["value"].clone())
+        } else {
+            Err((status, v))
+        }
     }
 
     /// Opens a URL.
@@ -189,11 +202,21 @@ impl Browser {
             .to_string()
     }
 
-    /// Clicks the first match of a CSS selector (waiting for it).
+    /// Clicks the first match of a CSS selector (waiting for it). An element
+    /// the page replaced between finding and clicking is found again.
     pub async fn click(&self, css: &str) {
-        let e = self.find(css, Duration::from_secs(20)).await;
-        self.call(reqwest::Method::POST, &format!("/element/{e}/click"), None)
-            .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let e = self.find(css, Duration::from_secs(20)).await;
+            let path = format!("/element/{e}/click");
+            match self.try_call(reqwest::Method::POST, &path, None).await {
+                Ok(_) => return,
+                Err((_, v))
+                    if v["value"]["error"] == "stale element reference"
+                        && Instant::now() < deadline => {}
+                Err((status, v)) => panic!("webdriver POST {path}: {status} {v}"),
+            }
+        }
     }
 
     /// Types into the first match of a CSS selector, as keys.

@@ -241,43 +241,78 @@ export function sessionView(root, id, tab) {
     }
   }
 
-  // The dialog of a waiting session.
-  let waitingKey = "";
+  // The dialog of a waiting session. Its parts are built once and updated in
+  // place: the hook and the screen refine the text while it is open, and
+  // rebuilding would drop a half-typed answer, the focus, or a click that
+  // lands between a button's press and release.
+  const dialog = {
+    title: el("h2"),
+    tool: el("p.tool", null, el("span.muted", null, "tool "), el("code")),
+    summary: el("pre.summary"),
+    message: el("p"),
+    choices: el("div.choices"),
+    free: el("input", { type: "text", placeholder: "or type an answer", name: "answer" }),
+  };
+  let answering = false;
+  const answer = async (choice, button) => {
+    answering = true;
+    for (const b of waiting.querySelectorAll("button")) b.disabled = true;
+    try {
+      await api("POST", sessionPath(id, "/answer"), { choice });
+      toast(`Answered: ${button}`);
+      refetch(id);
+    } catch (e) {
+      toast(`Answer failed: ${e.message}`, "error");
+      for (const b of waiting.querySelectorAll("button")) b.disabled = false;
+    } finally {
+      answering = false;
+    }
+  };
+  waiting.replaceChildren(dialog.title, dialog.tool, dialog.summary, dialog.message, dialog.choices,
+    el("form.free", { onsubmit: (e) => {
+      e.preventDefault();
+      const text = dialog.free.value.trim();
+      if (text) answer(text, text);
+    } }, dialog.free, el("button.ghost", { type: "submit" }, "Answer")));
+  const setPart = (node, text, target = node) => {
+    node.hidden = !text;
+    setText(target, text || "");
+  };
+  let choicesKey = "";
+  let questionKey = "";
   function renderWaiting(s) {
-    const w = s.state === "waiting_input" ? s.waiting : null;
-    const k = s.state === "waiting_input" ? JSON.stringify(w) + (s.dialog || "") : "";
-    if (k === waitingKey) return;
-    waitingKey = k;
-    waiting.hidden = s.state !== "waiting_input";
-    if (waiting.hidden) return;
-    const answer = async (choice, button) => {
-      for (const b of waiting.querySelectorAll("button")) b.disabled = true;
-      try {
-        await api("POST", sessionPath(id, "/answer"), { choice });
-        toast(`Answered: ${button}`);
-        refetch(id);
-      } catch (e) {
-        toast(`Answer failed: ${e.message}`, "error");
-        for (const b of waiting.querySelectorAll("button")) b.disabled = false;
-      }
-    };
+    const open = s.state === "waiting_input";
+    waiting.hidden = !open;
+    const w = open ? s.waiting : null;
+    const question = open ? JSON.stringify(w) : "";
+    const asked = question !== questionKey;
+    questionKey = question;
+    if (!open) {
+      // Closed: a half-typed answer belonged to that question.
+      if (asked) dialog.free.value = "";
+      return;
+    }
+    setText(dialog.title, w ? `Needs you: ${w.reason}` : "Needs you");
+    setPart(dialog.tool, w && w.tool, dialog.tool.querySelector("code"));
+    setPart(dialog.summary, w && w.summary);
+    setPart(dialog.message, (w && w.message) || s.dialog);
     const choices = w && w.choices && w.choices.length ? w.choices
       : [{ meaning: "yes", label: "Yes" }, { meaning: "always", label: "Always" }, { meaning: "no", label: "No" }];
-    const free = el("input", { type: "text", placeholder: "or type an answer", name: "answer" });
-    waiting.replaceChildren(
-      el("h2", null, w ? `Needs you: ${w.reason}` : "Needs you"),
-      w && w.tool ? el("p.tool", null, el("span.muted", null, "tool "), el("code", null, w.tool)) : null,
-      w && w.summary ? el("pre.summary", null, w.summary) : null,
-      w && w.message ? el("p", null, w.message) : s.dialog ? el("p", null, s.dialog) : null,
-      el("div.choices", null, choices.map((c) =>
+    const k = JSON.stringify(choices);
+    if (k !== choicesKey) {
+      choicesKey = k;
+      dialog.choices.replaceChildren(...choices.map((c) =>
         el(`button.choice.${c.meaning}`, {
           type: "button",
           dataset: { meaning: c.meaning },
           title: c.key ? `key ${c.key}` : undefined,
           onclick: () => answer(c.meaning === "other" ? c.label : c.meaning, c.label),
-        }, c.label))),
-      el("form.free", { onsubmit: (e) => { e.preventDefault(); if (free.value.trim()) answer(free.value, free.value); } },
-        free, el("button.ghost", { type: "submit" }, "Answer")));
+        }, c.label)));
+    }
+    if (asked && !answering) {
+      // Another question (or this one refined): it can be answered again.
+      for (const b of waiting.querySelectorAll("button")) b.disabled = false;
+    }
   }
 
   function render() {
