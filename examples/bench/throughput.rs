@@ -216,6 +216,11 @@ async fn bare_run(argv: &[String], round: &str, label: &str) -> Result<f64> {
     Ok(mbps(b, s))
 }
 
+/// Each round's figure over the same round's baseline.
+fn ratios(of: &[f64], to: &[f64]) -> Vec<f64> {
+    of.iter().zip(to).map(|(a, b)| a / b).collect()
+}
+
 /// Runs the throughput benchmark and appends its rows.
 pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     let size = opts.throughput_mb * 1_000_000;
@@ -307,12 +312,8 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     // several rounds: each round's herd run against that round's bare run
     // (they run back to back), the best round judged. On a shared 2-core VM
     // one round can lose a third to CPU steal, so the median is shown too.
-    let best_ratio = |herd: &[f64], base: &[f64]| {
-        herd.iter()
-            .zip(base)
-            .map(|(h, b)| h / b)
-            .fold(0.0f64, f64::max)
-    };
+    let best_ratio =
+        |herd: &[f64], base: &[f64]| ratios(herd, base).into_iter().fold(0.0, f64::max);
     let ratio = best_ratio(&on_mbps, &bare_mbps);
     let path = if has_rec {
         "daemon + recording + 1 WS viewer"
@@ -403,11 +404,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
                 .not_available("n/a (no recorder): no file appeared under <data>/recordings"),
         );
     }
-    let floor: Vec<f64> = again_mbps
-        .iter()
-        .zip(&bare_mbps)
-        .map(|(a, b)| a / b)
-        .collect();
+    let floor = ratios(&again_mbps, &bare_mbps);
     let (lo, hi) = floor
         .iter()
         .fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));

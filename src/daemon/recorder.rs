@@ -56,7 +56,13 @@ enum Msg {
 
 /// Records every session through the [`Tap`] hook.
 pub struct Recorder {
-    shards: Vec<(Sender<Msg>, Arc<Slack>)>,
+    shards: Vec<ShardHandle>,
+}
+
+/// The way to one writer thread, and its slack.
+struct ShardHandle {
+    tx: Sender<Msg>,
+    slack: Arc<Slack>,
 }
 
 /// The output bytes a writer thread has queued with their credits given
@@ -114,7 +120,7 @@ impl Recorder {
             std::thread::Builder::new()
                 .name(format!("herd-recorder-{i}"))
                 .spawn(move || Shard::new(settings).run(rx, &given))?;
-            senders.push((tx, slack));
+            senders.push(ShardHandle { tx, slack });
         }
         Ok(Self { shards: senders })
     }
@@ -126,7 +132,7 @@ impl Recorder {
             .iter()
             .filter_map(|s| {
                 let (done, wait) = mpsc::sync_channel(1);
-                s.0.send(Msg::Flush { finish, done }).ok().map(|_| wait)
+                s.tx.send(Msg::Flush { finish, done }).ok().map(|_| wait)
             })
             .collect();
         for w in waits {
@@ -138,7 +144,7 @@ impl Recorder {
 impl Tap for Recorder {
     fn send(&self, session: Uuid, generation: u64, at: Instant, event: TapEvent) {
         let shard = (session.as_u128() % self.shards.len() as u128) as usize;
-        let (tx, slack) = &self.shards[shard];
+        let ShardHandle { tx, slack } = &self.shards[shard];
         let mut taken = 0;
         let event = match event {
             TapEvent::Output { data, credit } if credit.is_some() && slack.take(data.len()) => {

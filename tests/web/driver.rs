@@ -116,11 +116,13 @@ impl Browser {
         } else {
             format!("{}/session/{}{path}", self.base, self.session)
         };
-        let mut r = self.http.request(method.clone(), &url);
-        r = r.json(&body.unwrap_or_else(|| json!({})));
-        if method == reqwest::Method::GET {
-            r = self.http.get(&url);
-        }
+        let r = if method == reqwest::Method::GET {
+            self.http.get(&url)
+        } else {
+            self.http
+                .request(method, &url)
+                .json(&body.unwrap_or_else(|| json!({})))
+        };
         let resp = r
             .timeout(Duration::from_secs(60))
             .send()
@@ -202,14 +204,29 @@ impl Browser {
             .to_string()
     }
 
-    /// Clicks the first match of a CSS selector (waiting for it). An element
-    /// the page replaced between finding and clicking is found again.
+    /// Clicks the first match of a CSS selector (waiting for it).
     pub async fn click(&self, css: &str) {
+        self.on_element(css, "click", None).await;
+    }
+
+    /// Types into the first match of a CSS selector, as keys.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.on_element(css, "value", Some(json!({ "text": text })))
+            .await;
+    }
+
+    /// `POST /element/{id}/{action}` on the first match of a CSS selector
+    /// (waiting for it). An element the page replaced between finding and
+    /// acting is found again.
+    async fn on_element(&self, css: &str, action: &str, body: Option<Value>) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let e = self.find(css, Duration::from_secs(20)).await;
-            let path = format!("/element/{e}/click");
-            match self.try_call(reqwest::Method::POST, &path, None).await {
+            let path = format!("/element/{e}/{action}");
+            match self
+                .try_call(reqwest::Method::POST, &path, body.clone())
+                .await
+            {
                 Ok(_) => return,
                 Err((_, v))
                     if v["value"]["error"] == "stale element reference"
@@ -217,17 +234,6 @@ impl Browser {
                 Err((status, v)) => panic!("webdriver POST {path}: {status} {v}"),
             }
         }
-    }
-
-    /// Types into the first match of a CSS selector, as keys.
-    pub async fn type_into(&self, css: &str, text: &str) {
-        let e = self.find(css, Duration::from_secs(20)).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{e}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
     }
 
     /// The cookies the browser holds for the current page.

@@ -35,10 +35,8 @@ pub(super) fn escape(out: &mut Vec<u8>, s: &[u8]) {
     let mut from = 0;
     let mut i = 0;
     while i < s.len() {
-        if let Some(word) = s.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            if !any_to_escape(u64::from_le_bytes(w)) {
+        if let Some(word) = s[i..].first_chunk::<8>() {
+            if !any_to_escape(u64::from_le_bytes(*word)) {
                 i += 8;
                 continue;
             }
@@ -48,7 +46,7 @@ pub(super) fn escape(out: &mut Vec<u8>, s: &[u8]) {
         while i < end {
             let b = s[i];
             i += 1;
-            if b >= 0x20 && b != b'"' && b != b'\\' {
+            if !needs_escape(b) {
                 continue;
             }
             out.extend_from_slice(&s[from..i - 1]);
@@ -57,6 +55,11 @@ pub(super) fn escape(out: &mut Vec<u8>, s: &[u8]) {
         }
     }
     out.extend_from_slice(&s[from..]);
+}
+
+/// Whether a JSON string must escape this byte: a control byte, `"` or `\\`.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 /// Whether any of the eight bytes of `w` needs escaping in a JSON string: a
@@ -158,11 +161,10 @@ mod tests {
 
     #[test]
     fn the_word_test_agrees_with_the_byte_test_on_every_word() {
-        let byte = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
         let check = |w: [u8; 8]| {
             assert_eq!(
                 any_to_escape(u64::from_le_bytes(w)),
-                w.iter().any(|b| byte(*b)),
+                w.iter().copied().any(needs_escape),
                 "{w:02x?}"
             );
         };
