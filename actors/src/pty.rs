@@ -287,10 +287,12 @@ fn spawn_child(args: PtyArgs) -> Result<PtyState, std::io::Error> {
     // and still reaped.
     let progress = Arc::new(Progress::default());
     let (drained_tx, drained_rx) = oneshot::channel();
+    // Made here, not in the task: a task the runtime drops before it first
+    // runs still drops its arguments, and with them this guard.
+    let last_resort = ReapOnDrop { pid, reaped };
     tokio::spawn(wait_loop(
         exit::ExitWatch::new(pid),
-        pid,
-        reaped,
+        last_resort,
         drained_rx,
         args.session.clone(),
         args.generation,
@@ -385,20 +387,16 @@ impl Drop for ReapOnDrop {
 #[allow(clippy::too_many_arguments)]
 async fn wait_loop(
     exit: exit::ExitWatch,
-    pid: Pid,
-    reaped: Arc<Mutex<bool>>,
+    // If the runtime shuts down before this task is done, the child is
+    // still killed and reaped (on the thread dropping this task).
+    last_resort: ReapOnDrop,
     mut drained: oneshot::Receiver<()>,
     session: DerivedActorRef<PtyEvent>,
     generation: u64,
     progress: Arc<Progress>,
     marks: Vec<(String, String)>,
 ) {
-    // If the runtime shuts down before this task is done, the child is
-    // still killed and reaped (on the thread dropping this task).
-    let _last_resort = ReapOnDrop {
-        pid,
-        reaped: Arc::clone(&reaped),
-    };
+    let pid = last_resort.pid;
     // Wait for the exit without reaping: the zombie keeps the pid (and group
     // id) reserved, so cleaning up the group cannot hit a reused pid.
     exit.exited().await;
@@ -443,7 +441,7 @@ async fn wait_loop(
     }
     let mut status = 0;
     let exit = {
-        let mut reaped = lock(&reaped);
+        let mut reaped = lock(&last_resort.reaped);
         // SAFETY: plain syscall on our own child, which has exited: it
         // returns at once.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
