@@ -463,3 +463,73 @@ async fn wait_loop(
         status: exit,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ractor::Actor;
+    use std::os::unix::process::CommandExt;
+
+    /// Takes the waiter's reports and drops them.
+    struct Sink;
+
+    impl Actor for Sink {
+        type Msg = PtyEvent;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<PtyEvent>,
+            _args: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_waiter_dropped_before_it_ever_ran_still_kills_and_reaps_its_child() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let pid = rt.block_on(async {
+            let (sink, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+            // Its own process group, as a session's child is. Reaped by the
+            // waiter's guard: that is what the test is about.
+            #[allow(clippy::zombie_processes)]
+            let child = std::process::Command::new("sleep")
+                .arg("600")
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            let pid = child.id() as Pid;
+            let (_drained_tx, drained_rx) = oneshot::channel();
+            let waiter = wait_loop(
+                exit::ExitWatch::new(pid),
+                ReapOnDrop {
+                    pid,
+                    reaped: Arc::new(Mutex::new(false)),
+                },
+                drained_rx,
+                sink.get_derived(),
+                0,
+                Arc::default(),
+                vec![],
+            );
+            // What a runtime shutting down does to a task it never ran.
+            drop(waiter);
+            sink.stop(None);
+            pid
+        });
+        drop(rt);
+        // Gone from /proc: killed, and reaped (a zombie would still show).
+        let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if !gone {
+            process::signal_group(pid, libc::SIGKILL);
+            // SAFETY: reaping our own child by pid.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        assert!(gone, "the child {pid} was left running or a zombie");
+    }
+}
