@@ -44,6 +44,13 @@ const ZSTD_LEVEL: i32 = 3;
 /// recording cost 10-15 % of a 200 MB drain). 4 MiB per thread absorbs
 /// such waits; it is a bound per thread, not per session.
 const SLACK: usize = 4 << 20;
+/// How long a writer thread rests after writing output before it looks at
+/// its queue again. A flooding session sends a chunk every 1 ms or so;
+/// waking the writer for each one woke an idle CPU a thousand times a
+/// second on the machine the sessions run on. At 60 MB/s a pause queues
+/// ~300 KiB, far inside [`SLACK`]; a recording is flushed once a second
+/// anyway.
+const GATHER: Duration = Duration::from_millis(5);
 
 enum Msg {
     Event {
@@ -263,39 +270,58 @@ impl Shard {
     fn run(mut self, rx: Receiver<Msg>, slack: &Slack) {
         background();
         loop {
-            match rx.recv_timeout(FLUSH_EVERY) {
-                Ok(Msg::Event {
-                    session,
-                    generation,
-                    at,
-                    event,
-                    slack: taken,
-                }) => {
-                    self.event(session, generation, at, event);
-                    slack.give(taken);
-                }
-                Ok(Msg::Flush { finish, done }) => {
-                    let ids: Vec<Uuid> = self.open.keys().copied().collect();
-                    for id in ids {
-                        if finish {
-                            self.finish(id, None);
-                        } else {
-                            self.flush(id);
-                        }
-                    }
-                    let _ = done.send(());
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            let mut output = match rx.recv_timeout(FLUSH_EVERY) {
+                Ok(msg) => self.handle(msg, slack),
+                Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => break,
+            };
+            // Everything queued meanwhile, in one go.
+            while let Ok(msg) = rx.try_recv() {
+                output |= self.handle(msg, slack);
             }
             if self.swept.elapsed() >= SWEEP_EVERY {
                 self.flush_stale();
                 self.swept = Instant::now();
             }
+            if output {
+                // Let a flood's chunks gather: one wake-up per pause instead
+                // of one per chunk (see [`GATHER`]).
+                std::thread::sleep(GATHER);
+            }
         }
         let ids: Vec<Uuid> = self.open.keys().copied().collect();
         for id in ids {
             self.finish(id, None);
+        }
+    }
+
+    /// Handles one message; whether it was output.
+    fn handle(&mut self, msg: Msg, slack: &Slack) -> bool {
+        match msg {
+            Msg::Event {
+                session,
+                generation,
+                at,
+                event,
+                slack: taken,
+            } => {
+                let output = matches!(event, TapEvent::Output { .. });
+                self.event(session, generation, at, event);
+                slack.give(taken);
+                output
+            }
+            Msg::Flush { finish, done } => {
+                let ids: Vec<Uuid> = self.open.keys().copied().collect();
+                for id in ids {
+                    if finish {
+                        self.finish(id, None);
+                    } else {
+                        self.flush(id);
+                    }
+                }
+                let _ = done.send(());
+                false
+            }
         }
     }
 
