@@ -4,6 +4,10 @@
 //!    through the daemon (PtyActor, ring buffer, screen, recording, one
 //!    attached WebSocket viewer), against a bare portable-pty read loop of the
 //!    same child; recording on against off; the library alone for context.
+//!    `--compare OTHER_HERD` adds a daemon of another build to every round,
+//!    before the `--herd` one in even rounds and after it in odd ones, and
+//!    reports their per-round ratio: an A/B of a change on the same machine
+//!    state, finer than the spread between rounds.
 //! 2. `spawn`: 500 sessions through `POST /v1/sessions` against 500 bare
 //!    portable-pty spawns.
 //! 3. `restart`: SIGKILL a child with `backoff_initial = 0`, time until the
@@ -97,6 +101,9 @@ pub struct Opts {
     pub recording: bool,
     /// `--herd PATH`: the daemon binary.
     pub herd: Option<PathBuf>,
+    /// `--compare PATH`: a second daemon binary whose recorded drain runs in
+    /// the same rounds as `--herd`'s, the order alternating (throughput).
+    pub compare: Option<PathBuf>,
     /// Megabytes of text per throughput run.
     pub throughput_mb: u64,
     /// Throughput rounds (each: bare, herd with and without recording,
@@ -149,6 +156,7 @@ impl Opts {
             only: Vec::new(),
             recording: true,
             herd: None,
+            compare: None,
             throughput_mb: 200,
             runs: 5,
             spawn_n: 500,
@@ -170,6 +178,7 @@ impl Opts {
             creates_n: 300,
         };
         let mut claude_runs: Option<usize> = None;
+        let mut rounds: Option<usize> = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let (key, inline) = match a.split_once('=') {
@@ -198,6 +207,14 @@ impl Opts {
                     }
                 }
                 "--herd" => o.herd = Some(PathBuf::from(value("--herd")?)),
+                "--compare" => {
+                    let p = PathBuf::from(value("--compare")?);
+                    if !p.is_file() {
+                        bail!("--compare {}: no such file", p.display());
+                    }
+                    o.compare = Some(p);
+                }
+                "--rounds" => rounds = Some(positive("--rounds", &value("--rounds")?)?),
                 "--fanin-secs" => o.fanin_secs = value("--fanin-secs")?.parse()?,
                 "--scale" => o.scale_n = value("--scale")?.parse()?,
                 "--recovery" => o.recovery_n = value("--recovery")?.parse()?,
@@ -215,7 +232,7 @@ impl Opts {
                 "-h" | "--help" => {
                     println!(
                         "usage: cargo run --release --example bench -- [--quick] [--json|--markdown] \
-                         [--only {}] [--herd PATH] [--scale N] [--idle-secs S] [--recovery N] [--fanin-secs S] [--no-recording] \
+                         [--only {}] [--herd PATH] [--compare PATH] [--rounds N] [--scale N] [--idle-secs S] [--recovery N] [--fanin-secs S] [--no-recording] \
                          [--claude-runs N] [--claude-turns N] [--failover-rounds N] [--failover-sessions K] [--creates N]",
                         BENCHES.join(",")
                     );
@@ -237,6 +254,9 @@ impl Opts {
             o.claude_mem_n = 3;
             o.failover_rounds = o.failover_rounds.min(2);
             o.creates_n = o.creates_n.min(150);
+        }
+        if let Some(n) = rounds {
+            o.runs = n;
         }
         if let Some(n) = claude_runs {
             if n == 0 {

@@ -238,6 +238,12 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     ];
     let mut on = Daemon::start(herd, &daemon::config(10, true, "")).await?;
     let mut off = Daemon::start(herd, &daemon::config(10, false, "")).await?;
+    let mut other = match &opts.compare {
+        Some(b) => Some(Daemon::start(b, &daemon::config(10, true, "")).await?),
+        None => None,
+    };
+    // The --compare build's recorded drain over the --herd one's, per round.
+    let mut compared = Vec::new();
     let mut defaults = SessionDefaults::default();
     defaults.limits.stop_grace = Duration::from_secs(1);
     let reg = Registry::start(defaults).await?;
@@ -255,7 +261,26 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     for round in 1..=opts.runs {
         let tag = format!("round {round}/{}", opts.runs);
         bare_mbps.push(bare_run(&argv, &tag, "bare      ").await?);
+        // The other build goes first in even rounds, second in odd ones, so
+        // neither gains from its place in the round.
+        let other_first = match &other {
+            Some(d) if round % 2 == 0 => Some(herd_once(d, &argv).await?),
+            _ => None,
+        };
         let r = herd_once(&on, &argv).await?;
+        if let Some(d) = &other {
+            let x = match other_first {
+                Some(x) => x,
+                None => herd_once(d, &argv).await?,
+            };
+            let ratio = mbps(x.bytes, x.secs) / mbps(r.bytes, r.secs);
+            eprintln!(
+                "throughput: round {round}/{}: compare   {:7.1} MB/s ({ratio:.3} of herd rec)",
+                opts.runs,
+                mbps(x.bytes, x.secs)
+            );
+            compared.push(ratio);
+        }
         eprintln!(
             "throughput: round {round}/{}: herd rec  {:7.1} MB/s ({} bytes in {:.2}s, viewer {} bytes in {} frames of {:.1} KiB, {} resyncs, recorded {:?})",
             opts.runs,
@@ -297,6 +322,9 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
     reg.shutdown(Duration::from_secs(10)).await;
     on.shutdown().await;
     off.shutdown().await;
+    if let Some(mut d) = other.take() {
+        d.shutdown().await;
+    }
 
     let list = |v: &[f64]| {
         v.iter()
@@ -435,5 +463,29 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
                 "context: herd-actors in the bench process, no daemon/recorder/WebSocket; subscriber lagged {lib_lagged} chunks"
             )),
     );
+    if let (Some(b), false) = (&opts.compare, compared.is_empty()) {
+        let m = median(&compared);
+        let mean = compared.iter().sum::<f64>() / compared.len() as f64;
+        rows.push(
+            Row::new(
+                "throughput",
+                "--compare build, recorded drain over --herd's",
+            )
+            .herd(
+                compared
+                    .iter()
+                    .map(|x| format!("{x:.3}"))
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            )
+            .value(m, "x")
+            .note(format!(
+                "A/B: {} against the --herd build in the same {} rounds, order alternating; \
+                     median of the per-round ratios, mean {mean:.3}",
+                b.display(),
+                compared.len()
+            )),
+        );
+    }
     Ok(())
 }
