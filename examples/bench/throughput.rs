@@ -326,12 +326,14 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
         d.shutdown().await;
     }
 
-    let list = |v: &[f64]| {
+    // Each round's figure, `digits` after the point, in round order.
+    let figures = |v: &[f64], digits: usize| {
         v.iter()
-            .map(|x| format!("{x:.0}"))
+            .map(|x| format!("{x:.digits$}"))
             .collect::<Vec<_>>()
             .join("/")
     };
+    let list = |v: &[f64]| figures(v, 0);
     let bare_m = median(&bare_mbps);
     let on_mbps: Vec<f64> = on_runs.iter().map(|r| mbps(r.bytes, r.secs)).collect();
     let on_m = median(&on_mbps);
@@ -471,13 +473,7 @@ pub async fn run(herd: &Path, opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
                 "throughput",
                 "--compare build, recorded drain over --herd's",
             )
-            .herd(
-                compared
-                    .iter()
-                    .map(|x| format!("{x:.3}"))
-                    .collect::<Vec<_>>()
-                    .join("/"),
-            )
+            .herd(figures(&compared, 3))
             .value(m, "x")
             .note(format!(
                 "A/B: {} against the --herd build in the same {} rounds, order alternating; \
