@@ -188,7 +188,8 @@ async fn wait_cancel_rm_and_exit_codes() {
 
     // rm --stopped: the session, its store rows and its recordings go.
     let recordings = d.data_dir().join("recordings").join(&id);
-    assert!(recordings.exists());
+    // Written behind the session, as background work.
+    assert!(common::wait_until(T, || recordings.exists()).await);
     let out = ok(d.cli(&["rm", "--stopped"]));
     assert_eq!(out, format!("{short} removed\n"));
     assert!(!recordings.exists(), "recordings left behind");

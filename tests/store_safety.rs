@@ -114,7 +114,11 @@ async fn gc_forgets_ended_sessions_beyond_the_count_for_good() {
     let ids = ended_sessions(&d, 5).await;
     let live = d.create(json!({"command": ["sleep", "600"]})).await;
     let recordings = d.data_dir().join("recordings");
-    assert!(recordings.join(&ids[0]).exists());
+    // The recorder writes behind the sessions, as background work: on a
+    // loaded machine a file can land after its session has stopped.
+    let recorded =
+        common::wait_until(T, || ids.iter().all(|id| recordings.join(id).exists())).await;
+    assert!(recorded, "every ended session has its recording");
     let o = d.cli(&["gc", "--keep", "2", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -15,9 +15,10 @@
 //! generation ends or the recorder closes, so a daemon crash loses at most
 //! the last moments.
 //!
-//! The writer threads run as `SCHED_IDLE`: recording is work nobody waits
-//! for, and on a busy machine it must not take a CPU from the sessions it
-//! records (see [`background`]).
+//! The writer threads run as background work (`SCHED_BATCH`, nice 19):
+//! recording is work nobody waits for, and on a busy machine it must not
+//! take a CPU from the sessions it records, yet it must not starve either
+//! (see [`background`]).
 
 mod line;
 
@@ -180,32 +181,53 @@ impl Tap for Recorder {
     }
 }
 
-/// Makes the calling writer thread `SCHED_IDLE`: it runs when a CPU has
-/// nothing else to do, and any other thread that wakes takes the CPU from it.
+/// Makes the calling writer thread background work: `SCHED_BATCH` at
+/// nice 19. As batch work it never preempts a thread when it wakes; at
+/// nice 19 any thread that wakes soon takes the CPU from it. Yet it keeps a
+/// share of a busy CPU, so its files, markers and flushes go on when the
+/// machine is saturated.
 ///
 /// Measured on a 2-core machine draining 200 MB through one recorded
 /// session, the escaping and writing took ~4 % of a core yet slowed the
 /// drain by ~10 %: each time the writer ran, the child, the kernel's tty
-/// worker or the session's reader waited for it. As `SCHED_IDLE` the drain
-/// ran 3–5 % faster in paired rounds (docs/PERFORMANCE.md); `nice 10` gained
-/// nothing. It cannot lose output: beyond [`SLACK`] a chunk keeps its
-/// reader's credit until it is written, so a writer starved by a saturated
-/// machine slows the flooding session instead of growing memory. Linux lets
-/// any thread lower its own policy; where that fails the writer simply
-/// stays a normal thread.
+/// worker or the session's reader waited for it. `SCHED_IDLE` won 3–5 % of
+/// the drain back, but it starves: on a CI machine loaded by many tests a
+/// short session's recording was still not on disk after the session had
+/// stopped, and a starved writer would also hold a flooding session's
+/// output credits. Batch at nice 19 drained as fast as `SCHED_IDLE` (paired
+/// rounds, ratio 0.99–1.00) with five times its share of a contended CPU;
+/// batch at nice 0 lost the gain, and `nice 10` alone gained nothing
+/// (docs/PERFORMANCE.md). It cannot lose output: beyond [`SLACK`] a chunk
+/// keeps its reader's credit until it is written. Linux lets any thread
+/// lower its own priority; where that fails the writer simply stays a
+/// normal thread.
 fn background() {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: pid 0 is the calling thread; `param` outlives the call.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
             tracing::debug!(
                 "recorder thread stays a normal thread: {}",
                 std::io::Error::last_os_error()
             );
         }
+        // After the policy: the legacy call keeps the nice value, but a
+        // policy change is no place to rely on that. On Linux the nice value
+        // is per thread, and `who` 0 is the calling thread.
+        // SAFETY: a plain priority change of the calling thread.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) } != 0 {
+            tracing::debug!(
+                "recorder thread keeps its nice value: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
+
+/// The nice value of the writer threads: the lowest priority there is.
+#[cfg(target_os = "linux")]
+const BACKGROUND_NICE: libc::c_int = 19;
 
 /// Path of one generation's recording.
 pub fn recording_path(dir: &Path, session: Uuid, generation: u64, compress: bool) -> PathBuf {
@@ -669,14 +691,17 @@ mod tests {
 
     /// The policies of this process's threads named `name`.
     #[cfg(target_os = "linux")]
-    fn policies_of(name: &str) -> Vec<i32> {
+    /// Policy and nice value of every thread named `name`.
+    fn priorities_of(name: &str) -> Vec<(i32, i32)> {
         let mut out = vec![];
         for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
             if comm.trim_end() == name {
                 let tid: i32 = t.file_name().to_string_lossy().parse().unwrap();
-                // SAFETY: a plain query by thread id.
-                out.push(unsafe { libc::sched_getscheduler(tid) });
+                // SAFETY: plain queries by thread id.
+                let policy = unsafe { libc::sched_getscheduler(tid) };
+                let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+                out.push((policy, nice));
             }
         }
         out
@@ -684,17 +709,20 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn writer_threads_run_as_idle_work() {
+    fn writer_threads_run_as_background_work() {
         let dir = tempfile::tempdir().unwrap();
         // Shard names are per process: take an index no other test uses.
         let rec = Recorder::start(dir.path().to_path_buf(), false, 0, 7).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let p = policies_of("herd-recorder-6");
-            if p.contains(&libc::SCHED_IDLE) {
+            let p = priorities_of("herd-recorder-6");
+            if p.contains(&(libc::SCHED_BATCH, BACKGROUND_NICE)) {
                 break;
             }
-            assert!(Instant::now() < deadline, "writer thread policies: {p:?}");
+            assert!(
+                Instant::now() < deadline,
+                "writer thread (policy, nice): {p:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         drop(rec);
