@@ -55,6 +55,8 @@ pub struct AppState {
     pub public_url: Option<Arc<str>>,
     /// How many ended sessions are kept, and how long (`POST /v1/gc`).
     pub retention: crate::daemon::retention::Policy,
+    /// The recordings, and the one way to delete a session's.
+    pub recordings: crate::daemon::recorder::Recordings,
     /// Answers kept for `Idempotency-Key` retries.
     pub idempotency: Arc<idempotency::Cache>,
     /// The daemon listens on loopback: only loopback Host names are served.

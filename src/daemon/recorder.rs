@@ -64,6 +64,12 @@ enum Msg {
     },
     /// Flush (`finish` = also close) every open file, then answer.
     Flush { finish: bool, done: SyncSender<()> },
+    /// The session is gone for good: drop its open file, delete its folder,
+    /// then answer with the bytes deleted.
+    Forget {
+        session: Uuid,
+        done: tokio::sync::oneshot::Sender<std::io::Result<u64>>,
+    },
 }
 
 /// Records every session through the [`Tap`] hook.
@@ -137,6 +143,12 @@ impl Recorder {
         Ok(Self { shards: senders })
     }
 
+    /// The writer thread of `session`: always the same one, so its events
+    /// stay in order.
+    fn shard_of(&self, session: Uuid) -> usize {
+        (session.as_u128() % self.shards.len() as u128) as usize
+    }
+
     /// Flushes every open recording to the OS (and closes them with `finish`).
     pub fn flush(&self, finish: bool) {
         let waits: Vec<_> = self
@@ -153,10 +165,71 @@ impl Recorder {
     }
 }
 
+/// How long deleting a session's recordings waits for its writer thread
+/// before deleting them itself (the writer still deletes what it writes
+/// later).
+const FORGET_WAIT: Duration = Duration::from_secs(10);
+
+/// A daemon's recordings on disk, and the recorder writing them when
+/// recording is on: the one way to delete a session's recordings.
+#[derive(Clone)]
+pub struct Recordings {
+    dir: PathBuf,
+    recorder: Option<Arc<Recorder>>,
+}
+
+impl Recordings {
+    /// The recordings under `dir`, written by `recorder`.
+    pub fn new(dir: PathBuf, recorder: Option<Arc<Recorder>>) -> Self {
+        Self { dir, recorder }
+    }
+
+    /// Deletes the recordings of a session that is gone for good (removed
+    /// or collected); the bytes deleted.
+    ///
+    /// The writer thread deletes them, after every event already sent for
+    /// the session: deleting the folder from here could race a writer that
+    /// has yet to open the session's file, and the folder would come back.
+    pub async fn delete(&self, session: Uuid) -> std::io::Result<u64> {
+        let folder = self.dir.join(session.to_string());
+        let Some(recorder) = &self.recorder else {
+            return delete_folder(&folder);
+        };
+        let shard = &recorder.shards[recorder.shard_of(session)];
+        let (done, answer) = tokio::sync::oneshot::channel();
+        if shard.tx.send(Msg::Forget { session, done }).is_err() {
+            return delete_folder(&folder);
+        }
+        match tokio::time::timeout(FORGET_WAIT, answer).await {
+            Ok(Ok(deleted)) => deleted,
+            _ => {
+                tracing::warn!(%session, "the recorder is slow to delete recordings: deleting them here");
+                delete_folder(&folder)
+            }
+        }
+    }
+}
+
+/// Deletes `folder` and everything in it; the bytes its files held. A
+/// folder that is not there is deleted already.
+fn delete_folder(folder: &Path) -> std::io::Result<u64> {
+    let bytes = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    match std::fs::remove_dir_all(folder) {
+        Ok(()) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 impl Tap for Recorder {
     fn send(&self, session: Uuid, generation: u64, at: Instant, event: TapEvent) {
-        let shard = (session.as_u128() % self.shards.len() as u128) as usize;
-        let ShardHandle { tx, slack } = &self.shards[shard];
+        let ShardHandle { tx, slack } = &self.shards[self.shard_of(session)];
         let mut taken = 0;
         let event = match event {
             TapEvent::Output { data, credit } if credit.is_some() && slack.take(data.len()) => {
@@ -342,6 +415,13 @@ impl Shard {
                     }
                 }
                 let _ = done.send(());
+                false
+            }
+            Msg::Forget { session, done } => {
+                // Every event sent for it came before: nothing of it follows.
+                self.open.remove(&session);
+                let folder = self.settings.dir.join(session.to_string());
+                let _ = done.send(delete_folder(&folder));
                 false
             }
         }
@@ -778,6 +858,61 @@ mod tests {
             title: "t".into(),
             started: SystemTime::now(),
         }
+    }
+
+    #[tokio::test]
+    async fn deleted_recordings_stay_deleted_behind_a_slow_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Arc::new(Recorder::start(dir.path().to_path_buf(), false, 0, 1).unwrap());
+        let recordings = Recordings::new(dir.path().to_path_buf(), Some(Arc::clone(&rec)));
+        let (early, late) = (Uuid::new_v4(), Uuid::new_v4());
+        let t0 = Instant::now();
+        // `early` is on disk; `late`'s events are still queued (a flush
+        // holds the writer meanwhile) when its deletion is asked for.
+        rec.send(early, 0, t0, start());
+        rec.flush(false);
+        assert!(dir.path().join(early.to_string()).exists());
+        let (hold, held) = mpsc::sync_channel(0);
+        let (go, wait) = mpsc::channel::<()>();
+        rec.shards[0]
+            .tx
+            .send(Msg::Flush {
+                finish: false,
+                done: hold,
+            })
+            .unwrap();
+        let blocker = std::thread::spawn(move || {
+            // The writer blocks in `send` until this end takes it.
+            let _ = wait.recv();
+            held.recv().unwrap();
+        });
+        rec.send(late, 0, t0, start());
+        let output = TapEvent::Output {
+            data: "late output".into(),
+            credit: None,
+        };
+        rec.send(late, 0, t0, output);
+        let mut deleting = Box::pin(recordings.delete(late));
+        // Its first step queues the request behind the held writer.
+        assert!(futures_util::poll!(&mut deleting).is_pending());
+        go.send(()).unwrap();
+        let late_bytes = deleting.await;
+        let early_bytes = recordings.delete(early).await;
+        blocker.join().unwrap();
+        assert!(
+            late_bytes.unwrap() > 0,
+            "the late file was written, then deleted"
+        );
+        assert!(early_bytes.unwrap() > 0);
+        // Anything still queued for them is done: nothing came back.
+        rec.flush(true);
+        for id in [early, late] {
+            assert!(!dir.path().join(id.to_string()).exists(), "{id} came back");
+        }
+        // Deleting what is gone is no error, with or without a recorder.
+        assert_eq!(recordings.delete(late).await.unwrap(), 0);
+        let plain = Recordings::new(dir.path().to_path_buf(), None);
+        assert_eq!(plain.delete(Uuid::new_v4()).await.unwrap(), 0);
     }
 
     #[test]

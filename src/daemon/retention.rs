@@ -2,9 +2,8 @@
 //! their events, messages and recordings) up to a count and an age; `gc`
 //! forgets the rest, from the store first, then their recordings.
 
-use crate::formats::files::recordings_dir;
+use crate::daemon::recorder::Recordings;
 use herd_actors::{HerdError, ListFilter, Registry};
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
@@ -31,7 +30,7 @@ pub struct GcReport {
 /// forget (the report says what was done until then).
 pub async fn gc(
     registry: &Registry,
-    data_dir: &Path,
+    recordings: &Recordings,
     policy: Policy,
 ) -> Result<GcReport, (GcReport, HerdError)> {
     let filter = ListFilter {
@@ -57,7 +56,6 @@ pub async fn gc(
         .rev()
         .collect();
     let mut report = GcReport::default();
-    let recordings = recordings_dir(data_dir);
     for id in doomed {
         let worktree = registry.get(id).and_then(|h| h.spec().worktree);
         match registry.remove(id).await {
@@ -67,12 +65,9 @@ pub async fn gc(
             Err(e) => return Err((report, e)),
         }
         report.removed.push(id);
-        let dir = recordings.join(id.to_string());
-        report.recording_bytes += dir_size(&dir);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %dir.display(), "cannot delete recordings: {e}");
-            }
+        match recordings.delete(id).await {
+            Ok(bytes) => report.recording_bytes += bytes,
+            Err(e) => tracing::warn!(session = %id, "cannot delete recordings: {e}"),
         }
         // As `herd rm` without --force: a clean worktree goes, work stays.
         if let Some(w) = worktree {
@@ -94,14 +89,4 @@ pub async fn gc(
         );
     }
     Ok(report)
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }

@@ -4,7 +4,7 @@ use crate::config::cluster::ClusterConfig;
 use crate::config::Config;
 use crate::daemon::api::{self, AppState};
 use crate::daemon::cluster::{self, Cluster};
-use crate::daemon::recorder::Recorder;
+use crate::daemon::recorder::{Recorder, Recordings};
 use crate::daemon::recovery;
 use crate::daemon::store::{Store, StoreHealth, STORE_FILE};
 use crate::formats;
@@ -213,9 +213,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         max_age: cfg.store.retention,
         keep: cfg.store.keep_ended,
     };
+    let recordings = Recordings::new(formats::files::recordings_dir(&data_dir), recorder.clone());
     tokio::spawn(prune_history(
         registry.clone(),
         retention,
+        recordings.clone(),
         data_dir.clone(),
         cfg.recording.retention,
     ));
@@ -239,6 +241,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         web,
         public_url: cfg.server.public_url.as_deref().map(Arc::from),
         retention,
+        recordings,
         idempotency: Default::default(),
         loopback_only: cfg.server.listen.ip().is_loopback(),
         templates: Arc::new(cfg.templates.clone()),
@@ -385,6 +388,7 @@ fn load_or_create_token(data_dir: &Path) -> Result<String> {
 async fn prune_history(
     registry: Registry,
     retention: crate::daemon::retention::Policy,
+    collected: Recordings,
     data_dir: PathBuf,
     keep_recordings: Duration,
 ) {
@@ -392,7 +396,7 @@ async fn prune_history(
     let recordings = formats::files::recordings_dir(&data_dir);
     loop {
         tick.tick().await;
-        if let Err((_, e)) = crate::daemon::retention::gc(&registry, &data_dir, retention).await {
+        if let Err((_, e)) = crate::daemon::retention::gc(&registry, &collected, retention).await {
             tracing::warn!("cannot forget ended sessions now: {e}");
         }
         prune_recordings(&registry, &recordings, keep_recordings);

@@ -137,7 +137,7 @@ pub async fn gc(
     if let Some(k) = q.keep {
         policy.keep = k;
     }
-    match retention::gc(&app.registry, &app.data_dir, policy).await {
+    match retention::gc(&app.registry, &app.recordings, policy).await {
         Ok(report) => Ok(Json(report)),
         Err((_, e)) => Err(e.into()),
     }

@@ -196,21 +196,16 @@ pub async fn remove(
     // A Claude session's private home (transcripts, settings) is its data too.
     app.claude.discard(info.id);
     app.worktrees.forget(info.id);
-    let dir = crate::formats::files::session_dir(&app.data_dir, &info.id.to_string());
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "internal",
-                message: format!(
-                    "session {} removed, but its recordings in {} could not be deleted: {e}",
-                    info.id,
-                    dir.display()
-                ),
-            })
-        }
+    if let Err(e) = app.recordings.delete(info.id).await {
+        return Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: format!(
+                "session {} removed, but its recordings in {} could not be deleted: {e}",
+                info.id,
+                crate::formats::files::session_dir(&app.data_dir, &info.id.to_string()).display()
+            ),
+        });
     }
     let (worktree_outcome, note) = match &worktree {
         None => (None, None),

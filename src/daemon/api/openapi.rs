@@ -271,6 +271,7 @@ mod tests {
                 max_age: std::time::Duration::from_secs(3600),
                 keep: 10,
             },
+            recordings: crate::daemon::recorder::Recordings::new(std::env::temp_dir(), None),
             idempotency: Default::default(),
             loopback_only: true,
             templates: Default::default(),
