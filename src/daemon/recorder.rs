@@ -184,6 +184,11 @@ impl Recordings {
         Self { dir, recorder }
     }
 
+    /// The folder of `session`'s recordings.
+    pub fn folder(&self, session: Uuid) -> PathBuf {
+        self.dir.join(session.to_string())
+    }
+
     /// Deletes the recordings of a session that is gone for good (removed
     /// or collected); the bytes deleted.
     ///
@@ -191,7 +196,7 @@ impl Recordings {
     /// the session: deleting the folder from here could race a writer that
     /// has yet to open the session's file, and the folder would come back.
     pub async fn delete(&self, session: Uuid) -> std::io::Result<u64> {
-        let folder = self.dir.join(session.to_string());
+        let folder = self.folder(session);
         let Some(recorder) = &self.recorder else {
             return delete_folder(&folder);
         };
@@ -268,7 +273,7 @@ impl Tap for Recorder {
 /// short session's recording was still not on disk after the session had
 /// stopped, and a starved writer would also hold a flooding session's
 /// output credits. Batch at nice 19 drained as fast as `SCHED_IDLE` (paired
-/// rounds, ratio 0.99–1.00) with five times its share of a contended CPU;
+/// rounds, ratio 0.97–1.00) with five times its share of a contended CPU;
 /// batch at nice 0 lost the gain, and `nice 10` alone gained nothing
 /// (docs/PERFORMANCE.md). It cannot lose output: beyond [`SLACK`] a chunk
 /// keeps its reader's credit until it is written. Linux lets any thread
@@ -769,9 +774,8 @@ fn shell_words(argv: &[String]) -> String {
 mod tests {
     use super::*;
 
-    /// The policies of this process's threads named `name`.
+    /// Policy and nice value of every thread of this process named `name`.
     #[cfg(target_os = "linux")]
-    /// Policy and nice value of every thread named `name`.
     fn priorities_of(name: &str) -> Vec<(i32, i32)> {
         let mut out = vec![];
         for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {

@@ -203,7 +203,7 @@ pub async fn remove(
             message: format!(
                 "session {} removed, but its recordings in {} could not be deleted: {e}",
                 info.id,
-                crate::formats::files::session_dir(&app.data_dir, &info.id.to_string()).display()
+                app.recordings.folder(info.id).display()
             ),
         });
     }
