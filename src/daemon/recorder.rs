@@ -186,7 +186,7 @@ impl Recordings {
 
     /// The folder of `session`'s recordings.
     pub fn folder(&self, session: Uuid) -> PathBuf {
-        self.dir.join(session.to_string())
+        session_folder(&self.dir, session)
     }
 
     /// Deletes the recordings of a session that is gone for good (removed
@@ -307,11 +307,15 @@ fn background() {
 #[cfg(target_os = "linux")]
 const BACKGROUND_NICE: libc::c_int = 19;
 
+/// The folder of one session's recordings under the recordings `dir`.
+fn session_folder(dir: &Path, session: Uuid) -> PathBuf {
+    dir.join(session.to_string())
+}
+
 /// Path of one generation's recording.
 pub fn recording_path(dir: &Path, session: Uuid, generation: u64, compress: bool) -> PathBuf {
     let ext = if compress { "cast.zst" } else { "cast" };
-    dir.join(session.to_string())
-        .join(format!("{generation}.{ext}"))
+    session_folder(dir, session).join(format!("{generation}.{ext}"))
 }
 
 /// Where bytes go: plain or zstd-compressed. Writes go through
@@ -425,7 +429,7 @@ impl Shard {
             Msg::Forget { session, done } => {
                 // Every event sent for it came before: nothing of it follows.
                 self.open.remove(&session);
-                let folder = self.settings.dir.join(session.to_string());
+                let folder = session_folder(&self.settings.dir, session);
                 let _ = done.send(delete_folder(&folder));
                 false
             }
